@@ -1,0 +1,376 @@
+/**
+ * A typed builder for ONNX graphs. Every tensor value carries its dtype and a shape whose dims are
+ * numbers or symbolic names ('B', 'T'), so one compiled graph serves every batch size and prompt
+ * length, while reverse-mode differentiation still knows statically which axes were broadcast.
+ *
+ * The builder offers only the operators carve needs, each with shape inference and (in autodiff.ts)
+ * a VJP rule. The model's forward pass is written once against this builder.
+ */
+
+export type DType = 'float32' | 'float64' | 'int64' | 'bool';
+export type Dim = number | string;
+export type Shape = Dim[];
+
+export type AttrValue =
+  | { kind: 'int'; v: number }
+  | { kind: 'float'; v: number }
+  | { kind: 'ints'; v: number[] }
+  | { kind: 'string'; v: string };
+
+export interface Node {
+  op: string;
+  inputs: Value[];
+  outputs: Value[];
+  attrs: Record<string, AttrValue>;
+}
+
+export class Value {
+  constructor(
+    readonly graph: Graph,
+    readonly id: number,
+    readonly dtype: DType,
+    readonly shape: Shape,
+    /** The node that produced it; undefined for graph inputs and constants. */
+    readonly producer?: Node,
+    public name: string = `v${id}`,
+  ) {}
+  get rank(): number {
+    return this.shape.length;
+  }
+}
+
+export interface ConstantData {
+  value: Value;
+  data: Float32Array | Float64Array | BigInt64Array | Uint8Array;
+}
+
+export const int = (v: number): AttrValue => ({ kind: 'int', v });
+export const float = (v: number): AttrValue => ({ kind: 'float', v });
+export const ints = (v: number[]): AttrValue => ({ kind: 'ints', v });
+export const str = (v: string): AttrValue => ({ kind: 'string', v });
+
+function isFloat(d: DType): boolean {
+  return d === 'float32' || d === 'float64';
+}
+
+/** NumPy-style broadcasting of two static/symbolic shapes. Unequal symbolic dims are refused. */
+export function broadcastShapes(a: Shape, b: Shape): Shape {
+  const n = Math.max(a.length, b.length);
+  const out: Shape = [];
+  for (let i = 0; i < n; i++) {
+    const da = i - (n - a.length) >= 0 ? a[i - (n - a.length)] : 1;
+    const db = i - (n - b.length) >= 0 ? b[i - (n - b.length)] : 1;
+    if (da === db) out.push(da);
+    else if (da === 1) out.push(db);
+    else if (db === 1) out.push(da);
+    else throw new Error(`cannot broadcast shapes [${a}] and [${b}]`);
+  }
+  return out;
+}
+
+function normAxis(axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) throw new Error(`axis ${axis} out of range for rank ${rank}`);
+  return a;
+}
+
+export class Graph {
+  readonly nodes: Node[] = [];
+  readonly inputs: Value[] = [];
+  readonly outputs: { value: Value; name: string }[] = [];
+  readonly constants: ConstantData[] = [];
+  private nextId = 0;
+  private constCache = new Map<string, Value>();
+  private usedNames = new Set<string>();
+
+  /** dtype of the floating-point computation (float64 for finite-difference tests). */
+  constructor(readonly floatType: 'float32' | 'float64' = 'float32') {}
+
+  private newValue(dtype: DType, shape: Shape, producer?: Node, name?: string): Value {
+    const v = new Value(this, this.nextId++, dtype, shape, producer);
+    if (name !== undefined) this.claimName(v, name);
+    return v;
+  }
+
+  private claimName(v: Value, name: string): void {
+    if (this.usedNames.has(name)) throw new Error(`duplicate value name ${name}`);
+    this.usedNames.add(name);
+    v.name = name;
+  }
+
+  input(name: string, shape: Shape, dtype: DType = this.floatType): Value {
+    const v = this.newValue(dtype, shape, undefined, name);
+    this.inputs.push(v);
+    return v;
+  }
+
+  /** Mark a value as a graph output under `name` (an Identity keeps names independent of producers). */
+  output(value: Value, name: string): Value {
+    const out = this.node('Identity', [value], {}, [{ dtype: value.dtype, shape: value.shape }])[0];
+    this.claimName(out, name);
+    this.outputs.push({ value: out, name });
+    return out;
+  }
+
+  hasOutput(name: string): boolean {
+    return this.outputs.some((o) => o.name === name);
+  }
+
+  /** A constant tensor, stored as an initializer. Small scalars are deduplicated. */
+  constant(data: number[] | Float32Array | Float64Array, shape: Shape, dtype: DType = this.floatType): Value {
+    const n = shape.reduce<number>((p, d) => p * (d as number), 1);
+    if (data.length !== n) throw new Error(`constant data has ${data.length} values, shape needs ${n}`);
+    const key = n <= 16 ? `${dtype}|${shape.join(',')}|${Array.from(data).join(',')}` : undefined;
+    if (key !== undefined && this.constCache.has(key)) return this.constCache.get(key)!;
+    const v = this.newValue(dtype, shape);
+    let arr: ConstantData['data'];
+    switch (dtype) {
+      case 'float32':
+        arr = Float32Array.from(data);
+        break;
+      case 'float64':
+        arr = Float64Array.from(data);
+        break;
+      case 'int64':
+        arr = BigInt64Array.from(Array.from(data, (x) => BigInt(x)));
+        break;
+      case 'bool':
+        arr = Uint8Array.from(data);
+        break;
+    }
+    this.constants.push({ value: v, data: arr });
+    if (key !== undefined) this.constCache.set(key, v);
+    return v;
+  }
+
+  scalar(x: number, dtype: DType = this.floatType): Value {
+    return this.constant([x], [], dtype);
+  }
+
+  ints(xs: number[]): Value {
+    return this.constant(xs, [xs.length], 'int64');
+  }
+
+  /** Low-level node creation; prefer the typed helpers below. */
+  node(op: string, inputs: Value[], attrs: Record<string, AttrValue>, outs: { dtype: DType; shape: Shape }[]): Value[] {
+    for (const i of inputs) if (i.graph !== this) throw new Error(`${op}: input from another graph`);
+    const node: Node = { op, inputs, outputs: [], attrs };
+    node.outputs = outs.map((o) => this.newValue(o.dtype, o.shape, node));
+    this.nodes.push(node);
+    return node.outputs;
+  }
+
+  private unary(op: string, x: Value): Value {
+    return this.node(op, [x], {}, [{ dtype: x.dtype, shape: x.shape }])[0];
+  }
+
+  private binary(op: string, a: Value, b: Value): Value {
+    if (a.dtype !== b.dtype) throw new Error(`${op}: dtype mismatch ${a.dtype} vs ${b.dtype}`);
+    return this.node(op, [a, b], {}, [{ dtype: a.dtype, shape: broadcastShapes(a.shape, b.shape) }])[0];
+  }
+
+  private lift(x: Value | number, like: Value): Value {
+    return typeof x === 'number' ? this.scalar(x, like.dtype) : x;
+  }
+
+  add(a: Value, b: Value | number): Value {
+    return this.binary('Add', a, this.lift(b, a));
+  }
+  sub(a: Value, b: Value | number): Value {
+    return this.binary('Sub', a, this.lift(b, a));
+  }
+  mul(a: Value, b: Value | number): Value {
+    return this.binary('Mul', a, this.lift(b, a));
+  }
+  div(a: Value, b: Value | number): Value {
+    return this.binary('Div', a, this.lift(b, a));
+  }
+  /** x ** p for a constant exponent p (the only form whose VJP we need). */
+  pow(x: Value, p: number): Value {
+    return this.node('Pow', [x, this.scalar(p, x.dtype)], {}, [{ dtype: x.dtype, shape: x.shape }])[0];
+  }
+  neg(x: Value): Value {
+    return this.unary('Neg', x);
+  }
+  sqrt(x: Value): Value {
+    return this.unary('Sqrt', x);
+  }
+  tanh(x: Value): Value {
+    return this.unary('Tanh', x);
+  }
+  exp(x: Value): Value {
+    return this.unary('Exp', x);
+  }
+  log(x: Value): Value {
+    return this.unary('Log', x);
+  }
+  erf(x: Value): Value {
+    return this.unary('Erf', x);
+  }
+  relu(x: Value): Value {
+    return this.unary('Relu', x);
+  }
+  sigmoid(x: Value): Value {
+    return this.unary('Sigmoid', x);
+  }
+  identity(x: Value): Value {
+    return this.unary('Identity', x);
+  }
+
+  greater(a: Value, b: Value | number): Value {
+    const bb = this.lift(b, a);
+    return this.node('Greater', [a, bb], {}, [{ dtype: 'bool', shape: broadcastShapes(a.shape, bb.shape) }])[0];
+  }
+
+  cast(x: Value, to: DType): Value {
+    const code = { float32: 1, float64: 11, int64: 7, bool: 9 }[to];
+    return this.node('Cast', [x], { to: int(code) }, [{ dtype: to, shape: x.shape }])[0];
+  }
+
+  matmul(a: Value, b: Value): Value {
+    if (a.rank < 2 || b.rank < 2) throw new Error('MatMul: operands must have rank >= 2');
+    const ka = a.shape[a.rank - 1];
+    const kb = b.shape[b.rank - 2];
+    if (ka !== kb) throw new Error(`MatMul: inner dims differ: [${a.shape}] x [${b.shape}]`);
+    const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
+    return this.node('MatMul', [a, b], {}, [
+      { dtype: a.dtype, shape: [...batch, a.shape[a.rank - 2], b.shape[b.rank - 1]] },
+    ])[0];
+  }
+
+  private reduce(op: string, x: Value, axes: number[], keepdims: boolean): Value {
+    const ax = axes.map((a) => normAxis(a, x.rank));
+    const shape: Shape = [];
+    x.shape.forEach((d, i) => {
+      if (!ax.includes(i)) shape.push(d);
+      else if (keepdims) shape.push(1);
+    });
+    return this.node(op, [x, this.ints(ax)], { keepdims: int(keepdims ? 1 : 0) }, [{ dtype: x.dtype, shape }])[0];
+  }
+  reduceSum(x: Value, axes: number[], keepdims = true): Value {
+    return this.reduce('ReduceSum', x, axes, keepdims);
+  }
+  reduceMean(x: Value, axes: number[], keepdims = true): Value {
+    for (const a of axes) {
+      if (typeof x.shape[normAxis(a, x.rank)] !== 'number') throw new Error('ReduceMean over a symbolic axis');
+    }
+    return this.reduce('ReduceMean', x, axes, keepdims);
+  }
+
+  softmax(x: Value, axis = -1): Value {
+    return this.node('Softmax', [x], { axis: int(normAxis(axis, x.rank)) }, [{ dtype: x.dtype, shape: x.shape }])[0];
+  }
+
+  transpose(x: Value, perm: number[]): Value {
+    if (perm.length !== x.rank) throw new Error('Transpose: perm rank mismatch');
+    return this.node('Transpose', [x], { perm: ints(perm) }, [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]) }])[0];
+  }
+
+  /**
+   * Reshape to a shape given with ONNX conventions (0 copies the input dim, -1 is inferred), with
+   * `result` the shape to record (symbolic dims allowed) since 0/-1 cannot be resolved statically.
+   */
+  reshape(x: Value, target: number[], result: Shape): Value {
+    return this.node('Reshape', [x, this.ints(target)], {}, [{ dtype: x.dtype, shape: result }])[0];
+  }
+
+  /** Reshape to the runtime shape of `like` (used by VJPs to undo reshapes and broadcasts). */
+  reshapeLike(x: Value, like: Value): Value {
+    return this.node('Reshape', [x, this.shapeOf(like)], {}, [{ dtype: x.dtype, shape: like.shape }])[0];
+  }
+
+  shapeOf(x: Value): Value {
+    return this.node('Shape', [x], {}, [{ dtype: 'int64', shape: [x.rank] }])[0];
+  }
+
+  expand(x: Value, shapeValue: Value, result: Shape): Value {
+    return this.node('Expand', [x, shapeValue], {}, [{ dtype: x.dtype, shape: result }])[0];
+  }
+
+  /** Broadcast x to the runtime shape of `like`. */
+  expandLike(x: Value, like: Value): Value {
+    return this.expand(x, this.shapeOf(like), like.shape);
+  }
+
+  unsqueeze(x: Value, axes: number[]): Value {
+    const rank = x.rank + axes.length;
+    const ax = axes.map((a) => normAxis(a, rank)).sort((p, q) => p - q);
+    const shape: Shape = [];
+    let j = 0;
+    for (let i = 0; i < rank; i++) shape.push(ax.includes(i) ? 1 : x.shape[j++]);
+    return this.node('Unsqueeze', [x, this.ints(ax)], {}, [{ dtype: x.dtype, shape }])[0];
+  }
+
+  squeeze(x: Value, axes: number[]): Value {
+    const ax = axes.map((a) => normAxis(a, x.rank));
+    for (const a of ax) if (x.shape[a] !== 1) throw new Error(`Squeeze: axis ${a} is not 1`);
+    return this.node('Squeeze', [x, this.ints(ax)], {}, [{ dtype: x.dtype, shape: x.shape.filter((_, i) => !ax.includes(i)) }])[0];
+  }
+
+  concat(xs: Value[], axis: number): Value {
+    const a = normAxis(axis, xs[0].rank);
+    const shape = [...xs[0].shape];
+    let total: Dim = 0;
+    for (const x of xs) {
+      const d = x.shape[a];
+      total = typeof total === 'number' && typeof d === 'number' ? total + d : `${total}+${d}`;
+    }
+    shape[a] = total;
+    return this.node('Concat', xs, { axis: int(a) }, [{ dtype: xs[0].dtype, shape }])[0];
+  }
+
+  /** Split along a static axis into pieces of the given static sizes. */
+  split(x: Value, axis: number, sizes: number[]): Value[] {
+    const a = normAxis(axis, x.rank);
+    if (typeof x.shape[a] === 'number' && sizes.reduce((p, q) => p + q, 0) !== x.shape[a]) {
+      throw new Error(`Split: sizes ${sizes} do not add up to ${x.shape[a]}`);
+    }
+    return this.node(
+      'Split',
+      [x, this.ints(sizes)],
+      { axis: int(a) },
+      sizes.map((s) => ({ dtype: x.dtype, shape: x.shape.map((d, i) => (i === a ? s : d)) })),
+    );
+  }
+
+  /** Slice with runtime bounds (int64 values); `result` records the output's shape. */
+  slice(x: Value, starts: Value, ends: Value, axes: number[], result: Shape): Value {
+    return this.node('Slice', [x, starts, ends, this.ints(axes)], {}, [{ dtype: x.dtype, shape: result }])[0];
+  }
+
+  /** Gather along axis 0 (embedding lookups, choosing rows). */
+  gather(data: Value, indices: Value): Value {
+    if (indices.dtype !== 'int64') throw new Error('Gather: indices must be int64');
+    return this.node('Gather', [data, indices], { axis: int(0) }, [
+      { dtype: data.dtype, shape: [...indices.shape, ...data.shape.slice(1)] },
+    ])[0];
+  }
+
+  /** out = copy of data with rows `indices` (int64 [..., 1]) incremented by updates. */
+  scatterAddRows(data: Value, indices: Value, updates: Value): Value {
+    return this.node('ScatterND', [data, indices, updates], { reduction: str('add') }, [{ dtype: data.dtype, shape: data.shape }])[0];
+  }
+
+  zerosLike(x: Value): Value {
+    return this.constantOfShape(this.shapeOf(x), x.shape, x.dtype);
+  }
+
+  constantOfShape(shapeValue: Value, result: Shape, dtype: DType, fill = 0): Value {
+    // ConstantOfShape's value attribute is a one-element tensor; we encode it at serialisation.
+    return this.node('ConstantOfShape', [shapeValue], { value: { kind: 'float', v: fill } }, [{ dtype, shape: result }])[0];
+  }
+
+  where(cond: Value, a: Value, b: Value): Value {
+    if (cond.dtype !== 'bool') throw new Error('Where: condition must be bool');
+    const shape = broadcastShapes(cond.shape, broadcastShapes(a.shape, b.shape));
+    return this.node('Where', [cond, a, b], {}, [{ dtype: a.dtype, shape }])[0];
+  }
+
+  range(start: Value, limit: Value, delta: Value): Value {
+    return this.node('Range', [start, limit, delta], {}, [{ dtype: start.dtype, shape: ['R'] }])[0];
+  }
+
+  isFloat(v: Value): boolean {
+    return isFloat(v.dtype);
+  }
+}

@@ -1,0 +1,112 @@
+import * as ort from 'onnxruntime-node';
+import { createHash } from 'node:crypto';
+import { fail } from '../util/errors.ts';
+import type { DType, Graph } from './graph.ts';
+import { serializeGraph } from './serialize.ts';
+
+export type Device = 'cpu' | 'webgpu' | 'cuda';
+export const DEVICES: Device[] = ['cpu', 'webgpu', 'cuda'];
+
+export interface EngineOptions {
+  device: Device;
+  /** Intra-op threads; 0 lets onnxruntime choose (one per core). */
+  threads: number;
+}
+
+export type HostArray = Float32Array | Float64Array | BigInt64Array | Uint8Array;
+export interface HostTensor {
+  data: HostArray;
+  dims: number[];
+}
+
+const ORT_TYPE: Record<DType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', int64: 'int64', bool: 'bool' };
+
+export function toOrt(t: HostTensor, dtype: DType): ort.Tensor {
+  return new ort.Tensor(ORT_TYPE[dtype], t.data as never, t.dims);
+}
+
+export interface CompiledGraph {
+  session: ort.InferenceSession;
+  inputNames: string[];
+  outputNames: string[];
+}
+
+/**
+ * Compiles graphs into onnxruntime sessions, cached by the serialised graph's hash: the same
+ * structure (whatever batch size or prompt length) reuses one session.
+ */
+export class Engine {
+  private cache = new Map<string, Promise<CompiledGraph>>();
+  private checked = false;
+
+  constructor(readonly options: EngineOptions = { device: 'cpu', threads: 0 }) {}
+
+  private sessionOptions(): ort.InferenceSession.SessionOptions {
+    const ep: ort.InferenceSession.ExecutionProviderConfig =
+      this.options.device === 'cpu' ? 'cpu' : this.options.device === 'cuda' ? 'cuda' : 'webgpu';
+    const opts: ort.InferenceSession.SessionOptions = {
+      executionProviders: [ep],
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+      // Several sessions run one after another; spinning threads of idle sessions steal the cores.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    };
+    if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
+    return opts;
+  }
+
+  async compile(graph: Graph): Promise<CompiledGraph> {
+    const { bytes, inputNames } = serializeGraph(graph);
+    const key = createHash('sha1').update(bytes).digest('hex');
+    let entry = this.cache.get(key);
+    if (!entry) {
+      entry = this.create(bytes, inputNames, graph.outputs.map((o) => o.name));
+      this.cache.set(key, entry);
+      entry.catch(() => this.cache.delete(key));
+    }
+    return entry;
+  }
+
+  private async create(bytes: Uint8Array, inputNames: string[], outputNames: string[]): Promise<CompiledGraph> {
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, this.sessionOptions());
+    } catch (e) {
+      const msg = (e as Error).message ?? String(e);
+      if (!this.checked && this.options.device !== 'cpu') {
+        fail(`--device ${this.options.device} is not available on this machine (${msg.split('\n')[0]}); use --device cpu`);
+      }
+      throw e;
+    }
+    this.checked = true;
+    return { session, inputNames, outputNames };
+  }
+
+  /** Compile (cached) and run; feeds are by input name, extra feeds the graph does not use are ignored. */
+  async run(graph: Graph, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    const compiled = await this.compile(graph);
+    const used: Record<string, ort.Tensor> = {};
+    for (const name of compiled.inputNames) {
+      const t = feeds[name];
+      if (!t) throw new Error(`missing feed for graph input ${name}`);
+      used[name] = t;
+    }
+    return compiled.session.run(used, compiled.outputNames);
+  }
+
+  get cachedSessions(): number {
+    return this.cache.size;
+  }
+
+  async release(): Promise<void> {
+    const all = [...this.cache.values()];
+    this.cache.clear();
+    for (const p of all) {
+      try {
+        await (await p).session.release();
+      } catch {
+        // A session that failed to build has nothing to release.
+      }
+    }
+  }
+}
