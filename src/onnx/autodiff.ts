@@ -127,6 +127,14 @@ const RULES: Record<string, VjpRule> = {
   },
   Relu: (g, n, [dy]) => [g.where(g.greater(n.inputs[0], 0), dy, g.scalar(0, dy.dtype))],
   MatMul: matmulVjp,
+  Gemm: (g, n, [dy]) => {
+    const [a, b] = n.inputs;
+    const ta = n.attrs.transA.v as number;
+    const tb = n.attrs.transB.v as number;
+    const da = ta ? g.gemm(b, dy, tb, 1) : g.gemm(dy, b, 0, 1 - tb);
+    const db = tb ? g.gemm(dy, a, 1, ta) : g.gemm(a, dy, 1 - ta, 0);
+    return [da, db];
+  },
   Softmax: softmaxVjp,
   ReduceSum: reduceVjp(false),
   ReduceMean: reduceVjp(true),

@@ -238,6 +238,20 @@ export class Graph {
     ])[0];
   }
 
+  /** General matrix product of 2-D operands with optional transposes (onnx Gemm, no C term). */
+  gemm(a: Value, b: Value, transA = 0, transB = 0): Value {
+    if (a.rank !== 2 || b.rank !== 2) throw new Error('Gemm: operands must be 2-D');
+    const [m, ka] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
+    const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+    if (ka !== kb) throw new Error(`Gemm: inner dims differ: ${ka} vs ${kb}`);
+    return this.node('Gemm', [a, b], { transA: int(transA), transB: int(transB) }, [{ dtype: a.dtype, shape: [m, n] }])[0];
+  }
+
+  /** a @ bᵀ without materialising the transpose (logits against an [vocab, d] embedding). */
+  gemmTransB(a: Value, b: Value): Value {
+    return this.gemm(a, b, 0, 1);
+  }
+
   private reduce(op: string, x: Value, axes: number[], keepdims: boolean): Value {
     const ax = axes.map((a) => normAxis(a, x.rank));
     const shape: Shape = [];
@@ -277,6 +291,11 @@ export class Graph {
   /** Reshape to the runtime shape of `like` (used by VJPs to undo reshapes and broadcasts). */
   reshapeLike(x: Value, like: Value): Value {
     return this.node('Reshape', [x, this.shapeOf(like)], {}, [{ dtype: x.dtype, shape: like.shape }])[0];
+  }
+
+  /** Reshape to a runtime shape value (int64 [rank]); `result` records the static/symbolic shape. */
+  reshapeTo(x: Value, shapeValue: Value, result: Shape): Value {
+    return this.node('Reshape', [x, shapeValue], {}, [{ dtype: x.dtype, shape: result }])[0];
   }
 
   shapeOf(x: Value): Value {
@@ -366,8 +385,9 @@ export class Graph {
     return this.node('Where', [cond, a, b], {}, [{ dtype: a.dtype, shape }])[0];
   }
 
-  range(start: Value, limit: Value, delta: Value): Value {
-    return this.node('Range', [start, limit, delta], {}, [{ dtype: start.dtype, shape: ['R'] }])[0];
+  /** Range with a runtime length; `dim` names that length symbolically (e.g. 'T'). */
+  range(start: Value, limit: Value, delta: Value, dim: Dim): Value {
+    return this.node('Range', [start, limit, delta], {}, [{ dtype: start.dtype, shape: [dim] }])[0];
   }
 
   isFloat(v: Value): boolean {

@@ -1,0 +1,263 @@
+/**
+ * HookedModel: runs the GPT-2 graph of gpt2-graph.ts with TransformerLens-style conveniences —
+ * run with cache (any hook values out), logits only where and for what is needed, starting from a
+ * cached residual stream, per-row interventions on hook_z and hook_mlp_out, and gradients of the
+ * task metric with respect to hook points.
+ */
+import type * as ort from 'onnxruntime-node';
+import { Graph } from '../onnx/graph.ts';
+import { gradients } from '../onnx/autodiff.ts';
+import { Engine, toOrt, type CompiledGraph } from '../onnx/session.ts';
+import { buildForward, weightName, hookPrefix, type LogitsSpec, type ReplacementShape } from './gpt2-graph.ts';
+import type { GPT2Config, GPT2Weights, LoadedModel, Tensor } from './types.ts';
+
+export type FloatArray = Float32Array | Float64Array;
+
+export interface HostValue {
+  data: FloatArray;
+  dims: number[];
+}
+
+/** Replace a hook's value where keep is 0. keep: one entry per row (and head, for hook_z). */
+export interface Intervention {
+  /** hook_z: [B * nHeadsInLayer]; hook_mlp_out: [B]. 1 keeps the model's value, 0 replaces it. */
+  keep: FloatArray;
+  /** 'const': one vector ([k, d_head] for hook_z, [d_model] for hook_mlp_out); 'row': [B, T, ...] per row and position. */
+  value: { shape: ReplacementShape; data: FloatArray };
+}
+
+export interface RunOptions {
+  /** Ragged token lists (right-padded internally), or a cached residual stream with `startLayer`. */
+  tokens?: number[][];
+  resid?: HostValue;
+  /** Layer position to start at (requires `resid` [B, T, d] = that layer's hook_resid_pre). */
+  startLayer?: number;
+  /** Per-row lengths when `resid` is given (for default metric positions). */
+  lengths?: number[];
+  /** Stop after this many layer positions (for caching residual streams); logits must be 'none'. */
+  endLayer?: number;
+  /** Hook values to return, by TransformerLens name. */
+  hooks?: string[];
+  logits?: LogitsSpec;
+  /** Per-row metric position (default: each row's last real token). */
+  positions?: number[];
+  /** Per-row [correct, incorrect] token ids, for logits 'pair' / 'last'. */
+  answers?: [number, number][];
+  /** Interventions by layer position. */
+  z?: Map<number, Intervention>;
+  mlp?: Map<number, Intervention>;
+  /** Hook names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'pair' or 'last'). */
+  gradients?: string[];
+  /** Default: 1 for every row. */
+  rowWeights?: number[];
+}
+
+export interface RunResult {
+  /** [B] logit[correct] − logit[incorrect] at the metric position. */
+  metric?: FloatArray;
+  /** [B, 2] */
+  pairLogits?: HostValue;
+  logits?: HostValue;
+  hooks: Map<string, HostValue>;
+  grads: Map<string, HostValue>;
+  /** Padded length used for this run. */
+  seqLen: number;
+}
+
+export const PAD_TOKEN = 0;
+
+function toHost(t: ort.Tensor): HostValue {
+  return { data: t.data as FloatArray, dims: [...t.dims] };
+}
+
+export class HookedModel {
+  readonly config: GPT2Config;
+  readonly name: string;
+  readonly dtype: 'float32' | 'float64';
+  private feeds: Record<string, ort.Tensor> = {};
+  private compiled = new Map<string, Promise<CompiledGraph>>();
+
+  constructor(
+    model: LoadedModel | { config: GPT2Config; weights: GPT2Weights; name?: string },
+    readonly engine: Engine = new Engine(),
+    dtype: 'float32' | 'float64' = 'float32',
+  ) {
+    this.config = model.config;
+    this.name = ('name' in model && model.name) || 'model';
+    this.dtype = dtype;
+    this.setWeights(model.weights);
+  }
+
+  /** (Re)bind weight tensors, e.g. after a training step; compiled graphs stay valid. */
+  setWeights(weights: GPT2Weights): void {
+    const f: Record<string, ort.Tensor> = {};
+    const put = (name: string, t: Tensor | undefined) => {
+      if (!t) return;
+      const data = this.dtype === 'float64' ? Float64Array.from(t.data) : t.data;
+      f[name] = toOrt({ data, dims: t.shape }, this.dtype);
+    };
+    put(weightName.wte, weights.wte);
+    put(weightName.wpe, weights.wpe);
+    put(weightName.lnfG, weights.lnf.g);
+    put(weightName.lnfB, weights.lnf.b);
+    put(weightName.lmHead, weights.lmHead ?? weights.wte);
+    weights.layers.forEach((lw, i) => {
+      const L = (what: string) => weightName.layer(i, what);
+      put(L('ln1.g'), lw.ln1?.g);
+      put(L('ln1.b'), lw.ln1?.b);
+      put(L('wQKV'), lw.attn?.wQKV);
+      put(L('bQKV'), lw.attn?.bQKV);
+      put(L('wO'), lw.attn?.wO);
+      put(L('bO'), lw.bO);
+      put(L('ln2.g'), lw.ln2?.g);
+      put(L('ln2.b'), lw.ln2?.b);
+      put(L('wIn'), lw.mlp?.wIn);
+      put(L('bIn'), lw.mlp?.bIn);
+      put(L('wOut'), lw.mlp?.wOut);
+      put(L('bMlpOut'), lw.bMlpOut);
+    });
+    this.feeds = f;
+  }
+
+  get weightFeeds(): Record<string, ort.Tensor> {
+    return this.feeds;
+  }
+
+  /** Layer position of the layer whose original index is `sourceLayer`. */
+  layerPosition(sourceLayer: number): number {
+    const i = this.config.layers.findIndex((l) => l.sourceLayer === sourceLayer);
+    if (i < 0) throw new Error(`layer ${sourceLayer} is not in this model`);
+    return i;
+  }
+
+  hookName(layerPos: number, hook: string): string {
+    return `${hookPrefix(this.config.layers[layerPos])}.${hook}`;
+  }
+
+  private graphFor(opts: RunOptions, logits: LogitsSpec): Promise<CompiledGraph> {
+    const zSpec = new Map([...(opts.z ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
+    const mSpec = new Map([...(opts.mlp ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
+    const key = JSON.stringify({
+      s: opts.startLayer ?? 0,
+      e: opts.endLayer,
+      l: logits,
+      h: opts.hooks ?? [],
+      g: opts.gradients ?? [],
+      z: [...zSpec.entries()].sort(),
+      m: [...mSpec.entries()].sort(),
+    });
+    let c = this.compiled.get(key);
+    if (!c) {
+      const g = new Graph(this.dtype);
+      const fv = buildForward(g, this.config, {
+        startLayer: opts.startLayer ?? 0,
+        endLayer: opts.endLayer,
+        logits,
+        interventions: { z: zSpec, mlp: mSpec },
+      });
+      const endLayer = opts.endLayer ?? this.config.layers.length;
+      for (const h of opts.hooks ?? []) {
+        const v = fv.hooks.get(h);
+        if (!v) throw new Error(`unknown hook point ${h} (or not computed in layers ${opts.startLayer ?? 0}..${endLayer - 1})`);
+        g.output(v, `hook:${h}`);
+      }
+      if (fv.metric) g.output(fv.metric, 'metric');
+      if (fv.pairLogits) g.output(fv.pairLogits, 'pair_logits');
+      if (fv.logits) g.output(fv.logits, 'logits');
+      const gradNames = opts.gradients ?? [];
+      if (gradNames.length > 0) {
+        if (!fv.metric) throw new Error('gradients need the metric (logits pair or last)');
+        const rw = g.input('row_weights', ['B']);
+        const scalar = g.reduceSum(g.mul(fv.metric, rw), [0], false);
+        const targets = gradNames.map((h) => {
+          const v = fv.hooks.get(h);
+          if (!v) throw new Error(`unknown hook point ${h}`);
+          return v;
+        });
+        gradients(scalar, targets).forEach((d, i) => g.output(d, `grad:${gradNames[i]}`));
+      }
+      c = this.engine.compile(g);
+      this.compiled.set(key, c);
+      c.catch(() => this.compiled.delete(key));
+    }
+    return c;
+  }
+
+  async run(opts: RunOptions): Promise<RunResult> {
+    const start = opts.startLayer ?? 0;
+    const logits = opts.logits ?? 'none';
+    const feeds: Record<string, ort.Tensor> = { ...this.feeds };
+    let B: number;
+    let T: number;
+    let lengths: number[];
+    if (start === 0) {
+      const toks = opts.tokens;
+      if (!toks || toks.length === 0) throw new Error('run needs tokens');
+      B = toks.length;
+      lengths = toks.map((t) => t.length);
+      T = Math.max(...lengths);
+      if (T > this.config.nCtx) throw new Error(`prompt of ${T} tokens exceeds the context of ${this.config.nCtx}`);
+      const data = new BigInt64Array(B * T).fill(BigInt(PAD_TOKEN));
+      toks.forEach((t, b) => t.forEach((id, j) => (data[b * T + j] = BigInt(id))));
+      feeds.tokens = toOrt({ data, dims: [B, T] }, 'int64');
+    } else {
+      const r = opts.resid;
+      if (!r) throw new Error('a run from a later layer needs resid');
+      [B, T] = r.dims;
+      lengths = opts.lengths ?? new Array(B).fill(T);
+      feeds.resid = toOrt({ data: this.cast(r.data), dims: r.dims }, this.dtype);
+    }
+    const d = this.config.dModel;
+    const dh = this.config.dHead;
+    for (const [i, iv] of opts.z ?? new Map<number, Intervention>()) {
+      const k = this.config.layers[i].heads.length;
+      feeds[`z_keep.${i}`] = toOrt({ data: this.cast(iv.keep), dims: [B, 1, k, 1] }, this.dtype);
+      const dims = iv.value.shape === 'row' ? [B, T, k, dh] : [1, 1, k, dh];
+      feeds[`z_value.${i}`] = toOrt({ data: this.cast(iv.value.data), dims }, this.dtype);
+    }
+    for (const [i, iv] of opts.mlp ?? new Map<number, Intervention>()) {
+      feeds[`mlp_keep.${i}`] = toOrt({ data: this.cast(iv.keep), dims: [B, 1, 1] }, this.dtype);
+      const dims = iv.value.shape === 'row' ? [B, T, d] : [1, 1, d];
+      feeds[`mlp_value.${i}`] = toOrt({ data: this.cast(iv.value.data), dims }, this.dtype);
+    }
+    if (logits === 'pair' || logits === 'last') {
+      const pos = opts.positions ?? lengths.map((n) => n - 1);
+      const flat = new BigInt64Array(B);
+      pos.forEach((p, b) => (flat[b] = BigInt(b * T + p)));
+      feeds.flat_pos = toOrt({ data: flat, dims: [B] }, 'int64');
+      const ans = new BigInt64Array(B * 2);
+      const answers = opts.answers ?? new Array(B).fill([0, 0]);
+      answers.forEach(([c, x], b) => {
+        ans[2 * b] = BigInt(c);
+        ans[2 * b + 1] = BigInt(x);
+      });
+      feeds.answers = toOrt({ data: ans, dims: [B, 2] }, 'int64');
+    }
+    if (opts.gradients && opts.gradients.length > 0) {
+      const rw = opts.rowWeights ?? new Array(B).fill(1);
+      feeds.row_weights = toOrt({ data: this.cast(Float64Array.from(rw)), dims: [B] }, this.dtype);
+    }
+    const compiled = await this.graphFor(opts, logits);
+    const used: Record<string, ort.Tensor> = {};
+    for (const name of compiled.inputNames) {
+      const t = feeds[name];
+      if (!t) throw new Error(`missing feed for graph input ${name}`);
+      used[name] = t;
+    }
+    const out = await compiled.session.run(used, compiled.outputNames);
+    const result: RunResult = { hooks: new Map(), grads: new Map(), seqLen: T };
+    for (const [name, t] of Object.entries(out)) {
+      if (name === 'metric') result.metric = t.data as FloatArray;
+      else if (name === 'pair_logits') result.pairLogits = toHost(t);
+      else if (name === 'logits') result.logits = toHost(t);
+      else if (name.startsWith('hook:')) result.hooks.set(name.slice(5), toHost(t));
+      else if (name.startsWith('grad:')) result.grads.set(name.slice(5), toHost(t));
+    }
+    return result;
+  }
+
+  private cast(a: FloatArray): FloatArray {
+    if (this.dtype === 'float64') return a instanceof Float64Array ? a : Float64Array.from(a);
+    return a instanceof Float32Array ? a : Float32Array.from(a);
+  }
+}
