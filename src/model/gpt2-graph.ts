@@ -36,6 +36,8 @@ export interface ForwardSpec {
   endLayer?: number;
   interventions?: InterventionSpec;
   logits: LogitsSpec;
+  /** Unembed with wte itself (GPT-2's tying) rather than a separate `lm_head` input. */
+  tied?: boolean;
 }
 
 export interface ForwardValues {
@@ -200,7 +202,8 @@ export function buildForward(g: Graph, cfg: GPT2Config, spec: ForwardSpec): Forw
   if (end !== cfg.layers.length) throw new Error('logits need the run to reach the last layer');
 
   const unembed = cfg.vocabSize;
-  const wU = w(weightName.lmHead, [unembed, d]);
+  // Tied: the same graph value as the embedding, so a training gradient sums both uses.
+  const wU = spec.tied ? w(weightName.wte, [unembed, d]) : w(weightName.lmHead, [unembed, d]);
   const lnf = (x: Value) => layerNorm(g, x, w(weightName.lnfG, [d]), w(weightName.lnfB, [d]), cfg.eps);
   if (spec.logits === 'all') {
     const x = hook('ln_final.hook_normalized', lnf(resid));

@@ -8,8 +8,9 @@ import type * as ort from 'onnxruntime-node';
 import { Graph } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
 import { Engine, toOrt, type CompiledGraph } from '../onnx/session.ts';
-import { buildForward, weightName, hookPrefix, type LogitsSpec, type ReplacementShape } from './gpt2-graph.ts';
-import type { GPT2Config, GPT2Weights, LoadedModel, Tensor } from './types.ts';
+import { namedWeights } from './weight-names.ts';
+import { buildForward, hookPrefix, type LogitsSpec, type ReplacementShape } from './gpt2-graph.ts';
+import type { GPT2Config, GPT2Weights, LoadedModel } from './types.ts';
 
 export type FloatArray = Float32Array | Float64Array;
 
@@ -74,6 +75,8 @@ export class HookedModel {
   readonly config: GPT2Config;
   readonly name: string;
   readonly dtype: 'float32' | 'float64';
+  /** True when the unembedding is wte itself (no lm_head.weight). */
+  readonly tied: boolean;
   private feeds: Record<string, ort.Tensor> = {};
   private compiled = new Map<string, Promise<CompiledGraph>>();
 
@@ -85,37 +88,17 @@ export class HookedModel {
     this.config = model.config;
     this.name = ('name' in model && model.name) || 'model';
     this.dtype = dtype;
+    this.tied = !model.weights.lmHead;
     this.setWeights(model.weights);
   }
 
   /** (Re)bind weight tensors, e.g. after a training step; compiled graphs stay valid. */
   setWeights(weights: GPT2Weights): void {
     const f: Record<string, ort.Tensor> = {};
-    const put = (name: string, t: Tensor | undefined) => {
-      if (!t) return;
-      const data = this.dtype === 'float64' ? Float64Array.from(t.data) : t.data;
-      f[name] = toOrt({ data, dims: t.shape }, this.dtype);
-    };
-    put(weightName.wte, weights.wte);
-    put(weightName.wpe, weights.wpe);
-    put(weightName.lnfG, weights.lnf.g);
-    put(weightName.lnfB, weights.lnf.b);
-    put(weightName.lmHead, weights.lmHead ?? weights.wte);
-    weights.layers.forEach((lw, i) => {
-      const L = (what: string) => weightName.layer(i, what);
-      put(L('ln1.g'), lw.ln1?.g);
-      put(L('ln1.b'), lw.ln1?.b);
-      put(L('wQKV'), lw.attn?.wQKV);
-      put(L('bQKV'), lw.attn?.bQKV);
-      put(L('wO'), lw.attn?.wO);
-      put(L('bO'), lw.bO);
-      put(L('ln2.g'), lw.ln2?.g);
-      put(L('ln2.b'), lw.ln2?.b);
-      put(L('wIn'), lw.mlp?.wIn);
-      put(L('bIn'), lw.mlp?.bIn);
-      put(L('wOut'), lw.mlp?.wOut);
-      put(L('bMlpOut'), lw.bMlpOut);
-    });
+    for (const { name, tensor } of namedWeights(weights)) {
+      const data = this.dtype === 'float64' ? Float64Array.from(tensor.data) : tensor.data;
+      f[name] = toOrt({ data, dims: tensor.shape }, this.dtype);
+    }
     this.feeds = f;
   }
 
@@ -153,6 +136,7 @@ export class HookedModel {
         startLayer: opts.startLayer ?? 0,
         endLayer: opts.endLayer,
         logits,
+        tied: this.tied,
         interventions: { z: zSpec, mlp: mSpec },
       });
       const endLayer = opts.endLayer ?? this.config.layers.length;

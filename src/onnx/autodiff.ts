@@ -136,6 +136,11 @@ const RULES: Record<string, VjpRule> = {
     return [da, db];
   },
   Softmax: softmaxVjp,
+  LogSoftmax: (g, n, [dy]) => {
+    const axis = n.attrs.axis.v as number;
+    const p = g.exp(n.outputs[0]);
+    return [g.sub(dy, g.mul(p, g.reduceSum(dy, [axis], true)))];
+  },
   ReduceSum: reduceVjp(false),
   ReduceMean: reduceVjp(true),
   Transpose: (g, n, [dy]) => {

@@ -271,6 +271,10 @@ export class Graph {
     return this.reduce('ReduceMean', x, axes, keepdims);
   }
 
+  logSoftmax(x: Value, axis = -1): Value {
+    return this.node('LogSoftmax', [x], { axis: int(normAxis(axis, x.rank)) }, [{ dtype: x.dtype, shape: x.shape }])[0];
+  }
+
   softmax(x: Value, axis = -1): Value {
     return this.node('Softmax', [x], { axis: int(normAxis(axis, x.rank)) }, [{ dtype: x.dtype, shape: x.shape }])[0];
   }
