@@ -1,0 +1,42 @@
+/** The `carve` command line: one subcommand per file in this folder. */
+import { Command, CommanderError } from 'commander';
+import { isCarveError } from '../util/errors.ts';
+import { registerRunCommand } from './run.ts';
+import { registerTaskCommand } from './task.ts';
+import { registerReportCommand } from './report.ts';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('carve')
+    .description('Score, prune and carve transformer components for a task; write the smaller model.')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      // Commander's own errors (unknown flag, missing argument) become our one-line format.
+      outputError: (str, write) => write(`carve: error: ${str.replace(/^error:\s*/i, '').trim()}\n`),
+    });
+  registerRunCommand(program);
+  registerTaskCommand(program);
+  registerReportCommand(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version exit 0; usage errors were already printed as `carve: error: ...`.
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (isCarveError(e)) {
+      process.stderr.write(`carve: error: ${e.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw e;
+  }
+}

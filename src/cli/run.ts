@@ -1,0 +1,70 @@
+/** `carve run`: the model's next-token prediction after a prompt. */
+import type { Command } from 'commander';
+import { fail } from '../util/errors.ts';
+import { encode, tokenString } from '../tokenizer/gpt2.ts';
+import { addModelOptions, loadHookedModel, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
+import type { HookedModel } from '../model/hooked.ts';
+
+export interface Prediction {
+  tokens: number[];
+  top: { id: number; token: string; logit: number; prob: number }[];
+}
+
+export async function predictNext(model: HookedModel, tokens: number[], top: number): Promise<Prediction> {
+  if (tokens.length === 0) fail('the prompt is empty');
+  if (tokens.length > model.config.nCtx) fail(`the prompt has ${tokens.length} tokens, more than the model's context of ${model.config.nCtx}`);
+  for (const t of tokens) {
+    if (t >= model.config.vocabSize) fail(`token ${t} is outside the model's vocabulary of ${model.config.vocabSize}`);
+  }
+  const out = await model.run({ tokens: [tokens], logits: 'last' });
+  const logits = out.logits!.data;
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, top);
+  return {
+    tokens,
+    top: order.map((id) => ({ id, token: tokenString(id), logit: logits[id], prob: Math.exp(logits[id] - max) / sum })),
+  };
+}
+
+export function parseTokenList(text: string): number[] {
+  const parts = text.split(',').map((s) => s.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) fail(`--tokens: expected comma-separated token ids like 464,3290,318, got ${JSON.stringify(text)}`);
+  return parts.map(Number);
+}
+
+interface RunCliOptions extends EngineCliOptions {
+  prompt?: string;
+  tokens?: string;
+  top: string;
+  json?: boolean;
+}
+
+export function registerRunCommand(program: Command): void {
+  addModelOptions(
+    program
+      .command('run')
+      .description("the model's next-token prediction after a prompt")
+      .option('--prompt <text>', 'the prompt text')
+      .option('--tokens <ids>', 'the prompt as comma-separated token ids')
+      .option('--top <k>', 'how many predictions to list', '10')
+      .option('--json', 'print JSON (the default when --out is given or stdout is not a terminal)')
+      .option('--out <file>', 'write the JSON here'),
+  ).action(async (opts: RunCliOptions) => {
+    if ((opts.prompt === undefined) === (opts.tokens === undefined)) fail('give exactly one of --prompt TEXT or --tokens IDS');
+    const top = parsePositiveInt(opts.top, '--top');
+    const tokens = opts.prompt !== undefined ? encode(opts.prompt) : parseTokenList(opts.tokens!);
+    const model = await loadHookedModel(opts);
+    const pred = await predictNext(model, tokens, top);
+    if (opts.json || opts.out || !process.stdout.isTTY) {
+      writeJson(opts.out, pred);
+    } else {
+      process.stdout.write(`${tokens.length} tokens; next-token prediction:\n`);
+      for (const p of pred.top) {
+        process.stdout.write(`  ${JSON.stringify(p.token).padEnd(18)} id ${String(p.id).padStart(5)}  logit ${p.logit.toFixed(3).padStart(8)}  p ${p.prob.toFixed(4)}\n`);
+      }
+    }
+  });
+}
