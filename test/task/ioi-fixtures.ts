@@ -1,0 +1,165 @@
+// From shared/ioi/ioi-data.json (reference_outputs): the Python reference, seed 1, N 25, mixed.
+// [text, IO, S, TEMPLATE_IDX, ABBA/BABA]
+export const REF_SEED1_N25: [string, string, string, number, 'ABBA' | 'BABA'][] = [
+  ['When Victoria and Jane got a snack at the store, Jane decided to give it to Victoria', 'Victoria', 'Jane', 0, 'ABBA'],
+  ['When Sullivan and Rose got a necklace at the garden, Sullivan decided to give it to Rose', 'Rose', 'Sullivan', 4, 'BABA'],
+  ['When Alan and Alex got a drink at the store, Alex decided to give it to Alan', 'Alan', 'Alex', 0, 'ABBA'],
+  ['Then, Jessica and Crystal had a long argument, and afterwards Jessica said to Crystal', 'Crystal', 'Jessica', 10, 'BABA'],
+  ['Then, Jonathan and Kevin were working at the school. Kevin decided to give a necklace to Jonathan', 'Jonathan', 'Kevin', 12, 'ABBA'],
+  ['After Prince and Daniel went to the station, Daniel gave a computer to Prince', 'Prince', 'Daniel', 3, 'ABBA'],
+  ['When Jeremy and Warren got a bone at the garden, Warren decided to give it to Jeremy', 'Jeremy', 'Warren', 0, 'ABBA'],
+  ['Then, Frank and Rose had a long argument, and afterwards Frank said to Rose', 'Rose', 'Frank', 10, 'BABA'],
+  ['Then, Victoria and Peter went to the hospital. Peter gave a computer to Victoria', 'Victoria', 'Peter', 8, 'ABBA'],
+  ['Then, Kevin and William had a long argument, and afterwards William said to Kevin', 'Kevin', 'William', 9, 'ABBA'],
+  ['Then, Edward and Ryan had a lot of fun at the house. Ryan gave a drink to Edward', 'Edward', 'Ryan', 7, 'ABBA'],
+  ['Then, Jake and Clark had a long argument, and afterwards Jake said to Clark', 'Clark', 'Jake', 10, 'BABA'],
+  ['Then, Paul and Laura had a lot of fun at the restaurant. Laura gave a drink to Paul', 'Paul', 'Laura', 7, 'ABBA'],
+  ['After Ruby and Kelly went to the station, Ruby gave a ring to Kelly', 'Kelly', 'Ruby', 5, 'BABA'],
+  ['When William and Robert got a bone at the house, William decided to give it to Robert', 'Robert', 'William', 4, 'BABA'],
+  ['Then, David and Kyle went to the school. David gave a basketball to Kyle', 'Kyle', 'David', 2, 'BABA'],
+  ['Then, Jack and Laura were thinking about going to the office. Jack wanted to give a snack to Laura', 'Laura', 'Jack', 6, 'BABA'],
+  ['When Luke and Paul got a drink at the store, Luke decided to give it to Paul', 'Paul', 'Luke', 4, 'BABA'],
+  ['Then, Tyler and Russell were working at the restaurant. Russell decided to give a basketball to Tyler', 'Tyler', 'Russell', 12, 'ABBA'],
+  ['Then, Kate and Andre were thinking about going to the school. Kate wanted to give a drink to Andre', 'Andre', 'Kate', 6, 'BABA'],
+  ['Then, Thomas and Jacob had a lot of fun at the office. Jacob gave a ring to Thomas', 'Thomas', 'Jacob', 7, 'ABBA'],
+  ['Then, Louis and Max went to the office. Max gave a snack to Louis', 'Louis', 'Max', 8, 'ABBA'],
+  ['Then, Alex and Sullivan had a long argument, and afterwards Sullivan said to Alex', 'Alex', 'Sullivan', 9, 'ABBA'],
+  ['Then, Sullivan and Anthony were working at the hospital. Sullivan decided to give a ring to Anthony', 'Anthony', 'Sullivan', 13, 'BABA'],
+  ['Then, Andy and Prince were working at the store. Andy decided to give a snack to Prince', 'Prince', 'Andy', 13, 'BABA'],
+];
+export const REF_SHUFFLED_MIXED_SEED1: string[] = [
+  'When [A] and [B] got a [OBJECT] at the [PLACE], [B] decided to give it to [A]',
+  'Then, [A] and [B] were thinking about going to the [PLACE]. [B] wanted to give a [OBJECT] to [A]',
+  'Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]',
+  'After [A] and [B] went to the [PLACE], [B] gave a [OBJECT] to [A]',
+  'When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give it to [A]',
+  'After [B] and [A] went to the [PLACE], [B] gave a [OBJECT] to [A]',
+  'Then, [B] and [A] were thinking about going to the [PLACE]. [B] wanted to give a [OBJECT] to [A]',
+  'Then, [A] and [B] had a lot of fun at the [PLACE]. [B] gave a [OBJECT] to [A]',
+  'Then, [A] and [B] went to the [PLACE]. [B] gave a [OBJECT] to [A]',
+  'Then, [A] and [B] had a long argument, and afterwards [B] said to [A]',
+  'Then, [B] and [A] had a long argument, and afterwards [B] said to [A]',
+  'Then, [B] and [A] had a lot of fun at the [PLACE]. [B] gave a [OBJECT] to [A]',
+  'Then, [A] and [B] were working at the [PLACE]. [B] decided to give a [OBJECT] to [A]',
+  'Then, [B] and [A] were working at the [PLACE]. [B] decided to give a [OBJECT] to [A]',
+];
+// GPT-2 tokens of each full sentence (final IO included), unpadded, and the reference's word_idx (no BOS).
+export const REF_TOKS: number[][] = [
+  [2215, 12313, 290, 12091, 1392, 257, 26906, 379, 262, 3650, 11, 12091, 3066, 284, 1577, 340, 284, 12313],
+  [2215, 18501, 290, 8049, 1392, 257, 38987, 379, 262, 11376, 11, 18501, 3066, 284, 1577, 340, 284, 8049],
+  [2215, 12246, 290, 4422, 1392, 257, 4144, 379, 262, 3650, 11, 4422, 3066, 284, 1577, 340, 284, 12246],
+  [6423, 11, 17352, 290, 12969, 550, 257, 890, 4578, 11, 290, 12979, 17352, 531, 284, 12969],
+  [6423, 11, 11232, 290, 7939, 547, 1762, 379, 262, 1524, 13, 7939, 3066, 284, 1577, 257, 38987, 284, 11232],
+  [3260, 9005, 290, 7806, 1816, 284, 262, 4429, 11, 7806, 2921, 257, 3644, 284, 9005],
+  [2215, 11753, 290, 11328, 1392, 257, 9970, 379, 262, 11376, 11, 11328, 3066, 284, 1577, 340, 284, 11753],
+  [6423, 11, 5278, 290, 8049, 550, 257, 890, 4578, 11, 290, 12979, 5278, 531, 284, 8049],
+  [6423, 11, 12313, 290, 5613, 1816, 284, 262, 4436, 13, 5613, 2921, 257, 3644, 284, 12313],
+  [6423, 11, 7939, 290, 3977, 550, 257, 890, 4578, 11, 290, 12979, 3977, 531, 284, 7939],
+  [6423, 11, 10443, 290, 6047, 550, 257, 1256, 286, 1257, 379, 262, 2156, 13, 6047, 2921, 257, 4144, 284, 10443],
+  [6423, 11, 14757, 290, 11264, 550, 257, 890, 4578, 11, 290, 12979, 14757, 531, 284, 11264],
+  [6423, 11, 3362, 290, 16753, 550, 257, 1256, 286, 1257, 379, 262, 7072, 13, 16753, 2921, 257, 4144, 284, 3362],
+  [3260, 10888, 290, 9077, 1816, 284, 262, 4429, 11, 10888, 2921, 257, 5858, 284, 9077],
+  [2215, 3977, 290, 5199, 1392, 257, 9970, 379, 262, 2156, 11, 3977, 3066, 284, 1577, 340, 284, 5199],
+  [6423, 11, 3271, 290, 14316, 1816, 284, 262, 1524, 13, 3271, 2921, 257, 9669, 284, 14316],
+  [6423, 11, 3619, 290, 16753, 547, 3612, 546, 1016, 284, 262, 2607, 13, 3619, 2227, 284, 1577, 257, 26906, 284, 16753],
+  [2215, 11336, 290, 3362, 1392, 257, 4144, 379, 262, 3650, 11, 11336, 3066, 284, 1577, 340, 284, 3362],
+  [6423, 11, 14886, 290, 11563, 547, 1762, 379, 262, 7072, 13, 11563, 3066, 284, 1577, 257, 9669, 284, 14886],
+  [6423, 11, 16693, 290, 10948, 547, 3612, 546, 1016, 284, 262, 1524, 13, 16693, 2227, 284, 1577, 257, 4144, 284, 10948],
+  [6423, 11, 5658, 290, 12806, 550, 257, 1256, 286, 1257, 379, 262, 2607, 13, 12806, 2921, 257, 5858, 284, 5658],
+  [6423, 11, 5593, 290, 5436, 1816, 284, 262, 2607, 13, 5436, 2921, 257, 26906, 284, 5593],
+  [6423, 11, 4422, 290, 18501, 550, 257, 890, 4578, 11, 290, 12979, 18501, 531, 284, 4422],
+  [6423, 11, 18501, 290, 9953, 547, 1762, 379, 262, 4436, 13, 18501, 3066, 284, 1577, 257, 5858, 284, 9953],
+  [6423, 11, 12382, 290, 9005, 547, 1762, 379, 262, 3650, 13, 12382, 3066, 284, 1577, 257, 26906, 284, 9005],
+];
+export const REF_WORD_IDX: Record<'IO' | 'S1' | 'S2' | 'end' | 'punct', number[]> = {
+  IO: [1, 3, 1, 4, 2, 1, 1, 4, 2, 2, 2, 4, 2, 3, 3, 4, 4, 3, 2, 4, 2, 2, 2, 4, 4],
+  S1: [3, 1, 3, 2, 4, 3, 3, 2, 4, 4, 4, 2, 4, 1, 1, 2, 2, 1, 4, 2, 4, 4, 4, 2, 2],
+  S2: [11, 11, 11, 12, 11, 9, 11, 12, 10, 12, 14, 12, 14, 9, 11, 10, 13, 11, 11, 13, 14, 10, 12, 11, 11],
+  end: [16, 16, 16, 14, 17, 13, 16, 14, 14, 14, 18, 14, 18, 13, 16, 14, 19, 16, 17, 19, 18, 14, 14, 17, 17],
+  punct: [10, 10, 10, 9, 10, 8, 10, 9, 9, 9, 13, 9, 13, 8, 10, 9, 12, 10, 10, 12, 13, 9, 9, 10, 10],
+};
+export const REF_IO_TOKENS: number[] = [12313, 8049, 12246, 12969, 11232, 9005, 11753, 8049, 12313, 7939, 10443, 11264, 3362, 9077, 5199, 14316, 16753, 3362, 14886, 10948, 5658, 5593, 4422, 9953, 9005];
+export const REF_S_TOKENS: number[] = [12091, 18501, 4422, 17352, 7939, 7806, 11328, 5278, 5613, 3977, 6047, 14757, 16753, 10888, 3977, 3271, 3619, 11336, 11563, 16693, 12806, 5436, 18501, 18501, 12382];
+
+// Made here with a Python re-implementation of the reference's generation (checked to reproduce every
+// reference output above, and the PYTHONHASHSEED=0 flip example), CPython 3.11.7 + numpy 2.4.6.
+// [text, IO, S, TEMPLATE_IDX, kind]
+export const PY_PROMPTS: Record<string, [string, string, string, number, 'ABBA' | 'BABA'][]> = {
+  'ABBA_6_0': [
+    ['The store Jane and Scott went to had a computer. Scott gave it to Jane', 'Jane', 'Scott', 13, 'ABBA'],
+    ['While Kelly and Jay were working at the hospital, Jay gave a snack to Kelly', 'Kelly', 'Jay', 8, 'ABBA'],
+    ['After Maria and Crystal went to the restaurant, Crystal gave a computer to Maria', 'Maria', 'Crystal', 5, 'ABBA'],
+    ['Then, Sarah and Arthur were working at the hospital. Arthur decided to give a bone to Sarah', 'Sarah', 'Arthur', 2, 'ABBA'],
+    ['Then, Arthur and Ruby had a long argument, and afterwards Ruby said to Arthur', 'Arthur', 'Ruby', 4, 'ABBA'],
+    ['While Arthur and Jacob were working at the office, Jacob gave a basketball to Arthur', 'Arthur', 'Jacob', 8, 'ABBA'],
+  ],
+  'BABA_6_3': [
+    ['Then, Louis and Mark were thinking about going to the office. Louis wanted to give a snack to Mark', 'Mark', 'Louis', 3, 'BABA'],
+    ['After the lunch, Andrew and Maria went to the store. Andrew gave a snack to Maria', 'Maria', 'Andrew', 10, 'BABA'],
+    ['Then, David and Luke had a long argument, and afterwards David said to Luke', 'Luke', 'David', 4, 'BABA'],
+    ['When Charlie and Michelle got a drink at the restaurant, Charlie decided to give it to Michelle', 'Michelle', 'Charlie', 6, 'BABA'],
+    ['Afterwards, Peter and Adam went to the garden. Peter gave a bone to Adam', 'Adam', 'Peter', 11, 'BABA'],
+    ['Then, Amy and Mark had a long argument. Afterwards Amy said to Mark', 'Mark', 'Amy', 12, 'BABA'],
+  ],
+  'mixed_8_2024': [
+    ['After Lewis and Jeremy went to the school, Lewis gave a computer to Jeremy', 'Jeremy', 'Lewis', 5, 'BABA'],
+    ['Then, Henry and Robert were thinking about going to the garden. Henry wanted to give a basketball to Robert', 'Robert', 'Henry', 8, 'BABA'],
+    ['Then, Sarah and Ruby had a long argument, and afterwards Ruby said to Sarah', 'Sarah', 'Ruby', 11, 'ABBA'],
+    ['Then, Jennifer and Andre went to the office. Andre gave a drink to Jennifer', 'Jennifer', 'Andre', 13, 'ABBA'],
+    ['When Rose and Brandon got a necklace at the restaurant, Rose decided to give it to Brandon', 'Brandon', 'Rose', 7, 'BABA'],
+    ['When Henry and Jack got a necklace at the school, Jack decided to give it to Henry', 'Henry', 'Jack', 6, 'ABBA'],
+    ['When Jeremy and Graham got a drink at the school, Graham decided to give it to Jeremy', 'Jeremy', 'Graham', 6, 'ABBA'],
+    ['Then, Amy and Crew had a lot of fun at the school. Amy gave a ring to Crew', 'Crew', 'Amy', 3, 'BABA'],
+  ],
+  'mixed_5_0': [
+    ['Then, Sarah and Arthur had a lot of fun at the hospital. Arthur gave a bone to Sarah', 'Sarah', 'Arthur', 8, 'ABBA'],
+    ['Then, Arthur and Ruby had a long argument, and afterwards Ruby said to Arthur', 'Arthur', 'Ruby', 4, 'ABBA'],
+    ['Then, Arthur and Jacob had a lot of fun at the office. Jacob gave a basketball to Arthur', 'Arthur', 'Jacob', 8, 'ABBA'],
+    ['Then, Kate and Jonathan had a lot of fun at the hospital. Jonathan gave a ring to Kate', 'Kate', 'Jonathan', 8, 'ABBA'],
+    ['When Adam and Luke got a ring at the house, Adam decided to give it to Luke', 'Luke', 'Adam', 12, 'BABA'],
+  ],
+};
+// Corrupt prompts of seed 1, N 25 (first 6) in carve's fixed order: fresh letters in order of first
+// appearance, candidates in NAMES order. [text, IO, S]
+export const PY_FLIPS: Record<string, [string, string, string][]> = {
+  'ABC->XYZ, BAB->XYZ': [
+    ['When Stephen and Richard got a snack at the store, Justin decided to give it to Victoria', 'Richard', 'Justin'],
+    ['When Michelle and Arthur got a necklace at the garden, Eric decided to give it to Rose', 'Arthur', 'Eric'],
+    ['When Daniel and Mary got a drink at the store, Jennifer decided to give it to Alan', 'Mary', 'Jennifer'],
+    ['Then, David and James had a long argument, and afterwards Patrick said to Crystal', 'James', 'Patrick'],
+    ['Then, Alex and Victoria were working at the school. Carter decided to give a necklace to Jonathan', 'Victoria', 'Carter'],
+    ['After George and Christian went to the station, Arthur gave a computer to Prince', 'Christian', 'Arthur'],
+  ],
+  'ABB->XYZ, BAB->XYZ': [
+    ['When Alan and Sullivan got a snack at the store, Adam decided to give it to Victoria', 'Sullivan', 'Adam'],
+    ['When Marcus and Max got a necklace at the garden, Jeremy decided to give it to Rose', 'Max', 'Jeremy'],
+    ['When Jay and Jason got a drink at the store, Jacob decided to give it to Alan', 'Jason', 'Jacob'],
+    ['Then, Joshua and Jack had a long argument, and afterwards Grant said to Crystal', 'Jack', 'Grant'],
+    ['Then, Alice and Mark were working at the school. Carter decided to give a necklace to Jonathan', 'Mark', 'Carter'],
+    ['After Eva and Sarah went to the station, Aaron gave a computer to Prince', 'Sarah', 'Aaron'],
+  ],
+  'ABB->BAB, BAB->ABB': [
+    ['When Jane and Victoria got a snack at the store, Jane decided to give it to Victoria', 'Victoria', 'Jane'],
+    ['When Rose and Sullivan got a necklace at the garden, Sullivan decided to give it to Rose', 'Rose', 'Sullivan'],
+    ['When Alex and Alan got a drink at the store, Alex decided to give it to Alan', 'Alan', 'Alex'],
+    ['Then, Crystal and Jessica had a long argument, and afterwards Jessica said to Crystal', 'Crystal', 'Jessica'],
+    ['Then, Kevin and Jonathan were working at the school. Kevin decided to give a necklace to Jonathan', 'Jonathan', 'Kevin'],
+    ['After Daniel and Prince went to the station, Daniel gave a computer to Prince', 'Prince', 'Daniel'],
+  ],
+  'ABB->AXX, BAB->XAX': [
+    ['When Victoria and Jeremy got a snack at the store, Jeremy decided to give it to Victoria', 'Victoria', 'Jeremy'],
+    ['When Alex and Rose got a necklace at the garden, Alex decided to give it to Rose', 'Rose', 'Alex'],
+    ['When Alan and Austin got a drink at the store, Austin decided to give it to Alan', 'Alan', 'Austin'],
+    ['Then, Anna and Crystal had a long argument, and afterwards Anna said to Crystal', 'Crystal', 'Anna'],
+    ['Then, Jonathan and Martin were working at the school. Martin decided to give a necklace to Jonathan', 'Jonathan', 'Martin'],
+    ['After Prince and John went to the station, John gave a computer to Prince', 'Prince', 'John'],
+  ],
+  'ABB->ABC, BAB->BAC': [
+    ['When Victoria and Jane got a snack at the store, Elizabeth decided to give it to Victoria', 'Jane', 'Elizabeth'],
+    ['When Sullivan and Rose got a necklace at the garden, Grant decided to give it to Rose', 'Rose', 'Grant'],
+    ['When Alan and Alex got a drink at the store, Frank decided to give it to Alan', 'Alex', 'Frank'],
+    ['Then, Jessica and Crystal had a long argument, and afterwards Emily said to Crystal', 'Crystal', 'Emily'],
+    ['Then, Jonathan and Kevin were working at the school. Edward decided to give a necklace to Jonathan', 'Kevin', 'Edward'],
+    ['After Prince and Daniel went to the station, Jordan gave a computer to Prince', 'Daniel', 'Jordan'],
+  ],
+};
