@@ -1,0 +1,372 @@
+/**
+ * Reads a run directory into typed data. Files are recognised by what their JSON holds, not by their
+ * names, because users rename and collect outputs freely; anything unrecognised is left alone.
+ */
+import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
+import { join, relative, basename, extname } from 'node:path';
+import { fail } from '../util/errors.ts';
+
+export interface ScanComponent {
+  name: string;
+  layer: number;
+  /** null for an MLP. */
+  head: number | null;
+  score: number;
+  std: number | null;
+}
+
+export interface ScanData {
+  file: string;
+  model: string | null;
+  task: string | null;
+  ablation: string;
+  method: string;
+  nPrompts: number | null;
+  cleanMetric: number | null;
+  cleanStd: number | null;
+  corruptMetric: number | null;
+  components: ScanComponent[];
+}
+
+export interface PruneStep {
+  removed: number;
+  component: string | null;
+  metric: number;
+  std: number | null;
+}
+
+export interface PruneData {
+  file: string;
+  order: string;
+  ablation: string;
+  method: string;
+  cleanMetric: number | null;
+  corruptMetric: number | null;
+  steps: PruneStep[];
+}
+
+export interface EvalData {
+  file: string;
+  /** A short display name: "original"/"compressed" from the demo's file names, else the model field. */
+  label: string;
+  model: string | null;
+  metric: number;
+  std: number | null;
+  accuracy: number;
+  nParams: number;
+  nParamsNonEmbedding: number | null;
+  msPerPrompt: number | null;
+}
+
+export interface TaskPrompt {
+  clean: string | null;
+  corrupt: string | null;
+  correct: string | null;
+  incorrect: string | null;
+  io: string | null;
+  s: string | null;
+  /** Token-form tasks carry no text; the ids stand in for it. */
+  cleanTokens: number[] | null;
+}
+
+export interface TaskData {
+  file: string;
+  /** Lines in the file that hold a prompt. */
+  count: number;
+  /** The first few prompts, for display. */
+  prompts: TaskPrompt[];
+}
+
+export interface KeptLayer {
+  sourceLayer: number;
+  heads: number[];
+  mlp: boolean;
+}
+
+export interface CompressedModelData {
+  /** The directory, relative to the run directory. */
+  dir: string;
+  nHead: number | null;
+  nLayer: number | null;
+  layers: KeptLayer[];
+  /** Size of model.safetensors in bytes, when present. */
+  weightBytes: number | null;
+}
+
+export interface RunData {
+  dir: string;
+  scans: ScanData[];
+  prunes: PruneData[];
+  evals: EvalData[];
+  task: TaskData | null;
+  compressed: CompressedModelData[];
+  /** Files that looked like carve output but could not be read; reported, not fatal. */
+  warnings: string[];
+}
+
+/** How many prompts the report shows; the rest only count. */
+export const TASK_PROMPTS_SHOWN = 8;
+/** Deeper than this is not a run layout carve writes, and walking it could take long. */
+const MAX_DEPTH = 3;
+/** Tokenizer or weight dumps can be large JSON; carve's own outputs are far smaller. */
+const MAX_JSON_BYTES = 32 * 1024 * 1024;
+/** The report's own output: never read back as input. */
+const OUTPUT_DIRS = new Set(['figures', 'node_modules']);
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Field readers that name the file and field, so a user can find the bad value. */
+class Fields {
+  constructor(private readonly where: string) {}
+
+  num(o: Obj, key: string): number {
+    const v = o[key];
+    if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${this.where}: field "${key}" must be a finite number`);
+    return v;
+  }
+
+  optNum(o: Obj, key: string): number | null {
+    const v = o[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${this.where}: field "${key}" must be a number or null`);
+    return v;
+  }
+
+  int(o: Obj, key: string): number {
+    const v = this.num(o, key);
+    if (!Number.isInteger(v) || v < 0) fail(`${this.where}: field "${key}" must be a non-negative integer`);
+    return v;
+  }
+
+  str(o: Obj, key: string, fallback: string): string {
+    const v = o[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'string') fail(`${this.where}: field "${key}" must be a string`);
+    return v;
+  }
+
+  optStr(o: Obj, key: string): string | null {
+    const v = o[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'string') fail(`${this.where}: field "${key}" must be a string`);
+    return v;
+  }
+
+  at(index: number, arrayName: string): Fields {
+    return new Fields(`${this.where}: ${arrayName}[${index}]`);
+  }
+}
+
+function parseScan(file: string, o: Obj): ScanData {
+  const f = new Fields(file);
+  const raw = o.components as unknown[];
+  if (raw.length === 0) fail(`${file}: "components" is empty`);
+  const components = raw.map((c, i): ScanComponent => {
+    const g = f.at(i, 'components');
+    if (!isObj(c)) fail(`${file}: components[${i}] must be an object`);
+    const layer = g.int(c, 'layer');
+    const head = c.head === null || c.head === undefined ? null : g.int(c, 'head');
+    const name = g.str(c, 'name', head === null ? `L${layer}MLP` : `L${layer}H${head}`);
+    return { name, layer, head, score: g.num(c, 'score'), std: g.optNum(c, 'std') };
+  });
+  return {
+    file,
+    model: f.optStr(o, 'model'),
+    task: f.optStr(o, 'task'),
+    ablation: f.str(o, 'ablation', 'unknown'),
+    method: f.str(o, 'method', 'unknown'),
+    nPrompts: f.optNum(o, 'n_prompts'),
+    cleanMetric: f.optNum(o, 'clean_metric'),
+    cleanStd: f.optNum(o, 'clean_std'),
+    corruptMetric: f.optNum(o, 'corrupt_metric'),
+    components,
+  };
+}
+
+function parsePrune(file: string, o: Obj): PruneData {
+  const f = new Fields(file);
+  const raw = o.steps as unknown[];
+  if (raw.length === 0) fail(`${file}: "steps" is empty`);
+  const steps = raw.map((s, i): PruneStep => {
+    const g = f.at(i, 'steps');
+    if (!isObj(s)) fail(`${file}: steps[${i}] must be an object`);
+    return { removed: g.int(s, 'removed'), component: g.optStr(s, 'component'), metric: g.num(s, 'metric'), std: g.optNum(s, 'std') };
+  });
+  return {
+    file,
+    order: f.str(o, 'order', 'unknown'),
+    ablation: f.str(o, 'ablation', 'unknown'),
+    method: f.str(o, 'method', 'unknown'),
+    cleanMetric: f.optNum(o, 'clean_metric'),
+    corruptMetric: f.optNum(o, 'corrupt_metric'),
+    steps,
+  };
+}
+
+function evalLabel(file: string, model: string | null): string {
+  const stem = basename(file, extname(file));
+  const m = /^eval[-_.](.+)$/i.exec(stem);
+  if (m) return m[1];
+  return model ?? stem;
+}
+
+function parseEval(file: string, o: Obj): EvalData {
+  const f = new Fields(file);
+  const model = f.optStr(o, 'model');
+  return {
+    file,
+    label: evalLabel(file, model),
+    model,
+    metric: f.num(o, 'metric'),
+    std: f.optNum(o, 'std'),
+    accuracy: f.num(o, 'accuracy'),
+    nParams: f.int(o, 'n_params'),
+    nParamsNonEmbedding: f.optNum(o, 'n_params_non_embedding'),
+    msPerPrompt: f.optNum(o, 'ms_per_prompt'),
+  };
+}
+
+function parseCompressed(runDir: string, dir: string, config: Obj): CompressedModelData {
+  const rel = relative(runDir, dir) || '.';
+  const where = `${join(rel, 'config.json')}`;
+  const f = new Fields(where);
+  const carve = config.carve as Obj;
+  if (!Array.isArray(carve.layers)) fail(`${where}: "carve.layers" must be an array`);
+  const layers = (carve.layers as unknown[]).map((l, i): KeptLayer => {
+    const g = f.at(i, 'carve.layers');
+    if (!isObj(l)) fail(`${where}: carve.layers[${i}] must be an object`);
+    const heads = l.heads;
+    if (!Array.isArray(heads) || !heads.every((h) => Number.isInteger(h) && h >= 0)) {
+      fail(`${where}: carve.layers[${i}].heads must be an array of head indices`);
+    }
+    if (typeof l.mlp !== 'boolean') fail(`${where}: carve.layers[${i}].mlp must be true or false`);
+    return { sourceLayer: g.int(l, 'source_layer'), heads: [...(heads as number[])].sort((a, b) => a - b), mlp: l.mlp };
+  });
+  const weights = join(dir, 'model.safetensors');
+  return {
+    dir: rel,
+    nHead: typeof config.n_head === 'number' ? config.n_head : null,
+    nLayer: typeof config.n_layer === 'number' ? config.n_layer : null,
+    layers,
+    weightBytes: existsSync(weights) ? statSync(weights).size : null,
+  };
+}
+
+function optText(o: Obj, key: string): string | null {
+  const v = o[key];
+  return typeof v === 'string' ? v : null;
+}
+
+/** Reads only the prompts shown, so a huge task file costs a line count, not a parse of every line. */
+function parseTask(file: string, text: string): TaskData | null {
+  const lines = text.split('\n').map((l) => l.trim());
+  const prompts: TaskPrompt[] = [];
+  let count = 0;
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] === '') continue;
+    count++;
+    if (prompts.length >= TASK_PROMPTS_SHOWN) continue;
+    let o: unknown;
+    try {
+      o = JSON.parse(lines[i]);
+    } catch {
+      fail(`${file}: line ${i + 1} is not valid JSON`);
+    }
+    if (!isObj(o)) fail(`${file}: line ${i + 1} must be a JSON object`);
+    const tokens = Array.isArray(o.clean_tokens) && o.clean_tokens.every((t) => Number.isInteger(t)) ? (o.clean_tokens as number[]) : null;
+    const clean = optText(o, 'clean');
+    if (clean === null && tokens === null) fail(`${file}: line ${i + 1} has neither "clean" text nor "clean_tokens"`);
+    prompts.push({
+      clean,
+      corrupt: optText(o, 'corrupt'),
+      correct: optText(o, 'correct'),
+      incorrect: optText(o, 'incorrect'),
+      io: optText(o, 'io') ?? optText(o, 'IO'),
+      s: optText(o, 's') ?? optText(o, 'S'),
+      cleanTokens: tokens,
+    });
+  }
+  return count === 0 ? null : { file, count, prompts };
+}
+
+/** A task file is task.jsonl, or any JSONL whose first line looks like a prompt pair. */
+function looksLikeTask(path: string): boolean {
+  if (basename(path) === 'task.jsonl') return true;
+  const text = readFileSync(path, 'utf8');
+  const first = text.slice(0, text.indexOf('\n') === -1 ? undefined : text.indexOf('\n')).trim();
+  try {
+    const o = JSON.parse(first);
+    return isObj(o) && ('clean' in o || 'clean_tokens' in o);
+  } catch {
+    return false;
+  }
+}
+
+export function loadRun(runDir: string): RunData {
+  if (!existsSync(runDir)) fail(`run directory ${runDir} does not exist`);
+  if (!statSync(runDir).isDirectory()) fail(`${runDir} is not a directory`);
+  const run: RunData = { dir: runDir, scans: [], prunes: [], evals: [], task: null, compressed: [], warnings: [] };
+  const taskFiles: string[] = [];
+
+  const walk = (dir: string, depth: number): void => {
+    const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
+    const config = entries.find((e) => e.isFile() && e.name === 'config.json');
+    if (config && depth > 0) {
+      const o = readJson(join(dir, 'config.json'));
+      if (isObj(o) && isObj(o.carve)) run.compressed.push(parseCompressed(runDir, dir, o));
+      // Another model directory (a copy of the original, say): its JSON files are tokenizer and
+      // weight metadata, not run outputs. A compressed model's directory may also hold its eval.
+      else if (isObj(o) && 'n_layer' in o) return;
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const path = join(dir, e.name);
+      if (e.isDirectory()) {
+        if (depth < MAX_DEPTH && !(depth === 0 && OUTPUT_DIRS.has(e.name)) && e.name !== 'node_modules') walk(path, depth + 1);
+        continue;
+      }
+      if (!e.isFile()) continue;
+      if (e.name.endsWith('.jsonl')) {
+        if (looksLikeTask(path)) taskFiles.push(path);
+        continue;
+      }
+      if (!e.name.endsWith('.json') || (e.name === 'config.json' && depth > 0)) continue;
+      const o = readJson(path);
+      if (!isObj(o)) continue;
+      const rel = relative(runDir, path);
+      if (Array.isArray(o.components)) run.scans.push(parseScan(rel, o));
+      else if (Array.isArray(o.steps)) run.prunes.push(parsePrune(rel, o));
+      else if (typeof o.n_params === 'number') run.evals.push(parseEval(rel, o));
+      else if (e.name === 'config.json' && isObj(o.carve)) run.compressed.push(parseCompressed(runDir, dir, o));
+    }
+  };
+
+  const readJson = (path: string): unknown => {
+    if (statSync(path).size > MAX_JSON_BYTES) return undefined;
+    try {
+      return JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      run.warnings.push(`${relative(runDir, path)}: not valid JSON, skipped (${(e as Error).message})`);
+      return undefined;
+    }
+  };
+
+  walk(runDir, 0);
+
+  // task.jsonl at the top wins over task-like files elsewhere: it is the run's own task.
+  taskFiles.sort((a, b) => rank(a) - rank(b));
+  function rank(p: string): number {
+    return (basename(p) === 'task.jsonl' ? 0 : 2) + (relative(runDir, p).includes('/') ? 1 : 0);
+  }
+  if (taskFiles.length > 0) run.task = parseTask(relative(runDir, taskFiles[0]), readFileSync(taskFiles[0], 'utf8'));
+
+  if (run.scans.length + run.prunes.length + run.evals.length + run.compressed.length === 0) {
+    const why = run.warnings.length > 0 ? ` (${run.warnings.join('; ')})` : '';
+    fail(`${runDir}: nothing to report: no scan, prune, eval or compressed-model output found${why}`);
+  }
+  return run;
+}
