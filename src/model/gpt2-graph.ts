@@ -30,8 +30,10 @@ export type LogitsSpec =
   | 'all';
 
 export interface ForwardSpec {
-  /** Position in cfg.layers where the run starts; 0 reads `tokens`, otherwise `resid` is that layer's hook_resid_pre. */
+  /** Position in cfg.layers where the run starts. */
   startLayer: number;
+  /** Read `tokens`, or `resid` (that layer's hook_resid_pre). Default: tokens at layer 0, resid later. */
+  fromResid?: boolean;
   /** Position after the last layer to run (default: all layers). */
   endLayer?: number;
   interventions?: InterventionSpec;
@@ -115,7 +117,8 @@ export function buildForward(g: Graph, cfg: GPT2Config, spec: ForwardSpec): Forw
 
   let resid: Value;
   let seqLen: Value; // scalar int64 T
-  if (spec.startLayer === 0) {
+  if (!(spec.fromResid ?? spec.startLayer > 0)) {
+    if (spec.startLayer !== 0) throw new Error('a run from tokens starts at layer 0');
     const tokens = g.input('tokens', ['B', 'T'], 'int64');
     seqLen = g.squeeze(g.slice(g.shapeOf(tokens), g.ints([1]), g.ints([2]), [0], [1]), [0]);
     const embed = hook('hook_embed', g.gather(w(weightName.wte, [cfg.vocabSize, d]), tokens));

@@ -120,7 +120,9 @@ export class HookedModel {
   private graphFor(opts: RunOptions, logits: LogitsSpec): Promise<CompiledGraph> {
     const zSpec = new Map([...(opts.z ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
     const mSpec = new Map([...(opts.mlp ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
+    const fromResid = opts.resid !== undefined;
     const key = JSON.stringify({
+      r: fromResid,
       s: opts.startLayer ?? 0,
       e: opts.endLayer,
       l: logits,
@@ -134,6 +136,7 @@ export class HookedModel {
       const g = new Graph(this.dtype);
       const fv = buildForward(g, this.config, {
         startLayer: opts.startLayer ?? 0,
+        fromResid,
         endLayer: opts.endLayer,
         logits,
         tied: this.tied,
@@ -174,7 +177,8 @@ export class HookedModel {
     let B: number;
     let T: number;
     let lengths: number[];
-    if (start === 0) {
+    if (opts.resid === undefined) {
+      if (start !== 0) throw new Error('a run from a later layer needs resid');
       const toks = opts.tokens;
       if (!toks || toks.length === 0) throw new Error('run needs tokens');
       B = toks.length;
@@ -186,7 +190,6 @@ export class HookedModel {
       feeds.tokens = toOrt({ data, dims: [B, T] }, 'int64');
     } else {
       const r = opts.resid;
-      if (!r) throw new Error('a run from a later layer needs resid');
       [B, T] = r.dims;
       lengths = opts.lengths ?? new Array(B).fill(T);
       feeds.resid = toOrt({ data: this.cast(r.data), dims: r.dims }, this.dtype);

@@ -1,0 +1,82 @@
+/**
+ * What a removed component's output is replaced with (SPEC "Replacement"):
+ *  - zero: 0;
+ *  - mean: its mean output over every real position of the prompts named by --mean-over, on the
+ *    unablated model (one vector per component);
+ *  - resample: its output on the paired corrupt prompt at the same position.
+ * Values are kept per layer at the hook points the graphs intervene on (hook_z, hook_mlp_out):
+ * replacing hook_z of a head replaces exactly its output z_h·W_O[h], since that map is linear.
+ */
+import type { FloatArray, HookedModel } from '../model/hooked.ts';
+import type { Task } from '../task/types.ts';
+import { allocLike, collectActivations, meanOverTokens } from './activations.ts';
+
+export type Ablation = 'zero' | 'mean' | 'resample';
+export const ABLATIONS: readonly Ablation[] = ['zero', 'mean', 'resample'];
+export type MeanOver = 'clean' | 'corrupt';
+
+export interface LayerValues {
+  /** const: [width]; row: [N, tMax, width] per prompt (tMax as in Replacements). */
+  data: FloatArray;
+  shape: 'const' | 'row';
+}
+
+export interface Replacements {
+  ablation: Ablation;
+  meanOver: MeanOver;
+  /** By layer position: replacement for hook_z (width k·d_head) and hook_mlp_out (width d_model). */
+  z: Map<number, LayerValues>;
+  mlp: Map<number, LayerValues>;
+  /** Row length of 'row' values. */
+  tMax: number;
+}
+
+export function zHook(model: HookedModel, pos: number): string {
+  return model.hookName(pos, 'attn.hook_z');
+}
+export function mlpHook(model: HookedModel, pos: number): string {
+  return model.hookName(pos, 'hook_mlp_out');
+}
+
+/** Hook names of every component output (hook_z of layers with heads, hook_mlp_out of layers with MLPs). */
+export function componentHooks(model: HookedModel): { z: Map<number, string>; mlp: Map<number, string> } {
+  const z = new Map<number, string>();
+  const mlp = new Map<number, string>();
+  model.config.layers.forEach((l, pos) => {
+    if (l.heads.length > 0) z.set(pos, zHook(model, pos));
+    if (l.mlp) mlp.set(pos, mlpHook(model, pos));
+  });
+  return { z, mlp };
+}
+
+export async function computeReplacements(
+  model: HookedModel,
+  task: Task,
+  ablation: Ablation,
+  meanOver: MeanOver = 'clean',
+  batchSize = 32,
+): Promise<Replacements> {
+  const { z, mlp } = componentHooks(model);
+  const out: Replacements = { ablation, meanOver, z: new Map(), mlp: new Map(), tMax: Math.max(...task.pairs.map((p) => p.clean.length)) };
+  const dh = model.config.dHead;
+  const d = model.config.dModel;
+  if (ablation === 'zero') {
+    for (const [pos] of z) out.z.set(pos, { shape: 'const', data: allocLike(model, model.config.layers[pos].heads.length * dh) });
+    for (const [pos] of mlp) out.mlp.set(pos, { shape: 'const', data: allocLike(model, d) });
+    return out;
+  }
+  const hooks = [...z.values(), ...mlp.values()];
+  if (ablation === 'mean') {
+    const prompts = task.pairs.map((p) => (meanOver === 'clean' ? p.clean : p.corrupt));
+    const acts = await collectActivations(model, prompts, hooks, batchSize);
+    for (const [pos, h] of z) out.z.set(pos, { shape: 'const', data: meanOverTokens(acts, h) });
+    for (const [pos, h] of mlp) out.mlp.set(pos, { shape: 'const', data: meanOverTokens(acts, h) });
+    return out;
+  }
+  // Resample: corrupt prompts have the clean prompts' lengths (checked when the task was loaded).
+  const acts = await collectActivations(model, task.pairs.map((p) => p.corrupt), hooks, batchSize);
+  out.tMax = acts.tMax;
+  for (const [pos, h] of z) out.z.set(pos, { shape: 'row', data: acts.values.get(h)! });
+  for (const [pos, h] of mlp) out.mlp.set(pos, { shape: 'row', data: acts.values.get(h)! });
+  return out;
+}

@@ -1,0 +1,251 @@
+/**
+ * Scores of every component (SPEC "Components, metric, scores"):
+ *  - exact: mean over prompts of (metric with c replaced) − (clean metric);
+ *  - attribution: mean over prompts of Σ_positions (replacement − clean output) · ∂metric/∂output,
+ *    at the clean run — one forward and one backward pass for all components together;
+ *  - ig: integrated gradients along each component's own path from its clean output to its
+ *    replacement: (replacement − clean) · (1/K) Σ_k ∂metric/∂output at clean + α_k·(replacement − clean),
+ *    α_k = (k − ½)/K (midpoint rule). K = 1 on a model linear in the component gives the
+ *    attribution score; as K grows it converges to the exact score (the path integral of the
+ *    gradient is exactly the change in the metric). EAP-IG (Hanna et al. 2024) integrates along
+ *    a path in the input embeddings instead, shared by all components; interpolating each
+ *    component's own output is what makes carve's ig converge to carve's exact score.
+ */
+import type { FloatArray, HookedModel, Intervention } from '../model/hooked.ts';
+import type { Task } from '../task/types.ts';
+import { mean, std } from '../task/metrics.ts';
+import { listComponents, type Component, type ComponentKind } from './components.ts';
+import { computeReplacements, componentHooks, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
+import { ExactEvaluator } from './evaluate.ts';
+import { allocLike, collectActivations } from './activations.ts';
+
+export type ScanMethod = 'exact' | 'attribution' | 'ig';
+export const SCAN_METHODS: readonly ScanMethod[] = ['exact', 'attribution', 'ig'];
+
+export interface ScanOptions {
+  ablation: Ablation;
+  method: ScanMethod;
+  components: ComponentKind;
+  meanOver?: MeanOver;
+  /** ig: number of interpolation points. */
+  steps?: number;
+  /** Rows per onnxruntime run (prompts × configurations). */
+  batchSize?: number;
+  onProgress?: (done: number, total: number, label: string) => void;
+}
+
+export interface ComponentScore {
+  name: string;
+  layer: number;
+  head: number | null;
+  score: number;
+  std: number;
+}
+
+export interface ScanResult {
+  model: string;
+  task: string;
+  ablation: Ablation;
+  method: ScanMethod;
+  n_prompts: number;
+  clean_metric: number;
+  clean_std: number;
+  corrupt_metric: number;
+  mean_over?: MeanOver;
+  steps?: number;
+  components: ComponentScore[];
+}
+
+/** Metric of the unablated model on the corrupt prompts (clean answers), per prompt. */
+export async function corruptMetrics(model: HookedModel, task: Task, batchSize: number): Promise<Float64Array> {
+  const out = new Float64Array(task.pairs.length);
+  for (let s = 0; s < task.pairs.length; s += batchSize) {
+    const chunk = task.pairs.slice(s, s + batchSize);
+    const r = await model.run({ tokens: chunk.map((p) => p.corrupt), logits: 'pair', answers: chunk.map((p) => [p.correct, p.incorrect]) });
+    chunk.forEach((_, b) => (out[s + b] = r.metric![b]));
+  }
+  return out;
+}
+
+function summary(c: Component, perPrompt: ArrayLike<number>): ComponentScore {
+  return { name: c.name, layer: c.layer, head: c.head, score: mean(perPrompt), std: std(perPrompt) };
+}
+
+/** Width and offset of a component's slice within its hook (hook_z: k·d_head; hook_mlp_out: d). */
+function sliceOf(model: HookedModel, c: Component): { width: number; offset: number; span: number } {
+  if (c.head === null) return { width: model.config.dModel, offset: 0, span: model.config.dModel };
+  const dh = model.config.dHead;
+  return { width: model.config.layers[c.pos].heads.length * dh, offset: c.slot * dh, span: dh };
+}
+
+/** Σ over real positions and the component's slice of (replacement − clean) · grad, for one prompt. */
+function dotDelta(
+  c: Component,
+  sl: { width: number; offset: number; span: number },
+  repl: Replacements,
+  len: number,
+  clean: { data: Float32Array | Float64Array; base: number; T: number },
+  grad: { data: Float32Array | Float64Array; base: number; T: number },
+  replRow: { data: FloatArray; base: number } | null,
+): number {
+  const r = c.head === null ? repl.mlp.get(c.pos)! : repl.z.get(c.pos)!;
+  let s = 0;
+  for (let t = 0; t < len; t++) {
+    const co = clean.base + t * sl.width + sl.offset;
+    const go = grad.base + t * sl.width + sl.offset;
+    for (let j = 0; j < sl.span; j++) {
+      const target = r.shape === 'const' ? r.data[sl.offset + j] : replRow!.data[replRow!.base + t * sl.width + sl.offset + j];
+      s += (target - clean.data[co + j]) * grad.data[go + j];
+    }
+  }
+  return s;
+}
+
+async function attributionScores(model: HookedModel, task: Task, repl: Replacements, comps: Component[], batchSize: number, progress: ScanOptions['onProgress']): Promise<Float64Array[]> {
+  const { z, mlp } = componentHooks(model);
+  const hooks = [...new Set(comps.map((c) => (c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!)))];
+  const N = task.pairs.length;
+  const per = comps.map(() => new Float64Array(N));
+  for (let s = 0; s < N; s += batchSize) {
+    const chunk = task.pairs.slice(s, s + batchSize);
+    const out = await model.run({
+      tokens: chunk.map((p) => p.clean),
+      logits: 'pair',
+      answers: chunk.map((p) => [p.correct, p.incorrect]),
+      hooks,
+      gradients: hooks,
+    });
+    const T = out.seqLen;
+    comps.forEach((c, ci) => {
+      const h = c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!;
+      const sl = sliceOf(model, c);
+      const clean = out.hooks.get(h)!.data;
+      const grad = out.grads.get(h)!.data;
+      const r = c.head === null ? repl.mlp.get(c.pos)! : repl.z.get(c.pos)!;
+      chunk.forEach((p, b) => {
+        const replRow = r.shape === 'row' ? { data: r.data, base: (s + b) * repl.tMax * sl.width } : null;
+        per[ci][s + b] = dotDelta(c, sl, repl, p.clean.length, { data: clean, base: b * T * sl.width, T }, { data: grad, base: b * T * sl.width, T }, replRow);
+      });
+    });
+    progress?.(Math.min(s + batchSize, N), N, 'attribution');
+  }
+  return per;
+}
+
+async function igScores(model: HookedModel, task: Task, repl: Replacements, comps: Component[], steps: number, batchSize: number, progress: ScanOptions['onProgress']): Promise<Float64Array[]> {
+  const N = task.pairs.length;
+  const cfg = model.config;
+  const d = cfg.dModel;
+  const { z, mlp } = componentHooks(model);
+  const layersUsed = [...new Set(comps.map((c) => c.pos))].sort((a, b) => a - b);
+  const residHooks = layersUsed.map((pos) => model.hookName(pos, 'hook_resid_pre'));
+  const allHooks = [...new Set([...residHooks, ...comps.map((c) => (c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!))])];
+  const acts = await collectActivations(model, task.pairs.map((p) => p.clean), allHooks, batchSize);
+  const per = comps.map(() => new Float64Array(N));
+  const rows: { comp: number; k: number; prompt: number }[] = [];
+  comps.forEach((_, ci) => {
+    for (let p = 0; p < N; p++) for (let k = 0; k < steps; k++) rows.push({ comp: ci, k, prompt: p });
+  });
+  // Rows of one run must share a start layer and hook: group by component layer and kind.
+  const groups = new Map<string, typeof rows>();
+  for (const r of rows) {
+    const c = comps[r.comp];
+    const key = `${c.pos}|${c.head === null ? 'mlp' : 'z'}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key)!.push(r);
+  }
+  let done = 0;
+  for (const group of groups.values()) {
+    const c0 = comps[group[0].comp];
+    const pos = c0.pos;
+    const isMlp = c0.head === null;
+    const hook = isMlp ? mlp.get(pos)! : z.get(pos)!;
+    const sl0 = sliceOf(model, c0);
+    const residAll = acts.values.get(model.hookName(pos, 'hook_resid_pre'))!;
+    const cleanAll = acts.values.get(hook)!;
+    const r = isMlp ? repl.mlp.get(pos)! : repl.z.get(pos)!;
+    const k = cfg.layers[pos].heads.length;
+    for (let s = 0; s < group.length; s += batchSize) {
+      const chunk = group.slice(s, s + batchSize);
+      const R = chunk.length;
+      const T = Math.max(...chunk.map((row) => acts.lengths[row.prompt]));
+      const resid = allocLike(model, R * T * d);
+      chunk.forEach((row, b) => {
+        for (let t = 0; t < T; t++) resid.set(residAll.subarray((row.prompt * acts.tMax + t) * d, (row.prompt * acts.tMax + t + 1) * d), (b * T + t) * d);
+      });
+      // keep = 1 − α on the component's slot: the hook becomes clean + α·(replacement − clean).
+      const keep = new Float32Array(isMlp ? R : R * k).fill(1);
+      chunk.forEach((row, b) => {
+        const alpha = (row.k + 0.5) / steps;
+        const c = comps[row.comp];
+        keep[isMlp ? b : b * k + c.slot] = 1 - alpha;
+      });
+      let value: Intervention['value'];
+      if (r.shape === 'const') value = { shape: 'const', data: r.data };
+      else {
+        const data = allocLike(model, R * T * sl0.width);
+        chunk.forEach((row, b) => {
+          const len = acts.lengths[row.prompt];
+          data.set(r.data.subarray(row.prompt * repl.tMax * sl0.width, (row.prompt * repl.tMax + len) * sl0.width), b * T * sl0.width);
+        });
+        value = { shape: 'row', data };
+      }
+      const iv = new Map<number, Intervention>([[pos, { keep, value }]]);
+      const out = await model.run({
+        resid: { data: resid, dims: [R, T, d] },
+        startLayer: pos,
+        lengths: chunk.map((row) => acts.lengths[row.prompt]),
+        logits: 'pair',
+        answers: chunk.map((row) => [task.pairs[row.prompt].correct, task.pairs[row.prompt].incorrect]),
+        z: isMlp ? undefined : iv,
+        mlp: isMlp ? iv : undefined,
+        gradients: [hook],
+      });
+      const grad = out.grads.get(hook)!.data;
+      chunk.forEach((row, b) => {
+        const c = comps[row.comp];
+        const sl = sliceOf(model, c);
+        const len = acts.lengths[row.prompt];
+        const replRow = r.shape === 'row' ? { data: r.data, base: row.prompt * repl.tMax * sl.width } : null;
+        per[row.comp][row.prompt] +=
+          dotDelta(c, sl, repl, len, { data: cleanAll, base: row.prompt * acts.tMax * sl.width, T: acts.tMax }, { data: grad, base: b * T * sl.width, T }, replRow) / steps;
+      });
+      done += R;
+      progress?.(done, rows.length, 'ig');
+    }
+  }
+  return per;
+}
+
+export async function scan(model: HookedModel, task: Task, opts: ScanOptions): Promise<ScanResult> {
+  const batchSize = opts.batchSize ?? 64;
+  const meanOver = opts.meanOver ?? 'clean';
+  const comps = listComponents(model.config, opts.components);
+  const repl = await computeReplacements(model, task, opts.ablation, meanOver, batchSize);
+  const evaluator = await ExactEvaluator.create(model, task, repl, { batchSize });
+  const clean = evaluator.clean;
+  let perPrompt: Float64Array[];
+  if (opts.method === 'exact') {
+    const metrics = await evaluator.evaluate(comps.map((c) => [c]), (done, total) => opts.onProgress?.(done, total, 'exact'));
+    perPrompt = metrics.map((m) => m.map((v, p) => v - clean[p]));
+  } else if (opts.method === 'attribution') {
+    perPrompt = await attributionScores(model, task, repl, comps, batchSize, opts.onProgress);
+  } else {
+    perPrompt = await igScores(model, task, repl, comps, opts.steps ?? 8, batchSize, opts.onProgress);
+  }
+  const corrupt = await corruptMetrics(model, task, batchSize);
+  const result: ScanResult = {
+    model: model.name,
+    task: task.name,
+    ablation: opts.ablation,
+    method: opts.method,
+    n_prompts: task.pairs.length,
+    clean_metric: mean(clean),
+    clean_std: std(clean),
+    corrupt_metric: mean(corrupt),
+    components: comps.map((c, i) => summary(c, perPrompt[i])),
+  };
+  if (opts.ablation === 'mean') result.mean_over = meanOver;
+  if (opts.method === 'ig') result.steps = opts.steps ?? 8;
+  return result;
+}
