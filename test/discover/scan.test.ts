@@ -80,4 +80,3 @@ test('ig approaches the exact score as K grows (midpoint rule), and differs from
   const attrErr = Math.max(...attr.components.map((c, i) => Math.abs(c.score - exact.components[i].score)));
   assert.ok(errs[2] < attrErr, 'ig with 16 steps should beat plain attribution');
 });
-});
