@@ -4,6 +4,7 @@ import { isCarveError } from '../util/errors.ts';
 import { registerRunCommand } from './run.ts';
 import { registerTaskCommand } from './task.ts';
 import { registerReportCommand } from './report.ts';
+import { registerScanCommand } from './scan.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     });
   registerRunCommand(program);
   registerTaskCommand(program);
+  registerScanCommand(program);
   registerReportCommand(program);
   return program;
 }
