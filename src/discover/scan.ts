@@ -17,7 +17,7 @@ import { mean, std } from '../task/metrics.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
 import { computeReplacements, componentHooks, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
 import { ExactEvaluator } from './evaluate.ts';
-import { allocLike, collectActivations } from './activations.ts';
+import { allocLike, collectActivations, meanOverTokens } from './activations.ts';
 
 export type ScanMethod = 'exact' | 'attribution' | 'ig';
 export const SCAN_METHODS: readonly ScanMethod[] = ['exact', 'attribution', 'ig'];
@@ -56,16 +56,19 @@ export interface ScanResult {
   components: ComponentScore[];
 }
 
-/** Metric of the unablated model on the corrupt prompts (clean answers), per prompt. */
-export async function corruptMetrics(model: HookedModel, task: Task, batchSize: number): Promise<Float64Array> {
+/** Metric of the unablated model on the clean or corrupt prompts (clean answers), per prompt. */
+async function promptMetrics(model: HookedModel, task: Task, batchSize: number, which: 'clean' | 'corrupt'): Promise<Float64Array> {
   const out = new Float64Array(task.pairs.length);
   for (let s = 0; s < task.pairs.length; s += batchSize) {
     const chunk = task.pairs.slice(s, s + batchSize);
-    const r = await model.run({ tokens: chunk.map((p) => p.corrupt), logits: 'pair', answers: chunk.map((p) => [p.correct, p.incorrect]) });
+    const r = await model.run({ tokens: chunk.map((p) => p[which]), logits: 'pair', answers: chunk.map((p) => [p.correct, p.incorrect]) });
     chunk.forEach((_, b) => (out[s + b] = r.metric![b]));
   }
   return out;
 }
+
+export const corruptMetrics = (model: HookedModel, task: Task, batchSize: number) => promptMetrics(model, task, batchSize, 'corrupt');
+export const cleanMetrics = (model: HookedModel, task: Task, batchSize: number) => promptMetrics(model, task, batchSize, 'clean');
 
 function summary(c: Component, perPrompt: ArrayLike<number>): ComponentScore {
   return { name: c.name, layer: c.layer, head: c.head, score: mean(perPrompt), std: std(perPrompt) };
@@ -101,7 +104,7 @@ function dotDelta(
   return s;
 }
 
-async function attributionScores(model: HookedModel, task: Task, repl: Replacements, comps: Component[], batchSize: number, progress: ScanOptions['onProgress']): Promise<Float64Array[]> {
+export async function attributionScores(model: HookedModel, task: Task, repl: Replacements, comps: Component[], batchSize: number, progress: ScanOptions['onProgress']): Promise<Float64Array[]> {
   const { z, mlp } = componentHooks(model);
   const hooks = [...new Set(comps.map((c) => (c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!)))];
   const N = task.pairs.length;
@@ -217,23 +220,145 @@ async function igScores(model: HookedModel, task: Task, repl: Replacements, comp
   return per;
 }
 
+/**
+ * The attribution scan in one forward-and-backward pass over the clean prompts (plus one forward
+ * over the corrupt prompts, which the corrupt metric needs anyway and resample and
+ * mean-over-corrupt take their values from). For a constant replacement r (zero, mean), the score
+ * Σ_t (r − clean_t)·g_t = r·(Σ_t g_t) − Σ_t clean_t·g_t, so the gradient pass only keeps, per
+ * prompt and component, Σ_t g_t and Σ_t clean_t·g_t, and the means of clean outputs can be
+ * gathered in the same pass: memory stays O(prompts × d_model) whatever the prompt count.
+ */
+async function attributionScan(
+  model: HookedModel,
+  task: Task,
+  comps: Component[],
+  ablation: Ablation,
+  meanOver: MeanOver,
+  batchSize: number,
+  progress: ScanOptions['onProgress'],
+): Promise<{ perPrompt: Float64Array[]; clean: Float64Array; corrupt: Float64Array }> {
+  const N = task.pairs.length;
+  const { z, mlp } = componentHooks(model);
+  const hookOf = (c: Component) => (c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!);
+  const hooks = [...new Set(comps.map(hookOf))];
+  // Corrupt pass first: the corrupt metric, and the values resample / mean-over-corrupt need.
+  const needCorruptActs = ablation === 'resample' || (ablation === 'mean' && meanOver === 'corrupt');
+  const corrupt = new Float64Array(N);
+  let corruptActs: Awaited<ReturnType<typeof collectActivations>> | undefined;
+  for (let s = 0; s < N; s += batchSize) {
+    const chunk = task.pairs.slice(s, s + batchSize);
+    const r = await model.run({
+      tokens: chunk.map((p) => p.corrupt),
+      logits: 'pair',
+      answers: chunk.map((p) => [p.correct, p.incorrect]),
+      hooks: needCorruptActs ? hooks : [],
+    });
+    chunk.forEach((_, b) => (corrupt[s + b] = r.metric![b]));
+    if (needCorruptActs) {
+      corruptActs ??= { values: new Map(), widths: new Map(), lengths: task.pairs.map((p) => p.corrupt.length), tMax: Math.max(...task.pairs.map((p) => p.corrupt.length)) };
+      for (const h of hooks) {
+        const v = r.hooks.get(h)!;
+        const width = v.data.length / (chunk.length * r.seqLen);
+        if (!corruptActs.values.has(h)) {
+          corruptActs.values.set(h, allocLike(model, N * corruptActs.tMax * width));
+          corruptActs.widths.set(h, width);
+        }
+        chunk.forEach((p, b) => corruptActs!.values.get(h)!.set(v.data.subarray(b * r.seqLen * width, (b * r.seqLen + p.corrupt.length) * width), (s + b) * corruptActs!.tMax * width));
+      }
+    }
+    progress?.(Math.min(s + batchSize, N), 2 * N, 'attribution');
+  }
+  const sliceW = comps.map((c) => sliceOf(model, c));
+  // Per component and prompt: Σ_t g_t (span) and Σ_t clean_t·g_t, or for resample the full dot.
+  const gSum = comps.map((_, i) => new Float64Array(N * sliceW[i].span));
+  const cleanDotG = comps.map(() => new Float64Array(N));
+  const perPrompt = comps.map(() => new Float64Array(N));
+  const cleanSum = new Map<string, Float64Array>(hooks.map((h) => [h, new Float64Array(0)]));
+  let cleanCount = 0;
+  const clean = new Float64Array(N);
+  for (let s = 0; s < N; s += batchSize) {
+    const chunk = task.pairs.slice(s, s + batchSize);
+    const out = await model.run({ tokens: chunk.map((p) => p.clean), logits: 'pair', answers: chunk.map((p) => [p.correct, p.incorrect]), hooks, gradients: hooks });
+    const T = out.seqLen;
+    chunk.forEach((_, b) => (clean[s + b] = out.metric![b]));
+    for (const h of hooks) {
+      const v = out.hooks.get(h)!.data;
+      const width = v.length / (chunk.length * T);
+      let acc = cleanSum.get(h)!;
+      if (acc.length === 0) cleanSum.set(h, (acc = new Float64Array(width)));
+      chunk.forEach((p, b) => {
+        for (let t = 0; t < p.clean.length; t++) for (let j = 0; j < width; j++) acc[j] += v[(b * T + t) * width + j];
+      });
+    }
+    chunk.forEach((p) => (cleanCount += p.clean.length));
+    comps.forEach((c, ci) => {
+      const h = hookOf(c);
+      const sl = sliceW[ci];
+      const cv = out.hooks.get(h)!.data;
+      const g = out.grads.get(h)!.data;
+      chunk.forEach((p, b) => {
+        const len = p.clean.length;
+        let dot = 0;
+        let full = 0;
+        const gs = gSum[ci];
+        for (let t = 0; t < len; t++) {
+          const o = (b * T + t) * sl.width + sl.offset;
+          for (let j = 0; j < sl.span; j++) {
+            gs[(s + b) * sl.span + j] += g[o + j];
+            dot += cv[o + j] * g[o + j];
+            if (ablation === 'resample') {
+              const rv = corruptActs!.values.get(h)!;
+              full += (rv[((s + b) * corruptActs!.tMax + t) * sl.width + sl.offset + j] - cv[o + j]) * g[o + j];
+            }
+          }
+        }
+        cleanDotG[ci][s + b] = dot;
+        if (ablation === 'resample') perPrompt[ci][s + b] = full;
+      });
+    });
+    progress?.(N + Math.min(s + batchSize, N), 2 * N, 'attribution');
+  }
+  if (ablation !== 'resample') {
+    comps.forEach((c, ci) => {
+      const h = hookOf(c);
+      const sl = sliceW[ci];
+      const r = new Float64Array(sl.span);
+      if (ablation === 'mean') {
+        const mean = meanOver === 'clean' ? Float64Array.from(cleanSum.get(h)!, (v) => v / cleanCount) : Float64Array.from(meanOverTokens(corruptActs!, h));
+        for (let j = 0; j < sl.span; j++) r[j] = mean[sl.offset + j];
+      }
+      for (let p = 0; p < N; p++) {
+        let rg = 0;
+        for (let j = 0; j < sl.span; j++) rg += r[j] * gSum[ci][p * sl.span + j];
+        perPrompt[ci][p] = rg - cleanDotG[ci][p];
+      }
+    });
+  }
+  return { perPrompt, clean, corrupt };
+}
+
 export async function scan(model: HookedModel, task: Task, opts: ScanOptions): Promise<ScanResult> {
   const batchSize = opts.batchSize ?? 64;
   const meanOver = opts.meanOver ?? 'clean';
   const comps = listComponents(model.config, opts.components);
-  const repl = await computeReplacements(model, task, opts.ablation, meanOver, batchSize);
-  const evaluator = await ExactEvaluator.create(model, task, repl, { batchSize });
-  const clean = evaluator.clean;
   let perPrompt: Float64Array[];
-  if (opts.method === 'exact') {
-    const metrics = await evaluator.evaluate(comps.map((c) => [c]), (done, total) => opts.onProgress?.(done, total, 'exact'));
-    perPrompt = metrics.map((m) => m.map((v, p) => v - clean[p]));
-  } else if (opts.method === 'attribution') {
-    perPrompt = await attributionScores(model, task, repl, comps, batchSize, opts.onProgress);
+  let clean: Float64Array;
+  let corrupt: Float64Array;
+  if (opts.method === 'attribution') {
+    ({ perPrompt, clean, corrupt } = await attributionScan(model, task, comps, opts.ablation, meanOver, batchSize, opts.onProgress));
   } else {
-    perPrompt = await igScores(model, task, repl, comps, opts.steps ?? 8, batchSize, opts.onProgress);
+    const repl = await computeReplacements(model, task, opts.ablation, meanOver, batchSize);
+    if (opts.method === 'exact') {
+      const evaluator = await ExactEvaluator.create(model, task, repl, { batchSize });
+      clean = evaluator.clean;
+      const metrics = await evaluator.evaluate(comps.map((c) => [c]), (done, total) => opts.onProgress?.(done, total, 'exact'));
+      perPrompt = metrics.map((m) => m.map((v, p) => v - clean[p]));
+    } else {
+      perPrompt = await igScores(model, task, repl, comps, opts.steps ?? 8, batchSize, opts.onProgress);
+      clean = await cleanMetrics(model, task, batchSize);
+    }
+    corrupt = await corruptMetrics(model, task, batchSize);
   }
-  const corrupt = await corruptMetrics(model, task, batchSize);
   const result: ScanResult = {
     model: model.name,
     task: task.name,

@@ -63,6 +63,13 @@ test('mean ablation over corrupt prompts uses the corrupt means', async () => {
     assert.ok(Math.abs(c.score - expected) < 1e-7);
   });
   assert.equal(res.mean_over, 'corrupt');
+  const attr = await scan(model, task, { ablation: 'mean', meanOver: 'corrupt', method: 'attribution', components: 'all', batchSize: 2 });
+  attr.components.forEach((c, i) => {
+    const expected = ref.attribution[i].reduce((s, v) => s + v, 0) / ref.attribution[i].length;
+    assert.ok(Math.abs(c.score - expected) < 1e-7, `${c.name}: ${c.score} vs ${expected}`);
+  });
+  assert.ok(Math.abs(attr.corrupt_metric - res.corrupt_metric) < 1e-9);
+  assert.ok(Math.abs(attr.clean_metric - res.clean_metric) < 1e-9);
 });
 
 test('ig approaches the exact score as K grows (midpoint rule), and differs from attribution on a nonlinear model', async () => {
