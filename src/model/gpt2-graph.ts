@@ -40,6 +40,13 @@ export interface ForwardSpec {
   logits: LogitsSpec;
   /** Unembed with wte itself (GPT-2's tying) rather than a separate `lm_head` input. */
   tied?: boolean;
+  /**
+   * With logits 'pair' or 'last', compute the last layer only where the metric reads it: queries,
+   * attention output and MLP at each row's metric position (keys and values still at every
+   * position). Same numbers, a fraction of the last layer's work. The last layer's hooks
+   * (except hook_resid_pre) are then not available.
+   */
+  lastLayerAtMetric?: boolean;
 }
 
 export interface ForwardValues {
@@ -132,6 +139,25 @@ export function buildForward(g: Graph, cfg: GPT2Config, spec: ForwardSpec): Forw
 
   // Causal mask as an additive bias: exp(-1e9) is exactly 0 in float32 and float64, the same as
   // TransformerLens's -inf fill, without NaN risk. Built from T at run time, so one graph fits all lengths.
+  let flatPosIn: Value | undefined;
+  const flatPos = (): Value => (flatPosIn ??= g.input('flat_pos', ['B'], 'int64'));
+  /** x [B, T, ...rest] → [B, 1, ...rest] at each row's metric position. */
+  const rowsOf = (x: Value): Value => {
+    const rest = x.shape.slice(2);
+    const flat = g.reshape(x, [-1, ...rest.map((r) => r as number)], ['BT', ...rest]);
+    return g.unsqueeze(g.gather(flat, flatPos()), [1]);
+  };
+  let keyMask: Value | undefined;
+  /** [B, 1, 1, T]: keys after a row's metric position (its padding) are masked. */
+  const metricKeyBias = (): Value => {
+    if (!keyMask) {
+      const pos = g.input('metric_pos', ['B'], 'int64');
+      const r = g.range(g.constant([0], [], 'int64'), seqLen, g.constant([1], [], 'int64'), 'T');
+      const after = g.greater(g.unsqueeze(r, [0]), g.unsqueeze(pos, [1]));
+      keyMask = g.unsqueeze(g.where(after, g.scalar(-1e9), g.scalar(0)), [1, 2]);
+    }
+    return keyMask;
+  };
   let causal: Value | undefined;
   const causalBias = (): Value => {
     if (!causal) {
@@ -142,63 +168,72 @@ export function buildForward(g: Graph, cfg: GPT2Config, spec: ForwardSpec): Forw
     return causal;
   };
 
+  const metricOnly = spec.lastLayerAtMetric === true && (spec.logits === 'pair' || spec.logits === 'last') && end === cfg.layers.length;
   for (let i = spec.startLayer; i < end; i++) {
     const layout = cfg.layers[i];
     const p = hookPrefix(layout);
     const L = (what: string) => weightName.layer(i, what);
     resid = hook(`${p}.hook_resid_pre`, resid);
+    // In the metric-only last layer, "rows" are the metric positions: [B, 1, ...] instead of [B, T, ...].
+    const atMetric = metricOnly && i === end - 1;
+    const rows = (x: Value) => (atMetric ? rowsOf(x) : x);
+    const hk = (name: string, v: Value) => (atMetric ? v : hook(name, v));
+    const rowDim = atMetric ? 1 : 'T';
+    const residRows = rows(resid);
     const k = layout.heads.length;
     const bO = w(L('bO'), [d]);
     let attnOut: Value;
     if (k > 0) {
-      const x = hook(`${p}.ln1.hook_normalized`, layerNorm(g, resid, w(L('ln1.g'), [d]), w(L('ln1.b'), [d]), cfg.eps));
+      const x = hk(`${p}.ln1.hook_normalized`, layerNorm(g, resid, w(L('ln1.g'), [d]), w(L('ln1.b'), [d]), cfg.eps));
       const qkv = g.add(g.matmul(x, w(L('wQKV'), [d, 3 * k * dh])), w(L('bQKV'), [3 * k * dh]));
       const [q, kk, v] = g.split(qkv, -1, [k * dh, k * dh, k * dh]).map((t) => g.reshape(t, [0, 0, k, dh], ['B', 'T', k, dh]));
-      hook(`${p}.attn.hook_q`, q);
-      hook(`${p}.attn.hook_k`, kk);
-      hook(`${p}.attn.hook_v`, v);
-      const qh = g.transpose(q, [0, 2, 1, 3]);
+      hk(`${p}.attn.hook_q`, q);
+      hk(`${p}.attn.hook_k`, kk);
+      hk(`${p}.attn.hook_v`, v);
+      const qh = g.transpose(rows(q), [0, 2, 1, 3]);
       const kt = g.transpose(kk, [0, 2, 3, 1]);
       const vh = g.transpose(v, [0, 2, 1, 3]);
-      const scores = hook(`${p}.attn.hook_attn_scores`, g.add(g.mul(g.matmul(qh, kt), 1 / Math.sqrt(dh)), causalBias()));
-      const pattern = hook(`${p}.attn.hook_pattern`, g.softmax(scores, -1));
+      const mask = atMetric ? metricKeyBias() : causalBias();
+      const scores = hk(`${p}.attn.hook_attn_scores`, g.add(g.mul(g.matmul(qh, kt), 1 / Math.sqrt(dh)), mask));
+      const pattern = hk(`${p}.attn.hook_pattern`, g.softmax(scores, -1));
       let z = g.transpose(g.matmul(pattern, vh), [0, 2, 1, 3]);
       const zShape = iv.z.get(i);
       if (zShape !== undefined) {
         const keep = g.input(`z_keep.${i}`, ['B', 1, k, 1]);
         const value = g.input(`z_value.${i}`, zShape === 'row' ? ['B', 'T', k, dh] : [1, 1, k, dh]);
-        z = intervene(g, z, keep, value);
+        z = intervene(g, z, keep, zShape === 'row' ? rows(value) : value);
       }
-      hook(`${p}.attn.hook_z`, z);
-      const flat = g.reshape(z, [0, 0, k * dh], ['B', 'T', k * dh]);
+      hk(`${p}.attn.hook_z`, z);
+      const flat = g.reshape(z, [0, 0, k * dh], ['B', rowDim, k * dh]);
       attnOut = g.add(g.matmul(flat, w(L('wO'), [k * dh, d])), bO);
     } else {
       if (iv.z.has(i)) throw new Error(`layer ${layout.sourceLayer} has no heads to intervene on`);
       // Broadcast so the hook has the same [B, T, d] shape with or without heads.
-      attnOut = g.expandLike(bO, resid);
+      attnOut = g.expandLike(bO, residRows);
     }
-    hook(`${p}.hook_attn_out`, attnOut);
-    resid = hook(`${p}.hook_resid_mid`, g.add(resid, attnOut));
+    hk(`${p}.hook_attn_out`, attnOut);
+    resid = hk(`${p}.hook_resid_mid`, g.add(residRows, attnOut));
 
     let mlpOut: Value;
     if (layout.mlp) {
-      const x = hook(`${p}.ln2.hook_normalized`, layerNorm(g, resid, w(L('ln2.g'), [d]), w(L('ln2.b'), [d]), cfg.eps));
-      const pre = hook(`${p}.mlp.hook_pre`, g.add(g.matmul(x, w(L('wIn'), [d, cfg.dMlp])), w(L('bIn'), [cfg.dMlp])));
-      const post = hook(`${p}.mlp.hook_post`, activation(g, pre, cfg.activation));
+      const x = hk(`${p}.ln2.hook_normalized`, layerNorm(g, resid, w(L('ln2.g'), [d]), w(L('ln2.b'), [d]), cfg.eps));
+      const pre = hk(`${p}.mlp.hook_pre`, g.add(g.matmul(x, w(L('wIn'), [d, cfg.dMlp])), w(L('bIn'), [cfg.dMlp])));
+      const post = hk(`${p}.mlp.hook_post`, activation(g, pre, cfg.activation));
       mlpOut = g.add(g.matmul(post, w(L('wOut'), [cfg.dMlp, d])), w(L('bMlpOut'), [d]));
       const mShape = iv.mlp.get(i);
       if (mShape !== undefined) {
         const keep = g.input(`mlp_keep.${i}`, ['B', 1, 1]);
         const value = g.input(`mlp_value.${i}`, mShape === 'row' ? ['B', 'T', d] : [1, 1, d]);
-        mlpOut = intervene(g, mlpOut, keep, value);
+        mlpOut = intervene(g, mlpOut, keep, mShape === 'row' ? rows(value) : value);
       }
     } else {
       if (iv.mlp.has(i)) throw new Error(`layer ${layout.sourceLayer} has no MLP to intervene on`);
       mlpOut = g.expandLike(w(L('bMlpOut'), [d]), resid);
     }
-    hook(`${p}.hook_mlp_out`, mlpOut);
-    resid = hook(`${p}.hook_resid_post`, g.add(resid, mlpOut));
+    hk(`${p}.hook_mlp_out`, mlpOut);
+    resid = hk(`${p}.hook_resid_post`, g.add(resid, mlpOut));
   }
+  const residAtMetric = metricOnly && end > spec.startLayer;
 
   const out: ForwardValues = { hooks, weights };
   if (spec.logits === 'none') return out;
@@ -218,9 +253,8 @@ export function buildForward(g: Graph, cfg: GPT2Config, spec: ForwardSpec): Forw
   }
   // Only the metric position of each row matters: gather those residuals before the final LN,
   // so the unembedding costs one row per prompt instead of one per position.
-  const flatPos = g.input('flat_pos', ['B'], 'int64');
-  const rows = g.gather(g.reshape(resid, [-1, d], ['BT', d]), flatPos);
-  const x = lnf(rows);
+  const rowsAtMetric = residAtMetric ? g.squeeze(resid, [1]) : g.gather(g.reshape(resid, [-1, d], ['BT', d]), flatPos());
+  const x = lnf(rowsAtMetric);
   hook('ln_final.hook_normalized_at_pos', x);
   const answers = g.input('answers', ['B', 2], 'int64');
   const sel = g.gather(wU, answers); // [B, 2, d]

@@ -121,7 +121,13 @@ export class HookedModel {
     const zSpec = new Map([...(opts.z ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
     const mSpec = new Map([...(opts.mlp ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
     const fromResid = opts.resid !== undefined;
+    // The last layer only at the metric positions, unless someone wants to look inside it.
+    const lastPrefix = `${hookPrefix(this.config.layers[this.config.layers.length - 1])}.`;
+    const lastResidPre = `${lastPrefix}hook_resid_pre`;
+    const looksInsideLast = [...(opts.hooks ?? []), ...(opts.gradients ?? [])].some((h) => h.startsWith(lastPrefix) && h !== lastResidPre);
+    const lastLayerAtMetric = (logits === 'pair' || logits === 'last') && !looksInsideLast;
     const key = JSON.stringify({
+      a: lastLayerAtMetric,
       r: fromResid,
       s: opts.startLayer ?? 0,
       e: opts.endLayer,
@@ -137,6 +143,7 @@ export class HookedModel {
       const fv = buildForward(g, this.config, {
         startLayer: opts.startLayer ?? 0,
         fromResid,
+        lastLayerAtMetric,
         endLayer: opts.endLayer,
         logits,
         tied: this.tied,
@@ -212,6 +219,7 @@ export class HookedModel {
       const flat = new BigInt64Array(B);
       pos.forEach((p, b) => (flat[b] = BigInt(b * T + p)));
       feeds.flat_pos = toOrt({ data: flat, dims: [B] }, 'int64');
+      feeds.metric_pos = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [B] }, 'int64');
       const ans = new BigInt64Array(B * 2);
       const answers = opts.answers ?? new Array(B).fill([0, 0]);
       answers.forEach(([c, x], b) => {
