@@ -4,6 +4,7 @@ import { isCarveError } from '../util/errors.ts';
 import { registerRunCommand } from './run.ts';
 import { registerTaskCommand } from './task.ts';
 import { registerReportCommand } from './report.ts';
+import { registerTrainCommand } from './train.ts';
 import { registerScanCommand } from './scan.ts';
 
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerTaskCommand(program);
   registerScanCommand(program);
   registerReportCommand(program);
+  registerTrainCommand(program);
   return program;
 }
 

@@ -1,0 +1,409 @@
+/**
+ * The training loop for small GPT-2-format task models: seeded init (init.ts), fresh IOI batches
+ * every step (data.ts), the objective graph with weight gradients (objective.ts) compiled once,
+ * AdamW in place on the Float32Arrays the graph reads (adamw.ts), held-out accuracy and logit
+ * difference every `evalEvery` steps.
+ *
+ * Determinism: the same recipe (threads included) gives bit-identical weights on the same machine.
+ * Init and data come from seeded generators (no Math.random), AdamW is plain JS arithmetic, and
+ * onnxruntime's CPU kernels for these graphs repeat exactly for a fixed intra-op thread count
+ * (test/train/train.test.ts checks two runs with two threads). Different thread counts split some
+ * reductions differently and change the last bits (measured: 1 vs 2 threads differ after a few
+ * steps), hence `threads` is part of the recipe, with a fixed default of 2 rather than "one per
+ * core". Other CPUs may pick other kernels (AVX2 vs AVX-512) with the same effect.
+ */
+import type * as ort from 'onnxruntime-node';
+import { fail } from '../util/errors.ts';
+import { Engine, toOrt } from '../onnx/session.ts';
+import { HookedModel } from '../model/hooked.ts';
+import { namedWeights } from '../model/weight-names.ts';
+import { buildObjective } from './objective.ts';
+import { initModel, type InitSpec } from './init.ts';
+import { AdamW, decaysByDefault, lrAt, SCHEDULES, type Param, type Schedule } from './adamw.ts';
+import { checkCurriculum, checkSeeds, dataSeedFor, heldOut, objectiveFeeds, trainBatch, type CurriculumPhase, type DataSpec, type Example } from './data.ts';
+import { IOI_PROMPT_TYPES } from '../task/ioi.ts';
+import type { Activation, GPT2Config, GPT2Weights } from '../model/types.ts';
+import type { IoiPromptType } from '../task/types.ts';
+import type { WriteDtype } from '../model/safetensors.ts';
+
+/** Everything that determines a trained model (plus `threads` and `dtype`, which only affect speed and the file). */
+export interface Recipe {
+  // Architecture
+  nLayer: number;
+  nHead: number;
+  dModel: number;
+  nCtx: number;
+  /** 0: 4·dModel. */
+  dMlp: number;
+  /** Layers without MLPs: all, or one flag per layer. */
+  attnOnly: boolean | boolean[];
+  /** Layers without attention: all, or one flag per layer. */
+  mlpOnly: boolean | boolean[];
+  activation: Activation;
+  untied: boolean;
+  // Init
+  initStd: number;
+  residualScaling: boolean;
+  // Optimisation
+  steps: number;
+  batch: number;
+  lr: number;
+  warmup: number;
+  schedule: Schedule;
+  /** Floor of the cosine/linear decay as a fraction of lr. */
+  minLrRatio: number;
+  weightDecay: number;
+  /** Decay embeddings (wte, wpe, lm_head) too. */
+  decayEmbeddings: boolean;
+  betas: [number, number];
+  adamEps: number;
+  /** Max global gradient norm; 0: off. */
+  clip: number;
+  // Objective
+  ceWeight: number;
+  hingeWeight: number;
+  margin: number;
+  // Data
+  seed: number;
+  /** First IOI generator seed of the training batches; -1: 1,000,000 · (1 + seed). */
+  dataSeed: number;
+  promptType: IoiPromptType;
+  curriculum: CurriculumPhase[];
+  prependBos: boolean;
+  // Evaluation
+  evalEvery: number;
+  heldOutN: number;
+  heldOutSeed: number;
+  // Not part of the result
+  threads: number;
+  dtype: WriteDtype;
+}
+
+export const DEFAULT_RECIPE: Recipe = {
+  nLayer: 2,
+  nHead: 4,
+  dModel: 64,
+  nCtx: 64,
+  dMlp: 0,
+  attnOnly: false,
+  mlpOnly: false,
+  activation: 'gelu_new',
+  untied: false,
+  initStd: 0.02,
+  residualScaling: true,
+  steps: 2000,
+  batch: 64,
+  lr: 1e-3,
+  warmup: 100,
+  schedule: 'cosine',
+  minLrRatio: 0.1,
+  weightDecay: 0.01,
+  decayEmbeddings: false,
+  betas: [0.9, 0.999],
+  adamEps: 1e-8,
+  clip: 1,
+  ceWeight: 1,
+  hingeWeight: 1,
+  margin: 2,
+  seed: 0,
+  dataSeed: -1,
+  promptType: 'mixed',
+  curriculum: [],
+  prependBos: false,
+  evalEvery: 100,
+  heldOutN: 200,
+  heldOutSeed: 1,
+  threads: 2,
+  dtype: 'F16',
+};
+
+type Check = (v: unknown, key: string) => unknown;
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const int = (min: number): Check => (v, k) => {
+  if (!isNum(v) || !Number.isSafeInteger(v) || v < min) fail(`${k}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+  return v;
+};
+const num = (min: number, max = Infinity, open = false): Check => (v, k) => {
+  if (!isNum(v) || v < min || v > max || (open && v === min)) {
+    fail(`${k}: expected a number ${open ? '>' : '>='} ${min}${max < Infinity ? ` and <= ${max}` : ''}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+};
+const bool: Check = (v, k) => {
+  if (typeof v !== 'boolean') fail(`${k}: expected true or false, got ${JSON.stringify(v)}`);
+  return v;
+};
+const boolOrList: Check = (v, k) => {
+  if (typeof v === 'boolean') return v;
+  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'boolean')) return [...v];
+  fail(`${k}: expected true/false or a list of true/false per layer, got ${JSON.stringify(v)}`);
+};
+const oneOf = (choices: readonly string[]): Check => (v, k) => {
+  if (typeof v !== 'string' || !choices.includes(v)) fail(`${k}: expected one of ${choices.join(', ')}, got ${JSON.stringify(v)}`);
+  return v;
+};
+
+const CHECKS: Record<keyof Recipe, Check> = {
+  nLayer: int(1),
+  nHead: int(1),
+  dModel: int(1),
+  nCtx: int(1),
+  dMlp: int(0),
+  attnOnly: boolOrList,
+  mlpOnly: boolOrList,
+  activation: oneOf(['gelu_new', 'gelu', 'relu', 'gelu_fast', 'gelu_pytorch_tanh']),
+  untied: bool,
+  initStd: num(0),
+  residualScaling: bool,
+  steps: int(1),
+  batch: int(1),
+  lr: num(0),
+  warmup: int(0),
+  schedule: oneOf(SCHEDULES),
+  minLrRatio: num(0, 1),
+  weightDecay: num(0),
+  decayEmbeddings: bool,
+  betas: (v, k) => {
+    if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => isNum(x) && x >= 0 && x < 1)) fail(`${k}: expected [beta1, beta2], each in [0, 1), got ${JSON.stringify(v)}`);
+    return [v[0], v[1]];
+  },
+  adamEps: num(0, Infinity, true),
+  clip: num(0),
+  ceWeight: num(0),
+  hingeWeight: num(0),
+  margin: num(-Infinity),
+  seed: int(0),
+  dataSeed: (v, k) => (v === -1 ? -1 : int(0)(v, k)),
+  promptType: oneOf(IOI_PROMPT_TYPES),
+  curriculum: (v) => checkCurriculum(v, 0),
+  prependBos: bool,
+  evalEvery: int(1),
+  heldOutN: int(1),
+  heldOutSeed: int(0),
+  threads: int(0),
+  dtype: oneOf(['F32', 'F16', 'BF16']),
+};
+
+export const RECIPE_KEYS = Object.keys(DEFAULT_RECIPE) as (keyof Recipe)[];
+
+/** Validate one recipe field on its own (no cross-field checks); returns the normalised value. */
+export function checkRecipeField(key: string, value: unknown): unknown {
+  if (!(key in CHECKS)) fail(`unknown recipe field ${JSON.stringify(key)} (known: ${RECIPE_KEYS.join(', ')})`);
+  return CHECKS[key as keyof Recipe](value, key);
+}
+
+/**
+ * Defaults, overridden by each layer in turn (a recipe file, then flags); unknown keys and bad
+ * values are user errors naming the key.
+ */
+export function resolveRecipe(...layers: Record<string, unknown>[]): Recipe {
+  const out: Record<string, unknown> = { ...DEFAULT_RECIPE };
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue;
+      out[k] = checkRecipeField(k, v);
+    }
+  }
+  const r = out as unknown as Recipe;
+  if (r.dModel % r.nHead !== 0) fail(`dModel ${r.dModel} is not divisible by nHead ${r.nHead}`);
+  for (const k of ['attnOnly', 'mlpOnly'] as const) {
+    const v = r[k];
+    if (Array.isArray(v) && v.length !== r.nLayer) fail(`${k}: lists ${v.length} layers, the model has nLayer ${r.nLayer}`);
+  }
+  if (r.ceWeight === 0 && r.hingeWeight === 0) fail('ceWeight and hingeWeight are both 0: nothing to train on');
+  if (r.warmup > r.steps) fail(`warmup (${r.warmup}) is longer than steps (${r.steps})`);
+  checkCurriculum(r.curriculum, r.steps);
+  checkSeeds(dataSpec(r), r.steps);
+  return r;
+}
+
+export function initSpecOf(r: Recipe): InitSpec {
+  return {
+    nLayer: r.nLayer,
+    nHead: r.nHead,
+    dModel: r.dModel,
+    nCtx: r.nCtx,
+    dMlp: r.dMlp > 0 ? r.dMlp : undefined,
+    activation: r.activation,
+    attnOnly: r.attnOnly,
+    mlpOnly: r.mlpOnly,
+    std: r.initStd,
+    residualScaling: r.residualScaling,
+    untied: r.untied,
+  };
+}
+
+export function dataSpec(r: Recipe): DataSpec {
+  return {
+    promptType: r.promptType,
+    curriculum: r.curriculum,
+    dataSeed: r.dataSeed === -1 ? dataSeedFor(r.seed) : r.dataSeed,
+    heldOutSeed: r.heldOutSeed,
+    heldOutN: r.heldOutN,
+    prependBos: r.prependBos,
+  };
+}
+
+export interface StepLog {
+  /** 1-based: the number of updates done. */
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  /** Fraction of the batch with logit[IO] > logit[S], before this step's update. */
+  trainAccuracy: number;
+  trainLogitDiff: number;
+}
+
+export interface EvalLog {
+  /** Updates done when evaluated (0: at init). */
+  step: number;
+  n: number;
+  accuracy: number;
+  logitDiff: number;
+  logitDiffStd: number;
+}
+
+export interface TrainResult {
+  recipe: Recipe;
+  config: GPT2Config;
+  weights: GPT2Weights;
+  steps: StepLog[];
+  evals: EvalLog[];
+  timing: { seconds: number; msPerStep: number; msGraph: number; msOptimizer: number; msData: number };
+}
+
+export interface TrainHooks {
+  engine?: Engine;
+  onStep?: (log: StepLog) => void;
+  onEval?: (log: EvalLog) => void;
+}
+
+/** Held-out accuracy (logit[IO] > logit[S]) and mean logit difference of a model on examples. */
+export async function evaluate(model: HookedModel, examples: Example[], chunk = 256): Promise<Omit<EvalLog, 'step'>> {
+  let correct = 0;
+  let sum = 0;
+  let sumSq = 0;
+  for (let i = 0; i < examples.length; i += chunk) {
+    const part = examples.slice(i, i + chunk);
+    const out = await model.run({ tokens: part.map((e) => e.tokens), logits: 'pair', answers: part.map((e) => [e.correct, e.incorrect]) });
+    for (const m of out.metric!) {
+      if (m > 0) correct++;
+      sum += m;
+      sumSq += m * m;
+    }
+  }
+  const n = examples.length;
+  const mean = sum / n;
+  return { n, accuracy: correct / n, logitDiff: mean, logitDiffStd: Math.sqrt(Math.max(0, sumSq / n - mean * mean)) };
+}
+
+/** Parameters trained: every weight the objective has a gradient for, except placeholder biases of absent blocks. */
+function trainable(cfg: GPT2Config, name: string): boolean {
+  const m = /^L(\d+)\.(bO|bMlpOut)$/.exec(name);
+  if (!m) return true;
+  const layer = cfg.layers[Number(m[1])];
+  return m[2] === 'bO' ? layer.heads.length > 0 : layer.mlp;
+}
+
+export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const t0 = performance.now();
+  const engine = hooks.engine ?? new Engine({ device: 'cpu', threads: recipe.threads });
+  const { config, weights } = initModel(initSpecOf(recipe), recipe.seed);
+  const data = dataSpec(recipe);
+  const held = heldOut(data);
+
+  const obj = buildObjective(config, 'float32', {
+    ceWeight: recipe.ceWeight,
+    hingeWeight: recipe.hingeWeight,
+    margin: recipe.margin,
+    tied: !recipe.untied,
+  });
+  // Weight feeds wrap the parameter arrays themselves: AdamW's in-place updates are what the next run reads.
+  const named = namedWeights(weights);
+  const weightFeeds: Record<string, ort.Tensor> = {};
+  for (const { name, tensor } of named) weightFeeds[name] = toOrt({ data: tensor.data, dims: tensor.shape }, 'float32');
+  const byName = new Map(named.map((n) => [n.name, n.tensor]));
+  const params: Param[] = obj.weightNames
+    .filter((n) => trainable(config, n))
+    .map((name) => {
+      const t = byName.get(name);
+      if (!t) throw new Error(`the objective reads weight ${name}, which the model lacks`);
+      return { name, data: t.data, decay: decaysByDefault(name, recipe.decayEmbeddings) };
+    });
+  const opt = new AdamW(params, {
+    beta1: recipe.betas[0],
+    beta2: recipe.betas[1],
+    eps: recipe.adamEps,
+    weightDecay: recipe.weightDecay,
+    clip: recipe.clip,
+  });
+  const evalModel = new HookedModel({ config, weights, name: 'training' }, engine, 'float32');
+  const sched = { lr: recipe.lr, warmup: recipe.warmup, steps: recipe.steps, schedule: recipe.schedule, minLrRatio: recipe.minLrRatio };
+
+  const steps: StepLog[] = [];
+  const evals: EvalLog[] = [];
+  const doEval = async (step: number) => {
+    const e: EvalLog = { step, ...(await evaluate(evalModel, held)) };
+    evals.push(e);
+    hooks.onEval?.(e);
+  };
+  await doEval(0);
+  let msGraph = 0;
+  let msOpt = 0;
+  let msData = 0;
+  const tLoop = performance.now();
+  for (let s = 0; s < recipe.steps; s++) {
+    const ta = performance.now();
+    const batch = trainBatch(data, s, recipe.batch);
+    const feeds = { ...weightFeeds, ...objectiveFeeds(batch, config.vocabSize, config.nCtx) };
+    const tb = performance.now();
+    const out = await engine.run(obj.graph, feeds);
+    const tc = performance.now();
+    const loss = out.loss.data[0] as number;
+    if (!Number.isFinite(loss)) fail(`training diverged at step ${s + 1}: loss ${loss} (try a lower lr or clipping)`);
+    const metric = out.metric.data as Float32Array;
+    let right = 0;
+    let diff = 0;
+    for (const m of metric) {
+      if (m > 0) right++;
+      diff += m;
+    }
+    const lr = lrAt(s, sched);
+    const info = opt.step(params.map((p) => out[`grad:${p.name}`].data as Float32Array), lr);
+    const td = performance.now();
+    msData += tb - ta;
+    msGraph += tc - tb;
+    msOpt += td - tc;
+    const log: StepLog = { step: s + 1, loss, lr, gradNorm: info.gradNorm, trainAccuracy: right / metric.length, trainLogitDiff: diff / metric.length };
+    steps.push(log);
+    hooks.onStep?.(log);
+    if ((s + 1) % recipe.evalEvery === 0 || s + 1 === recipe.steps) await doEval(s + 1);
+  }
+  const n = recipe.steps;
+  return {
+    recipe,
+    config,
+    weights,
+    steps,
+    evals,
+    timing: {
+      seconds: (performance.now() - t0) / 1000,
+      msPerStep: (performance.now() - tLoop) / n,
+      msGraph: msGraph / n,
+      msOptimizer: msOpt / n,
+      msData: msData / n,
+    },
+  };
+}
+
+/** Parameter counts: all, and without the embeddings (wte, wpe, lm_head). */
+export function parameterCounts(weights: GPT2Weights): { total: number; nonEmbedding: number } {
+  let total = 0;
+  let emb = 0;
+  for (const { name, tensor } of namedWeights(weights)) {
+    total += tensor.data.length;
+    if (name === 'wte' || name === 'wpe' || name === 'lm_head') emb += tensor.data.length;
+  }
+  return { total, nonEmbedding: total - emb };
+}

@@ -1,0 +1,148 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateIoi } from '../../src/task/ioi.ts';
+import { checkSeeds, heldOut, objectiveFeeds, trainBatch, type DataSpec } from '../../src/train/data.ts';
+import { resolveRecipe, train, type Recipe } from '../../src/train/trainer.ts';
+import { namedWeights } from '../../src/model/weight-names.ts';
+import { loadModelDir } from '../../src/model/load.ts';
+import { buildProgram } from '../../src/cli/main.ts';
+import { recipeFromOptions } from '../../src/cli/train.ts';
+import { isCarveError } from '../../src/util/errors.ts';
+
+const spec: DataSpec = { promptType: 'mixed', dataSeed: 1_000_000, heldOutSeed: 1, heldOutN: 30 };
+
+test('data: the held-out set is the default IOI task; training batches are fresh, seeded per step, and packed for the objective', () => {
+  const held = heldOut(spec);
+  const task = generateIoi({ n: 30, seed: 1 });
+  assert.deepEqual(
+    held.map((e) => [e.tokens, e.correct, e.incorrect]),
+    task.pairs.map((p) => [p.clean, p.correct, p.incorrect]),
+  );
+  const b0 = trainBatch(spec, 0, 8);
+  assert.deepEqual(trainBatch(spec, 0, 8), b0);
+  assert.notDeepEqual(trainBatch(spec, 1, 8), b0);
+  assert.deepEqual(b0, heldOut({ ...spec, heldOutSeed: 1_000_000, heldOutN: 8 }));
+
+  const V = 50257;
+  const f = objectiveFeeds(b0, V, 64);
+  const T = Math.max(...b0.map((e) => e.tokens.length));
+  assert.deepEqual(f.tokens.dims, [8, T]);
+  const tok = f.tokens.data as BigInt64Array;
+  b0.forEach((e, b) => {
+    assert.equal(Number((f.flat_pos.data as BigInt64Array)[b]), b * T + e.tokens.length - 1);
+    assert.equal(Number((f.target_flat.data as BigInt64Array)[b]), b * V + e.correct);
+    assert.equal(Number((f.answers.data as BigInt64Array)[2 * b]), e.correct);
+    assert.equal(Number((f.answers.data as BigInt64Array)[2 * b + 1]), e.incorrect);
+    for (let j = e.tokens.length; j < T; j++) assert.equal(tok[b * T + j], 0n);
+    assert.ok(Math.abs((f.row_scale.data as Float32Array)[b] - 1 / 8) < 1e-9);
+  });
+  assert.throws(() => objectiveFeeds(b0, V, 5), isCarveError);
+
+  // A curriculum phase restricts prompt type and templates, then the default takes over.
+  const cur: DataSpec = { ...spec, curriculum: [{ until: 3, promptType: 'ABBA', templates: [2, 5] }] };
+  const early = trainBatch(cur, 2, 20);
+  assert.equal(early.length, 20);
+  assert.ok(early.every((e) => e.templateIndex === 2 || e.templateIndex === 5));
+  assert.deepEqual(trainBatch(cur, 3, 8), trainBatch(spec, 3, 8));
+  assert.throws(() => checkSeeds({ ...spec, dataSeed: 0 }, 10), isCarveError);
+  assert.throws(() => resolveRecipe({ curriculum: [{ until: 5, templates: [1] }] }), isCarveError);
+});
+
+const tiny: Partial<Recipe> = {
+  nLayer: 1,
+  nHead: 2,
+  dModel: 32,
+  steps: 40,
+  batch: 16,
+  lr: 3e-3,
+  warmup: 5,
+  evalEvery: 20,
+  heldOutN: 40,
+  threads: 2,
+};
+
+test('training: the loss falls in a short run, and the same seed gives bit-identical weights', async () => {
+  const r = resolveRecipe(tiny);
+  const a = await train(r);
+  const losses = a.steps.map((s) => s.loss);
+  assert.equal(losses.length, 40);
+  const mean = (xs: number[]) => xs.reduce((p, q) => p + q, 0) / xs.length;
+  const first = mean(losses.slice(0, 5));
+  const last = mean(losses.slice(-5));
+  assert.ok(last < first - 0.5, `loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
+  assert.deepEqual(a.evals.map((e) => e.step), [0, 20, 40]);
+  for (const e of a.evals) {
+    assert.equal(e.n, 40);
+    assert.ok(e.accuracy >= 0 && e.accuracy <= 1 && Number.isFinite(e.logitDiff));
+  }
+
+  const b = await train(r);
+  const wa = namedWeights(a.weights);
+  const wb = namedWeights(b.weights);
+  assert.deepEqual(wa.map((w) => w.name), wb.map((w) => w.name));
+  wa.forEach((w, i) => assert.ok(Buffer.from(w.tensor.data.buffer).equals(Buffer.from(wb[i].tensor.data.buffer)), `${w.name} differs between runs`));
+  assert.deepEqual(b.steps.map((s) => s.loss), losses);
+});
+
+test('training: attention-only layers train with the MLP output bias held at zero', async () => {
+  const r = resolveRecipe({ ...tiny, nLayer: 2, dModel: 16, steps: 6, attnOnly: [true, false], evalEvery: 6, heldOutN: 10 });
+  const res = await train(r);
+  assert.deepEqual(res.config.layers.map((l) => l.mlp), [false, true]);
+  assert.ok(res.weights.layers[0].bMlpOut.data.every((v) => v === 0));
+  assert.ok(res.weights.layers[1].bMlpOut.data.some((v) => v !== 0));
+  assert.ok(res.weights.layers[0].bO.data.some((v) => v !== 0));
+});
+
+test('carve train: writes a loadable F16 model with training.json; --recipe training.json reproduces it; bad flags are user errors', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'carve-train-'));
+  try {
+    const out = join(dir, 'm');
+    const args = ['--layers', '1', '--heads', '2', '--d-model', '16', '--steps', '6', '--batch', '8', '--warmup', '2', '--eval-every', '3', '--held-out-n', '20'];
+    await buildProgram().parseAsync(['node', 'carve', 'train', '--out', out, ...args]);
+    const model = loadModelDir(out);
+    assert.equal(model.config.dModel, 16);
+    assert.equal(model.config.vocabSize, 50257);
+    const header = readFileSync(join(out, 'model.safetensors'));
+    assert.ok(header.subarray(8, 2000).toString('latin1').includes('"F16"'));
+    const rec = JSON.parse(readFileSync(join(out, 'training.json'), 'utf8'));
+    assert.equal(rec.format, 'carve-training/1');
+    assert.equal(rec.recipe.steps, 6);
+    assert.equal(rec.recipe.dModel, 16);
+    assert.equal(rec.recipe.dtype, 'F16');
+    assert.deepEqual(rec.data.trainSeeds, [1_000_000, 1_000_005]);
+    assert.equal(rec.final.heldOut.n, 20);
+    assert.deepEqual(rec.evals.map((e: { step: number }) => e.step), [0, 3, 6]);
+
+    const again = join(dir, 'again');
+    await buildProgram().parseAsync(['node', 'carve', 'train', '--out', again, '--recipe', join(out, 'training.json')]);
+    assert.ok(readFileSync(join(again, 'model.safetensors')).equals(readFileSync(join(out, 'model.safetensors'))));
+
+    const bad = (o: Record<string, unknown>, re: RegExp) =>
+      assert.throws(() => recipeFromOptions({ out, ...o }), (e: unknown) => isCarveError(e) && re.test((e as Error).message));
+    bad({ steps: 'ten' }, /--steps/);
+    bad({ lr: 'fast' }, /--lr/);
+    bad({ schedule: 'step' }, /--schedule/);
+    bad({ promptType: 'ABC' }, /--prompt-type/);
+    bad({ layers: '2', attnOnly: '0,2' }, /--attn-only/);
+    bad({ heads: '3' }, /divisible/);
+    bad({ beta1: '1.5' }, /--betas|beta/);
+    bad({ dtype: 'F8' }, /--dtype/);
+    bad({ steps: '10' }, /warmup/);
+    bad({ recipe: join(dir, 'missing.json') }, /cannot read/);
+    writeFileSync(join(dir, 'r.json'), JSON.stringify({ nLayers: 2 }));
+    bad({ recipe: join(dir, 'r.json') }, /unknown recipe field "nLayers"/);
+    writeFileSync(join(dir, 'r.json'), JSON.stringify({ nLayer: 3, attnOnly: [true, false, true], steps: 500 }));
+    const r = recipeFromOptions({ out, recipe: join(dir, 'r.json'), steps: '400', heads: '8' });
+    assert.equal(r.steps, 400);
+    assert.equal(r.nHead, 8);
+    assert.deepEqual(r.attnOnly, [true, false, true]);
+    assert.equal(recipeFromOptions({ out, attnOnly: true }).attnOnly, true);
+    assert.deepEqual(recipeFromOptions({ out, layers: '3', attnOnly: '0,2' }).attnOnly, [true, false, true]);
+    assert.ok(!existsSync(join(dir, 'never')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
