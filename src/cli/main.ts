@@ -6,6 +6,7 @@ import { registerTaskCommand } from './task.ts';
 import { registerReportCommand } from './report.ts';
 import { registerTrainCommand } from './train.ts';
 import { registerScanCommand } from './scan.ts';
+import { registerPruneCommand } from './prune.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerRunCommand(program);
   registerTaskCommand(program);
   registerScanCommand(program);
+  registerPruneCommand(program);
   registerReportCommand(program);
   registerTrainCommand(program);
   return program;

@@ -75,14 +75,14 @@ function summary(c: Component, perPrompt: ArrayLike<number>): ComponentScore {
 }
 
 /** Width and offset of a component's slice within its hook (hook_z: k·d_head; hook_mlp_out: d). */
-function sliceOf(model: HookedModel, c: Component): { width: number; offset: number; span: number } {
+export function sliceOf(model: HookedModel, c: Component): { width: number; offset: number; span: number } {
   if (c.head === null) return { width: model.config.dModel, offset: 0, span: model.config.dModel };
   const dh = model.config.dHead;
   return { width: model.config.layers[c.pos].heads.length * dh, offset: c.slot * dh, span: dh };
 }
 
 /** Σ over real positions and the component's slice of (replacement − clean) · grad, for one prompt. */
-function dotDelta(
+export function dotDelta(
   c: Component,
   sl: { width: number; offset: number; span: number },
   repl: Replacements,
