@@ -4,6 +4,8 @@ import { isCarveError } from '../util/errors.ts';
 import { registerRunCommand } from './run.ts';
 import { registerTaskCommand } from './task.ts';
 import { registerReportCommand } from './report.ts';
+import { registerCompressCommand } from './compress.ts';
+import { registerEvalCommand } from './eval.ts';
 import { registerTrainCommand } from './train.ts';
 import { registerScanCommand } from './scan.ts';
 import { registerPruneCommand } from './prune.ts';
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
   registerPruneCommand(program);
   registerReportCommand(program);
   registerTrainCommand(program);
+  registerCompressCommand(program);
+  registerEvalCommand(program);
   return program;
 }
 

@@ -1,0 +1,134 @@
+/**
+ * bench/compress: how much faster a compressed model runs the task. A GPT-2-small-shaped model
+ * (12 layers, 12 heads, d 768, vocab 50257, n_ctx 1024) with random weights, built in memory; half
+ * its heads (in every layer, the heads h with h + layer odd) and half its MLPs (odd layers) removed
+ * under mean ablation. The forward over 25 IOI prompts of ~20 tokens (pair logits only) is timed for
+ * the full and the compressed model, alternating, and the ratio of the medians printed. The
+ * compressed model's metric is checked against the full model with the same components ablated.
+ *
+ *     npm run bench:compress            (REPS=15 by default)
+ */
+import { Engine } from '../src/onnx/session.ts';
+import { HookedModel, type Intervention } from '../src/model/hooked.ts';
+import { parseConfig } from '../src/model/config.ts';
+import type { GPT2Weights, Tensor } from '../src/model/types.ts';
+import { computeReplacements } from '../src/discover/replacements.ts';
+import { listComponents } from '../src/discover/components.ts';
+import { pruneModel } from '../src/compress/prune-model.ts';
+import { countParams } from '../src/compress/count.ts';
+import { ioiPrompts, median, GPT2_SMALL } from './gpt2-small.ts';
+
+const REPS = Number(process.env.REPS ?? 15);
+
+/** Deterministic uniform weights with standard deviation `scale` (xorshift32). */
+function fill(shape: number[], seed: number, scale: number, mean = 0): Tensor {
+  const n = shape.reduce((p, q) => p * q, 1);
+  const data = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    data[i] = mean + ((s / 4294967296) * 2 - 1) * 1.7320508 * scale;
+  }
+  return { data, shape };
+}
+
+function gpt2Small() {
+  const c = GPT2_SMALL;
+  const config = parseConfig({ model_type: 'gpt2', ...c, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new' }, 'bench');
+  const d = c.n_embd;
+  let seed = 1;
+  const t = (shape: number[], scale = 0.02, mean = 0) => fill(shape, seed++ * 2654435761, scale, mean);
+  const weights: GPT2Weights = {
+    wte: t([c.vocab_size, d]),
+    wpe: t([c.n_positions, d], 0.01),
+    lnf: { g: t([d], 0.05, 1), b: t([d], 0.01) },
+    layers: config.layers.map(() => ({
+      ln1: { g: t([d], 0.05, 1), b: t([d], 0.01) },
+      attn: { wQKV: t([d, 3 * d]), bQKV: t([3 * d], 0.01), wO: t([d, d]) },
+      bO: t([d], 0.01),
+      ln2: { g: t([d], 0.05, 1), b: t([d], 0.01) },
+      mlp: { wIn: t([d, 4 * d]), bIn: t([4 * d], 0.01), wOut: t([4 * d, d]) },
+      bMlpOut: t([d], 0.01),
+    })),
+  };
+  return { config, weights, name: 'random-gpt2-small' };
+}
+
+async function main() {
+  const engine = new Engine({ device: 'cpu', threads: 0 });
+  const full = gpt2Small();
+  const task = await ioiPrompts(25);
+  const tokens = task.pairs.map((p) => p.clean);
+  const answers = task.pairs.map((p) => [p.correct, p.incorrect] as [number, number]);
+  const fullModel = new HookedModel(full, engine);
+
+  const removed = new Set(
+    listComponents(full.config)
+      .filter((c) => (c.head === null ? c.layer % 2 === 1 : (c.head + c.layer) % 2 === 1))
+      .map((c) => c.name),
+  );
+  const keep = new Set(listComponents(full.config).map((c) => c.name).filter((n) => !removed.has(n)));
+  const repl = await computeReplacements(fullModel, task, 'mean', 'clean', 25);
+  const pruned = pruneModel(full, keep, repl, 'mean');
+  const prunedModel = new HookedModel({ ...pruned, name: 'compressed' }, engine);
+
+  // Correctness: the compressed model equals the full model with those components mean-ablated.
+  const z = new Map<number, Intervention>();
+  const mlp = new Map<number, Intervention>();
+  const B = tokens.length;
+  for (const c of listComponents(full.config)) {
+    if (!removed.has(c.name)) continue;
+    if (c.head !== null) {
+      if (!z.has(c.pos)) z.set(c.pos, { keep: new Float32Array(B * 12).fill(1), value: { shape: 'const', data: repl.z.get(c.pos)!.data } });
+      for (let b = 0; b < B; b++) z.get(c.pos)!.keep[b * 12 + c.slot] = 0;
+    } else {
+      mlp.set(c.pos, { keep: new Float32Array(B), value: { shape: 'const', data: repl.mlp.get(c.pos)!.data } });
+    }
+  }
+  const ablated = await fullModel.run({ tokens, logits: 'pair', answers, z, mlp });
+  const fullRun = () => fullModel.run({ tokens, logits: 'pair', answers });
+  const prunedRun = () => prunedModel.run({ tokens, logits: 'pair', answers });
+  const check = await prunedRun();
+  let maxDiff = 0;
+  for (let b = 0; b < B; b++) maxDiff = Math.max(maxDiff, Math.abs(check.metric![b] - ablated.metric![b]));
+
+  await fullRun();
+  const tFull: number[] = [];
+  const tPruned: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    // Alternate which goes first, so drift in machine load hits both alike.
+    const order: [number[], () => Promise<unknown>][] = r % 2 ? [[tPruned, prunedRun], [tFull, fullRun]] : [[tFull, fullRun], [tPruned, prunedRun]];
+    for (const [times, fn] of order) {
+      const t0 = performance.now();
+      await fn();
+      times.push(performance.now() - t0);
+    }
+  }
+  const before = countParams(full);
+  const after = countParams(pruned);
+  const ratio = median(tPruned) / median(tFull);
+  const out = {
+    model: 'random GPT-2-small shape (12 layers, 12 heads, d 768, vocab 50257), in memory',
+    removed: `${[...removed].filter((n) => !n.endsWith('MLP')).length} of 144 heads, ${[...removed].filter((n) => n.endsWith('MLP')).length} of 12 MLPs (mean ablation folded)`,
+    prompts: B,
+    tokens_per_prompt: Math.max(...tokens.map((t) => t.length)),
+    reps: REPS,
+    full_ms_median: median(tFull),
+    compressed_ms_median: median(tPruned),
+    time_ratio: ratio,
+    n_params_non_embedding: { full: before.n_params_non_embedding, compressed: after.n_params_non_embedding, ratio: after.n_params_non_embedding / before.n_params_non_embedding },
+    max_metric_diff_vs_ablated_full: maxDiff,
+  };
+  console.log(JSON.stringify(out, null, 2));
+  console.log(
+    `compressed/full forward time: ${ratio.toFixed(3)} (${out.compressed_ms_median.toFixed(1)} ms vs ${out.full_ms_median.toFixed(1)} ms, median of ${REPS}); ` +
+      `non-embedding parameters ${(100 * out.n_params_non_embedding.ratio).toFixed(1)}% of the full model's; metric matches the ablated full model to ${maxDiff.toExponential(1)}`,
+  );
+  await engine.release();
+}
+
+await main();

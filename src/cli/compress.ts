@@ -1,0 +1,341 @@
+/**
+ * `carve compress --ablation zero|mean (--keep FILE | --from PRUNE.json --count K | --target F) --out DIR`:
+ * write a smaller model holding only the kept components, the removed ones' ablated outputs folded
+ * into residual biases (src/compress/prune-model.ts), plus `DIR/carve-compress.json` recording what
+ * was done and the metric of the original model with those components ablated — the metric
+ * `carve eval` gives on DIR.
+ *
+ * Choosing what to keep:
+ *  - `--keep FILE`: the names to keep, a JSON array or one name a line (blank lines and `#` comments
+ *    skipped);
+ *  - `--from PRUNE.json --count K`: remove the first K components of a `carve prune` order;
+ *  - `--target F`: the smallest set found whose metric stays ≥ F × the clean metric: the largest K
+ *    whose first K removals leave the metric there, with the removal order from `--from PRUNE.json`
+ *    or, without it, single-component exact scores (highest, i.e. least needed, first). Every K is
+ *    evaluated exactly, with this model, task and ablation, whatever numbers the file carries.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { fail } from '../util/errors.ts';
+import { writeDirAtomic, writeFileAtomic } from '../util/atomic.ts';
+import { resolveModel } from '../model/hub.ts';
+import { CONFIG_FILE, WEIGHTS_FILE, loadModelDir, saveModelDir } from '../model/load.ts';
+import { HookedModel } from '../model/hooked.ts';
+import type { GPT2Config } from '../model/types.ts';
+import { mean, std } from '../task/metrics.ts';
+import { canonicalOrder, findComponent, listComponents, type Component } from '../discover/components.ts';
+import { computeReplacements, type MeanOver, type Replacements } from '../discover/replacements.ts';
+import { evaluateRemovals } from '../discover/evaluate.ts';
+import type { Task } from '../task/types.ts';
+import { pruneModel, type FoldableAblation } from '../compress/prune-model.ts';
+import { countParams } from '../compress/count.ts';
+import { addModelOptions, engineFrom, parseChoice, parseNonNegativeInt, parseNumber, parsePositiveInt, type EngineCliOptions } from './common.ts';
+import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { checkTaskVocabulary, DEFAULT_BATCH_SIZE } from './eval.ts';
+import { progressBar } from '../util/progress.ts';
+
+export const COMPRESS_RECORD = 'carve-compress.json';
+
+interface CompressCliOptions extends EngineCliOptions, TaskCliOptions {
+  ablation?: string;
+  keep?: string;
+  from?: string;
+  count?: string;
+  target?: string;
+  meanOver: string;
+  batchSize: string;
+}
+
+/** A name as written in a file, with where it was written. */
+interface NameAt {
+  name: string;
+  where: string;
+}
+
+function readText(path: string, what: string): string {
+  if (!existsSync(path)) fail(`${path}: no such ${what} file`);
+  if (statSync(path).isDirectory()) fail(`${path}: is a directory, expected a ${what} file`);
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    fail(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+const lineOf = (text: string, offset: number) => text.slice(0, offset).split('\n').length;
+
+/** Component names from a keep file: a JSON array of strings, or one name a line. */
+export function parseKeepFile(path: string, text: string): NameAt[] {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('[')) {
+    let arr: unknown;
+    try {
+      arr = JSON.parse(trimmed);
+    } catch (e) {
+      fail(`${path}: not a valid JSON array of component names (${(e as Error).message})`);
+    }
+    if (!Array.isArray(arr)) fail(`${path}: expected a JSON array of component names`);
+    let cursor = 0;
+    return arr.map((v, i) => {
+      if (typeof v !== 'string') fail(`${path}: entry ${i} is ${JSON.stringify(v)}, expected a component name like "L9H9" or "L0MLP"`);
+      const at = text.indexOf(JSON.stringify(v), cursor);
+      if (at >= 0) cursor = at + 1;
+      return { name: v.trim(), where: at >= 0 ? `${path}:${lineOf(text, at)}` : `${path}: entry ${i}` };
+    });
+  }
+  const out: NameAt[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (line === '') return;
+    for (const name of line.split(/[\s,]+/).filter((s) => s !== '')) out.push({ name, where: `${path}:${i + 1}` });
+  });
+  return out;
+}
+
+export interface PruneOrder {
+  ablation?: string;
+  method?: string;
+  order?: string;
+  /** The components in removal order, with where each was read. */
+  components: NameAt[];
+  /** The metric the file records after each number of removals (index = removed), when present. */
+  metrics: (number | undefined)[];
+}
+
+/** The removal order of a `carve prune` output. */
+export function parsePruneFile(path: string, text: string): PruneOrder {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    fail(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(`${path}: expected the JSON object \`carve prune\` writes`);
+  const o = json as Record<string, unknown>;
+  if (!Array.isArray(o.steps)) fail(`${path}: "steps" must be an array (the output of \`carve prune\`)`);
+  const components: NameAt[] = [];
+  const metrics: (number | undefined)[] = [];
+  const seen = new Set<string>();
+  o.steps.forEach((s, i) => {
+    const at = `${path}: steps[${i}]`;
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) fail(`${at} must be an object`);
+    const step = s as Record<string, unknown>;
+    const expected = components.length + (step.component === null || step.component === undefined ? 0 : 1);
+    if (step.removed !== undefined && step.removed !== expected) {
+      fail(`${at}.removed is ${JSON.stringify(step.removed)}, expected ${expected} (each step removes one more component)`);
+    }
+    if (step.component === null || step.component === undefined) {
+      if (i !== 0) fail(`${at}.component is missing; only the first step (nothing removed) has none`);
+      metrics[0] = typeof step.metric === 'number' ? step.metric : undefined;
+      return;
+    }
+    if (typeof step.component !== 'string') fail(`${at}.component must be a component name, found ${JSON.stringify(step.component)}`);
+    const name = step.component.trim();
+    if (seen.has(name)) fail(`${at}.component: ${name} is removed twice`);
+    seen.add(name);
+    components.push({ name, where: `${at}.component` });
+    metrics[components.length] = typeof step.metric === 'number' ? step.metric : undefined;
+  });
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return { ablation: str(o.ablation), method: str(o.method), order: str(o.order), components, metrics };
+}
+
+/** Refuse to replace a directory that is not a model directory (a typo in --out must not delete files). */
+function checkOutDir(out: string): void {
+  if (!existsSync(out)) return;
+  if (!statSync(out).isDirectory()) fail(`--out ${out}: exists and is not a directory`);
+  const ours = new Set([CONFIG_FILE, WEIGHTS_FILE, COMPRESS_RECORD]);
+  const foreign = readdirSync(out).filter((f) => !ours.has(f));
+  if (foreign.length > 0) {
+    fail(`--out ${out}: the directory exists and holds other files (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); choose a new directory`);
+  }
+}
+
+/** A progress callback drawing a bar on a terminal (quiet when piped); stopped when the loop is done. */
+function progress(label: string): (done: number, total: number) => void {
+  const bar = progressBar(label);
+  return (done, total) => {
+    bar.update(done, total);
+    if (done >= total) bar.stop();
+  };
+}
+
+export interface TargetStep {
+  removed: number;
+  component: string | null;
+  metric: number;
+  std: number;
+}
+
+/**
+ * Metrics after removing the first K components of `order`, for every K (exactly, all at once), and
+ * the largest K whose metric is at least `target` × the clean metric (0 when none is).
+ */
+export async function chooseByTarget(
+  model: HookedModel,
+  task: Task,
+  repl: Replacements,
+  order: Component[],
+  target: number,
+  batchSize: number,
+): Promise<{ steps: TargetStep[]; count: number; clean: Float64Array }> {
+  const configs = order.map((_, k) => order.slice(0, k + 1));
+  const { clean, metrics } = await evaluateRemovals(model, task, repl, configs, { batchSize, onProgress: progress('evaluating removal steps') });
+  const steps: TargetStep[] = [{ removed: 0, component: null, metric: mean(clean), std: std(clean) }];
+  metrics.forEach((m, k) => steps.push({ removed: k + 1, component: order[k].name, metric: mean(m), std: std(m) }));
+  const threshold = target * mean(clean);
+  let count = 0;
+  steps.forEach((s) => {
+    if (s.metric >= threshold) count = s.removed;
+  });
+  return { steps, count, clean };
+}
+
+/** Components by single-component exact score, highest (least needed) first; ties in layer order. */
+export async function orderByScores(model: HookedModel, task: Task, repl: Replacements, batchSize: number): Promise<{ order: Component[]; scores: Map<string, number> }> {
+  const comps = listComponents(model.config);
+  const { clean, metrics } = await evaluateRemovals(model, task, repl, comps.map((c) => [c]), { batchSize, onProgress: progress('scoring components') });
+  const base = mean(clean);
+  const scores = new Map(comps.map((c, i) => [c.name, mean(metrics[i]) - base]));
+  const order = comps.map((c, i) => ({ c, i })).sort((a, b) => scores.get(b.c.name)! - scores.get(a.c.name)! || a.i - b.i).map((x) => x.c);
+  return { order, scores };
+}
+
+const fmtInt = (x: number) => x.toLocaleString('en-US');
+const pct = (before: number, after: number) => (before === 0 ? '0.0' : ((100 * (before - after)) / before).toFixed(1));
+
+export function registerCompressCommand(program: Command): void {
+  const cmd = program
+    .command('compress')
+    .description('write a smaller model holding only the kept components, ablated outputs folded into biases')
+    .option('--ablation <zero|mean>', 'what removed components are replaced with (folded into residual biases)', 'mean')
+    .option('--keep <file>', 'component names to keep: a JSON array or one name a line')
+    .option('--from <prune.json>', 'a `carve prune` output: its removal order')
+    .option('--count <k>', 'with --from: remove its first K components')
+    .option('--target <f>', 'keep the smallest set found whose metric stays >= F x the clean metric (0 <= F <= 1)')
+    .option('--mean-over <clean|corrupt>', 'prompts the mean ablation averages over', 'clean')
+    .option('--batch-size <n>', 'rows per onnxruntime run', String(DEFAULT_BATCH_SIZE))
+    .option('--out <dir>', 'the model directory to write (required)');
+  addTaskOptions(addModelOptions(cmd)).action(async (opts: CompressCliOptions) => {
+    // Everything that can be checked without the model, first.
+    if (opts.ablation === 'resample') {
+      fail('--ablation resample cannot be folded into a smaller model: the replacement differs per prompt (the output on the paired corrupt prompt); use zero or mean');
+    }
+    const ablation = parseChoice(opts.ablation, '--ablation', ['zero', 'mean'] as const) as FoldableAblation;
+    const meanOver = parseChoice(opts.meanOver, '--mean-over', ['clean', 'corrupt'] as const) as MeanOver;
+    const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
+    if (!opts.out) fail('--out DIR: give the directory to write the compressed model to');
+    const out = opts.out;
+    checkOutDir(out);
+
+    if (opts.keep !== undefined && (opts.from !== undefined || opts.count !== undefined || opts.target !== undefined)) {
+      fail('--keep cannot be combined with --from, --count or --target');
+    }
+    if (opts.count !== undefined && opts.from === undefined) fail('--count K needs --from PRUNE.json (the order to remove components in)');
+    if (opts.count !== undefined && opts.target !== undefined) fail('give either --count K or --target F, not both');
+    if (opts.from !== undefined && opts.count === undefined && opts.target === undefined) fail('--from PRUNE.json needs --count K or --target F');
+    if (opts.keep === undefined && opts.from === undefined && opts.target === undefined) fail('say what to keep: --keep FILE, --from PRUNE.json --count K, or --target F');
+    const count = opts.count !== undefined ? parseNonNegativeInt(opts.count, '--count') : undefined;
+    let target: number | undefined;
+    if (opts.target !== undefined) {
+      target = parseNumber(opts.target, '--target');
+      if (target < 0 || target > 1) fail(`--target: expected a fraction of the clean metric from 0 to 1, got ${JSON.stringify(opts.target)}`);
+    }
+    const keepNames = opts.keep !== undefined ? parseKeepFile(opts.keep, readText(opts.keep, 'keep')) : undefined;
+    const prune = opts.from !== undefined ? parsePruneFile(opts.from, readText(opts.from, 'prune')) : undefined;
+    if (prune && count !== undefined && count > prune.components.length) {
+      fail(`--count ${count}: ${opts.from} has only ${prune.components.length} removal steps`);
+    }
+
+    const engine = engineFrom(opts);
+    const { dir, name } = await resolveModel(opts.model ?? 'toy-ioi');
+    const loaded = loadModelDir(dir, name);
+    const cfg: GPT2Config = loaded.config;
+    const task = taskFromOptions(opts, { nCtx: cfg.nCtx });
+    checkTaskVocabulary(task, cfg.vocabSize);
+    // Names are checked against the model before any long computation.
+    const keepComps = keepNames?.map((n) => findComponent(cfg, n.name, n.where));
+    const pruneComps = prune?.components.map((n) => findComponent(cfg, n.name, n.where));
+    if (prune && prune.ablation !== undefined && prune.ablation !== ablation && target !== undefined) {
+      process.stderr.write(
+        `carve compress: note: ${opts.from} was made with ${prune.ablation} ablation; its metrics do not apply to ${ablation} ablation, ` +
+          `so every step is re-evaluated exactly with ${ablation} ablation\n`,
+      );
+    }
+
+    const model = new HookedModel(loaded, engine);
+    const repl = await computeReplacements(model, task, ablation, meanOver, batchSize);
+    const all = listComponents(cfg);
+    let removed: Component[];
+    let steps: TargetStep[] | undefined;
+    let selection: Record<string, unknown>;
+    if (keepComps) {
+      const keepSet = new Set(keepComps.map((c) => c.name));
+      removed = all.filter((c) => !keepSet.has(c.name));
+      selection = { by: 'keep', file: opts.keep };
+    } else if (count !== undefined) {
+      removed = pruneComps!.slice(0, count);
+      selection = { by: 'count', from: opts.from, count, prune_order: prune!.order ?? null, prune_ablation: prune!.ablation ?? null };
+    } else {
+      const order = pruneComps ?? (await orderByScores(model, task, repl, batchSize)).order;
+      const chosen = await chooseByTarget(model, task, repl, order, target!, batchSize);
+      steps = chosen.steps;
+      removed = order.slice(0, chosen.count);
+      const cleanMean = mean(chosen.clean);
+      if (steps[chosen.count].metric < target! * cleanMean) {
+        process.stderr.write(`carve compress: note: no removal keeps the metric at ${target} x the clean metric (${cleanMean.toFixed(4)}); nothing removed\n`);
+      }
+      selection = { by: 'target', target, threshold: target! * cleanMean, from: opts.from ?? null, order: prune ? (prune.order ?? 'file') : 'scores', count: chosen.count };
+    }
+
+    // The metric of the original model with exactly these components ablated (what eval on DIR gives).
+    const final = await evaluateRemovals(model, task, repl, [removed], { batchSize });
+    const evaluated = { clean: final.clean, ablated: final.metrics[0] };
+    const removedSet = new Set(removed.map((c) => c.name));
+    const kept = all.filter((c) => !removedSet.has(c.name));
+    const pruned = pruneModel(loaded, new Set(kept.map((c) => c.name)), repl, ablation);
+    const before = countParams(loaded);
+    const after = countParams(pruned);
+    const record = {
+      format: 1,
+      source_model: name,
+      source_dir: dir,
+      task: task.name,
+      n_prompts: task.pairs.length,
+      ablation,
+      ...(ablation === 'mean' ? { mean_over: meanOver } : {}),
+      selection,
+      kept: kept.map((c) => c.name),
+      removed: canonicalOrder(cfg, removed).map((c) => c.name),
+      removal_order: removed.map((c) => c.name),
+      clean_metric: mean(evaluated.clean),
+      clean_std: std(evaluated.clean),
+      metric: mean(evaluated.ablated),
+      std: std(evaluated.ablated),
+      n_params_before: before.n_params,
+      n_params_after: after.n_params,
+      n_params_non_embedding_before: before.n_params_non_embedding,
+      n_params_non_embedding_after: after.n_params_non_embedding,
+      layers: pruned.config.layers.map((l) => ({ source_layer: l.sourceLayer, heads: l.heads, mlp: l.mlp })),
+      ...(steps ? { steps } : {}),
+    };
+    writeDirAtomic(out, (tmp) => {
+      // saveModelDir builds its own temporary directory and moves it onto `tmp`: the whole of DIR
+      // (model and record) appears at once.
+      saveModelDir(tmp, pruned);
+      writeFileAtomic(join(tmp, COMPRESS_RECORD), JSON.stringify(record, null, 2) + '\n');
+    });
+
+    const nHeads = removed.filter((c) => c.head !== null).length;
+    const nMlps = removed.length - nHeads;
+    const lines = [
+      `carve compress: kept ${kept.length} of ${all.length} components (removed ${nHeads} heads, ${nMlps} MLPs); ${pruned.config.layers.length} of ${cfg.layers.length} layers remain`,
+      `  metric ${record.metric.toFixed(4)} ± ${record.std.toFixed(4)} with ${ablation} ablation (clean ${record.clean_metric.toFixed(4)})`,
+      `  parameters ${fmtInt(before.n_params)} -> ${fmtInt(after.n_params)} (-${pct(before.n_params, after.n_params)}%); ` +
+        `non-embedding ${fmtInt(before.n_params_non_embedding)} -> ${fmtInt(after.n_params_non_embedding)} (-${pct(before.n_params_non_embedding, after.n_params_non_embedding)}%)`,
+      `  wrote ${out}`,
+    ];
+    process.stderr.write(lines.join('\n') + '\n');
+  });
+}
