@@ -122,10 +122,11 @@ export class HookedModel {
     const mSpec = new Map([...(opts.mlp ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
     const fromResid = opts.resid !== undefined;
     // The last layer only at the metric positions, unless someone wants to look inside it.
-    const lastPrefix = `${hookPrefix(this.config.layers[this.config.layers.length - 1])}.`;
+    const lastLayer = this.config.layers.at(-1);
+    const lastPrefix = lastLayer ? `${hookPrefix(lastLayer)}.` : '';
     const lastResidPre = `${lastPrefix}hook_resid_pre`;
     const looksInsideLast = [...(opts.hooks ?? []), ...(opts.gradients ?? [])].some((h) => h.startsWith(lastPrefix) && h !== lastResidPre);
-    const lastLayerAtMetric = (logits === 'pair' || logits === 'last') && !looksInsideLast;
+    const lastLayerAtMetric = lastLayer !== undefined && (logits === 'pair' || logits === 'last') && !looksInsideLast;
     const key = JSON.stringify({
       a: lastLayerAtMetric,
       r: fromResid,
