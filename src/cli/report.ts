@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { writeReport } from '../report/index.ts';
 
 export function registerReportCommand(program: Command): void {
   program
@@ -7,6 +6,8 @@ export function registerReportCommand(program: Command): void {
     .description('turn a run directory (scan, prune, compress and eval outputs) into report.html with SVG and PNG figures')
     .argument('<RUN_DIR>', 'directory holding the JSON outputs of scan, prune and eval, a task.jsonl and compressed models')
     .action(async (runDir: string) => {
+      // The figure libraries take seconds to load: only this command pays for them.
+      const { writeReport } = await import('../report/index.ts');
       const result = await writeReport(runDir);
       for (const w of result.warnings) process.stderr.write(`carve: warning: ${w}\n`);
       process.stderr.write(`wrote ${result.html} (${result.figures.length / 2} figures in ${result.figures.length > 0 ? result.figures[0].replace(/\/[^/]*$/, '') : 'none'})\n`);
