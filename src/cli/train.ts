@@ -190,7 +190,7 @@ export function trainingRecord(res: TrainResult, saved: Omit<EvalLog, 'step'>, a
       generator: 'ioi (src/task/ioi.ts generateIoiPrompts; prompts without the final IO name, answer pair (IO, S))',
       trainSeeds: [data.dataSeed, data.dataSeed + r.steps - 1],
       trainSeedRule: 'step s (0-based) draws batch prompts from the generator with seed trainSeeds[0] + s',
-      heldOut: { seed: data.heldOutSeed, n: data.heldOutN, promptType: r.promptType, same_as: `--task ioi --seed ${data.heldOutSeed} --n ${data.heldOutN} --prompt-type ${r.promptType}` },
+      heldOut: { seed: data.heldOutSeed, n: data.heldOutN, promptType: r.promptType, same_as: `--task ioi --seed ${data.heldOutSeed} --n ${data.heldOutN} --prompt-type ${r.promptType}${r.prependBos ? ' --prepend-bos' : ''}` },
     },
     model: { ...parameterCounts(res.weights), dtype: r.dtype, layers: res.config.layers },
     final: {

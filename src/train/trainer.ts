@@ -119,8 +119,10 @@ export const DEFAULT_RECIPE: Recipe = {
 
 type Check = (v: unknown, key: string) => unknown;
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const int = (min: number): Check => (v, k) => {
-  if (!isNum(v) || !Number.isSafeInteger(v) || v < min) fail(`${k}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (v, k) => {
+  if (!isNum(v) || !Number.isSafeInteger(v) || v < min || v > max) {
+    fail(`${k}: expected an integer >= ${min}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ''}, got ${JSON.stringify(v)}`);
+  }
   return v;
 };
 const num = (min: number, max = Infinity, open = false): Check => (v, k) => {
@@ -172,7 +174,7 @@ const CHECKS: Record<keyof Recipe, Check> = {
   ceWeight: num(0),
   hingeWeight: num(0),
   margin: num(-Infinity),
-  seed: int(0),
+  seed: int(0, 4294967295),
   dataSeed: (v, k) => (v === -1 ? -1 : int(0)(v, k)),
   promptType: oneOf(IOI_PROMPT_TYPES),
   curriculum: (v) => checkCurriculum(v, 0),
