@@ -13,7 +13,7 @@ import { progressBar } from '../util/progress.ts';
 import { Engine } from '../onnx/session.ts';
 import { HookedModel } from '../model/hooked.ts';
 import { loadModelDir, saveModelDir } from '../model/load.ts';
-import { checkRecipeField, dataSpec, evaluate, parameterCounts, resolveRecipe, train, type EvalLog, type Recipe, type StepLog, type TrainResult } from '../train/trainer.ts';
+import { checkRecipeField, dataSpec, evaluate, mergeRecipe, parameterCounts, resolveRecipe, train, type EvalLog, type Recipe, type StepLog, type TrainResult } from '../train/trainer.ts';
 import { heldOut } from '../train/data.ts';
 import { engineFrom, parseNonNegativeInt, parseNumber, parsePositiveInt, writeJson } from './common.ts';
 
@@ -73,7 +73,7 @@ export function readRecipeFile(path: string): Record<string, unknown> {
   const obj = json as Record<string, unknown>;
   const recipe = obj.format === TRAINING_FORMAT && typeof obj.recipe === 'object' && obj.recipe !== null ? (obj.recipe as Record<string, unknown>) : obj;
   try {
-    resolveRecipe(recipe);
+    mergeRecipe(recipe);
   } catch (e) {
     fail(`--recipe ${path}: ${(e as Error).message}`);
   }
@@ -136,7 +136,7 @@ function flagName(key: string): string {
 /** Merge defaults, the recipe file and the flags; errors name the flag where one was given. */
 export function recipeFromOptions(o: TrainCliOptions): Recipe {
   const file = o.recipe ? readRecipeFile(o.recipe) : {};
-  const base = resolveRecipe(file);
+  const base = mergeRecipe(file);
   const flags = recipeFromFlags(o, base.nLayer);
   if (flags.betas) {
     const [b1, b2] = flags.betas as (string | undefined)[];

@@ -194,11 +194,8 @@ export function checkRecipeField(key: string, value: unknown): unknown {
   return CHECKS[key as keyof Recipe](value, key);
 }
 
-/**
- * Defaults, overridden by each layer in turn (a recipe file, then flags); unknown keys and bad
- * values are user errors naming the key.
- */
-export function resolveRecipe(...layers: Record<string, unknown>[]): Recipe {
+/** Defaults overridden by each layer in turn, each field checked on its own (no cross-field checks). */
+export function mergeRecipe(...layers: Record<string, unknown>[]): Recipe {
   const out: Record<string, unknown> = { ...DEFAULT_RECIPE };
   for (const layer of layers) {
     for (const [k, v] of Object.entries(layer)) {
@@ -206,7 +203,15 @@ export function resolveRecipe(...layers: Record<string, unknown>[]): Recipe {
       out[k] = checkRecipeField(k, v);
     }
   }
-  const r = out as unknown as Recipe;
+  return out as unknown as Recipe;
+}
+
+/**
+ * Defaults, overridden by each layer in turn (a recipe file, then flags); unknown keys and bad
+ * values are user errors naming the key.
+ */
+export function resolveRecipe(...layers: Record<string, unknown>[]): Recipe {
+  const r = mergeRecipe(...layers);
   if (r.dModel % r.nHead !== 0) fail(`dModel ${r.dModel} is not divisible by nHead ${r.nHead}`);
   for (const k of ['attnOnly', 'mlpOnly'] as const) {
     const v = r[k];

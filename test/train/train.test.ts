@@ -134,6 +134,10 @@ test('carve train: writes a loadable F16 model with training.json; --recipe trai
     bad({ recipe: join(dir, 'missing.json') }, /cannot read/);
     writeFileSync(join(dir, 'r.json'), JSON.stringify({ nLayers: 2 }));
     bad({ recipe: join(dir, 'r.json') }, /unknown recipe field "nLayers"/);
+    // Cross-field checks apply to the merged recipe: the file's steps 50 < warmup 100 is fine once --warmup 5 is given.
+    writeFileSync(join(dir, 'r.json'), JSON.stringify({ steps: 50 }));
+    bad({ recipe: join(dir, 'r.json') }, /warmup/);
+    assert.equal(recipeFromOptions({ out, recipe: join(dir, 'r.json'), warmup: '5' }).steps, 50);
     writeFileSync(join(dir, 'r.json'), JSON.stringify({ nLayer: 3, attnOnly: [true, false, true], steps: 500 }));
     const r = recipeFromOptions({ out, recipe: join(dir, 'r.json'), steps: '400', heads: '8' });
     assert.equal(r.steps, 400);
