@@ -35,6 +35,9 @@ export interface CompiledGraph {
  * Compiles graphs into onnxruntime sessions, cached by the serialised graph's hash: the same
  * structure (whatever batch size or prompt length) reuses one session.
  */
+// onnxruntime's global logger prints provider-loading failures before we can report them cleanly.
+ort.env.logLevel = 'fatal';
+
 export class Engine {
   private cache = new Map<string, Promise<CompiledGraph>>();
   private checked = false;
@@ -49,7 +52,8 @@ export class Engine {
       // Extended fusions (LayerNorm, Gelu ...) compute in reduced precision even for double
       // tensors (measured: 2e-8 errors); float64 graphs exist for exactness, so they skip them.
       graphOptimizationLevel: floatType === 'float64' ? 'basic' : 'all',
-      logSeverityLevel: 3,
+      // Fatal only: provider-loading failures are reported once, as our own error line.
+      logSeverityLevel: 4,
       // Several sessions run one after another; spinning threads of idle sessions steal the cores.
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
