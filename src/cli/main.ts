@@ -4,11 +4,12 @@ import { isCarveError } from '../util/errors.ts';
 import { registerRunCommand } from './run.ts';
 import { registerTaskCommand } from './task.ts';
 import { registerReportCommand } from './report.ts';
+import { registerTrainCommand } from './train.ts';
 import { registerCompressCommand } from './compress.ts';
 import { registerEvalCommand } from './eval.ts';
-import { registerTrainCommand } from './train.ts';
 import { registerScanCommand } from './scan.ts';
 import { registerPruneCommand } from './prune.ts';
+import { registerDemoCommand } from './demo.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -29,6 +30,10 @@ export function buildProgram(): Command {
   registerTrainCommand(program);
   registerCompressCommand(program);
   registerEvalCommand(program);
+  // The demo runs the other commands in-process, each on a fresh program (commander keeps option state).
+  registerDemoCommand(program, async (argv) => {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+  });
   return program;
 }
 
