@@ -339,7 +339,8 @@ export function loadRun(runDir: string): RunData {
       if (!isObj(o)) continue;
       const rel = relative(runDir, path);
       if (Array.isArray(o.components)) run.scans.push(parseScan(rel, o));
-      else if (Array.isArray(o.steps)) run.prunes.push(parsePrune(rel, o));
+      // A prune output names its order; carve-compress.json also holds a step curve, but no order.
+      else if (Array.isArray(o.steps) && typeof o.order === 'string') run.prunes.push(parsePrune(rel, o));
       else if (typeof o.n_params === 'number') run.evals.push(parseEval(rel, o));
       else if (e.name === 'config.json' && isObj(o.carve)) run.compressed.push(parseCompressed(runDir, dir, o));
     }

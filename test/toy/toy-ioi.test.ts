@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Engine } from '../../src/onnx/session.ts';
+import { HookedModel } from '../../src/model/hooked.ts';
+import { resolveModel } from '../../src/model/hub.ts';
+import { loadModelDir } from '../../src/model/load.ts';
+import { loadTask } from '../../src/task/load.ts';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+test('toy-ioi: held-out IOI (seeds never trained on, all mixed templates) at >= 95% accuracy and logit diff >= 3', async () => {
+  const { dir } = await resolveModel('toy-ioi');
+  assert.ok(statSync(join(dir, 'model.safetensors')).size <= 15 * 2 ** 20, 'at most 15 MB');
+  const record = JSON.parse(readFileSync(join(dir, 'training.json'), 'utf8'));
+  const model = new HookedModel(loadModelDir(dir, 'toy-ioi'), new Engine({ device: 'cpu', threads: 0 }));
+  // Training draws its batches from generator seeds >= 1,000,000 (see src/train/data.ts); these are far below.
+  const diffs: number[] = [];
+  let correct = 0;
+  for (const seed of [2, 3, 4, 5]) {
+    const task = loadTask({ task: 'ioi', n: 100, seed, promptType: 'mixed', flip: 'ABC->XYZ, BAB->XYZ', prependBos: false });
+    // The mixed prompt type draws from 14 templates (as the Python reference does); every one appears.
+    assert.equal(new Set(task.ioi!.map((info) => info.templateIndex)).size, 14);
+    const out = await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'pair', answers: task.pairs.map((p) => [p.correct, p.incorrect]) });
+    for (const m of out.metric!) {
+      diffs.push(m);
+      if (m > 0) correct++;
+    }
+  }
+  assert.ok(JSON.stringify(record).includes('1000000') || record.recipe !== undefined, 'training.json records the recipe');
+  const accuracy = correct / diffs.length;
+  const meanDiff = diffs.reduce((a, b) => a + b, 0) / diffs.length;
+  assert.ok(accuracy >= 0.95, `accuracy ${accuracy}`);
+  assert.ok(meanDiff >= 3, `mean logit difference ${meanDiff}`);
+});
