@@ -11,57 +11,17 @@
  */
 import { Engine } from '../src/onnx/session.ts';
 import { HookedModel, type Intervention } from '../src/model/hooked.ts';
-import { parseConfig } from '../src/model/config.ts';
-import type { GPT2Weights, Tensor } from '../src/model/types.ts';
 import { computeReplacements } from '../src/discover/replacements.ts';
 import { listComponents } from '../src/discover/components.ts';
 import { pruneModel } from '../src/compress/prune-model.ts';
 import { countParams } from '../src/compress/count.ts';
-import { ioiPrompts, median, GPT2_SMALL } from './gpt2-small.ts';
+import { ioiPrompts, median, gpt2SmallInMemory } from './gpt2-small.ts';
 
 const REPS = Number(process.env.REPS ?? 15);
 
-/** Deterministic uniform weights with standard deviation `scale` (xorshift32). */
-function fill(shape: number[], seed: number, scale: number, mean = 0): Tensor {
-  const n = shape.reduce((p, q) => p * q, 1);
-  const data = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    data[i] = mean + ((s / 4294967296) * 2 - 1) * 1.7320508 * scale;
-  }
-  return { data, shape };
-}
-
-function gpt2Small() {
-  const c = GPT2_SMALL;
-  const config = parseConfig({ model_type: 'gpt2', ...c, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new' }, 'bench');
-  const d = c.n_embd;
-  let seed = 1;
-  const t = (shape: number[], scale = 0.02, mean = 0) => fill(shape, seed++ * 2654435761, scale, mean);
-  const weights: GPT2Weights = {
-    wte: t([c.vocab_size, d]),
-    wpe: t([c.n_positions, d], 0.01),
-    lnf: { g: t([d], 0.05, 1), b: t([d], 0.01) },
-    layers: config.layers.map(() => ({
-      ln1: { g: t([d], 0.05, 1), b: t([d], 0.01) },
-      attn: { wQKV: t([d, 3 * d]), bQKV: t([3 * d], 0.01), wO: t([d, d]) },
-      bO: t([d], 0.01),
-      ln2: { g: t([d], 0.05, 1), b: t([d], 0.01) },
-      mlp: { wIn: t([d, 4 * d]), bIn: t([4 * d], 0.01), wOut: t([4 * d, d]) },
-      bMlpOut: t([d], 0.01),
-    })),
-  };
-  return { config, weights, name: 'random-gpt2-small' };
-}
-
 async function main() {
   const engine = new Engine({ device: 'cpu', threads: 0 });
-  const full = gpt2Small();
+  const full = gpt2SmallInMemory();
   const task = await ioiPrompts(25);
   const tokens = task.pairs.map((p) => p.clean);
   const answers = task.pairs.map((p) => [p.correct, p.incorrect] as [number, number]);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { saveModelDir, loadModelDir } from '../src/model/load.ts';
 import { parseConfig } from '../src/model/config.ts';
-import type { GPT2Weights, Tensor, LoadedModel } from '../src/model/types.ts';
+import type { GPT2Config, GPT2Weights, Tensor, LoadedModel } from '../src/model/types.ts';
 
 export const GPT2_SMALL = { n_layer: 12, n_head: 12, n_embd: 768, n_positions: 1024, vocab_size: 50257 };
 
@@ -32,9 +32,8 @@ export function gpt2SmallDir(): string {
   return join(tmpdir(), 'carve-bench-gpt2-small');
 }
 
-export function ensureGpt2Small(): string {
-  const dir = gpt2SmallDir();
-  if (existsSync(join(dir, 'model.safetensors'))) return dir;
+/** The model in memory (deterministic random weights), without touching the disk. */
+export function gpt2SmallInMemory(): { config: GPT2Config; weights: GPT2Weights; name: string } {
   const c = GPT2_SMALL;
   const config = parseConfig({ model_type: 'gpt2', ...c, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new' }, 'bench');
   const d = c.n_embd;
@@ -53,8 +52,15 @@ export function ensureGpt2Small(): string {
       bMlpOut: t([d], 0.01),
     })),
   };
+  return { config, weights, name: 'random-gpt2-small' };
+}
+
+/** Written once under the OS temp dir, then reused. */
+export function ensureGpt2Small(): string {
+  const dir = gpt2SmallDir();
+  if (existsSync(join(dir, 'model.safetensors'))) return dir;
   process.stderr.write(`writing a random GPT-2-small-shaped model to ${dir} ...\n`);
-  saveModelDir(dir, { config, weights });
+  saveModelDir(dir, gpt2SmallInMemory());
   return dir;
 }
 
