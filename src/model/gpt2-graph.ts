@@ -47,6 +47,8 @@ export interface ForwardSpec {
    * (except hook_resid_pre) are then not available.
    */
   lastLayerAtMetric?: boolean;
+  /** With logits 'pair' or 'last': also the logits of chosen tokens at the metric position (input `select_tokens` [B, K]). */
+  selectTokens?: boolean;
 }
 
 export interface ForwardValues {
@@ -54,6 +56,8 @@ export interface ForwardValues {
   hooks: Map<string, Value>;
   /** [B, 2] logits of the answer pair at the metric position, when logits = 'pair' (and for 'last'). */
   pairLogits?: Value;
+  /** [B, K] logits of the `select_tokens` at the metric position. */
+  selected?: Value;
   /** [B] logit[correct] − logit[incorrect], when logits = 'pair'. */
   metric?: Value;
   logits?: Value;
@@ -263,5 +267,9 @@ export function buildForward(g: Graph, cfg: GPT2Config, spec: ForwardSpec): Forw
   const [lc, li] = g.split(pair, 1, [1, 1]);
   out.metric = g.squeeze(g.sub(lc, li), [1]);
   if (spec.logits === 'last') out.logits = g.gemmTransB(x, wU);
+  if (spec.selectTokens) {
+    const chosen = g.gather(wU, g.input('select_tokens', ['B', 'K'], 'int64')); // [B, K, d]
+    out.selected = g.reduceSum(g.mul(g.unsqueeze(x, [1]), chosen), [-1], false);
+  }
   return out;
 }

@@ -44,6 +44,8 @@ export interface RunOptions {
   positions?: number[];
   /** Per-row [correct, incorrect] token ids, for logits 'pair' / 'last'. */
   answers?: [number, number][];
+  /** Per-row token ids (the same count K in every row) whose logits at the metric position are wanted: `selected` [B, K]. */
+  selectTokens?: number[][];
   /** Interventions by layer position. */
   z?: Map<number, Intervention>;
   mlp?: Map<number, Intervention>;
@@ -59,6 +61,8 @@ export interface RunResult {
   /** [B, 2] */
   pairLogits?: HostValue;
   logits?: HostValue;
+  /** [B, K] logits of `selectTokens`. */
+  selected?: HostValue;
   hooks: Map<string, HostValue>;
   grads: Map<string, HostValue>;
   /** Padded length used for this run. */
@@ -129,6 +133,7 @@ export class HookedModel {
     const lastLayerAtMetric = lastLayer !== undefined && (logits === 'pair' || logits === 'last') && !looksInsideLast;
     const key = JSON.stringify({
       a: lastLayerAtMetric,
+      t: opts.selectTokens !== undefined,
       r: fromResid,
       s: opts.startLayer ?? 0,
       e: opts.endLayer,
@@ -145,6 +150,7 @@ export class HookedModel {
         startLayer: opts.startLayer ?? 0,
         fromResid,
         lastLayerAtMetric,
+        selectTokens: opts.selectTokens !== undefined,
         endLayer: opts.endLayer,
         logits,
         tied: this.tied,
@@ -159,6 +165,10 @@ export class HookedModel {
       if (fv.metric) g.output(fv.metric, 'metric');
       if (fv.pairLogits) g.output(fv.pairLogits, 'pair_logits');
       if (fv.logits) g.output(fv.logits, 'logits');
+      if (opts.selectTokens !== undefined) {
+        if (!fv.selected) throw new Error('selectTokens needs logits pair or last');
+        g.output(fv.selected, 'selected');
+      }
       const gradNames = opts.gradients ?? [];
       if (gradNames.length > 0) {
         if (!fv.metric) throw new Error('gradients need the metric (logits pair or last)');
@@ -228,6 +238,11 @@ export class HookedModel {
         ans[2 * b + 1] = BigInt(x);
       });
       feeds.answers = toOrt({ data: ans, dims: [B, 2] }, 'int64');
+      if (opts.selectTokens) {
+        const K = opts.selectTokens[0]?.length ?? 0;
+        if (opts.selectTokens.length !== B || opts.selectTokens.some((r) => r.length !== K)) throw new Error('selectTokens needs one list of K tokens per row');
+        feeds.select_tokens = toOrt({ data: BigInt64Array.from(opts.selectTokens.flat(), (t) => BigInt(t)), dims: [B, K] }, 'int64');
+      }
     }
     if (opts.gradients && opts.gradients.length > 0) {
       const rw = opts.rowWeights ?? new Array(B).fill(1);
@@ -246,6 +261,7 @@ export class HookedModel {
       if (name === 'metric') result.metric = t.data as FloatArray;
       else if (name === 'pair_logits') result.pairLogits = toHost(t);
       else if (name === 'logits') result.logits = toHost(t);
+      else if (name === 'selected') result.selected = toHost(t);
       else if (name.startsWith('hook:')) result.hooks.set(name.slice(5), toHost(t));
       else if (name.startsWith('grad:')) result.grads.set(name.slice(5), toHost(t));
     }

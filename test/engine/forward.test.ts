@@ -116,7 +116,7 @@ test('interventions (zero, constant, per-row, per-row-different) match the naive
   }
 });
 
-test('a run started from a cached residual stream equals the full run; pair logits equal full logits', async () => {
+test('a run started from a cached residual stream equals the full run; pair and chosen-token logits equal full logits', async () => {
   const m = randomModel({ nLayer: 3, nHead: 2, dModel: 16, seed: 21 });
   const model = new HookedModel(m, engine, 'float64');
   const toks = randomTokens(3, [5, 7, 6], m.config.vocabSize, 9);
@@ -125,6 +125,15 @@ test('a run started from a cached residual stream equals the full run; pair logi
   const pair = await model.run({ tokens: toks, logits: 'pair', answers });
   const resid = full.hooks.get('blocks.2.hook_resid_pre')!;
   const fromCache = await model.run({ resid, startLayer: 2, lengths: toks.map((t) => t.length), logits: 'pair', answers });
+  // Logits of chosen tokens at chosen positions (not the last token).
+  const positions = [2, 6, 0];
+  const selectTokens = [
+    [7, 1, 0],
+    [2, 2, 9],
+    [4, 3, 8],
+  ];
+  const chosen = await model.run({ tokens: toks, logits: 'pair', answers, positions, selectTokens });
+  assert.deepEqual(chosen.selected!.dims, [3, 3]);
   const V = m.config.vocabSize;
   const T = full.seqLen;
   toks.forEach((row, b) => {
@@ -133,5 +142,8 @@ test('a run started from a cached residual stream equals the full run; pair logi
     const expected = l[(b * T + t) * V + answers[b][0]] - l[(b * T + t) * V + answers[b][1]];
     assert.ok(Math.abs(pair.metric![b] - expected) < 1e-9);
     assert.ok(Math.abs(fromCache.metric![b] - expected) < 1e-9);
+    selectTokens[b].forEach((tok, j) => {
+      assert.ok(Math.abs(chosen.selected!.data[b * 3 + j] - l[(b * T + positions[b]) * V + tok]) < 1e-9, `selected b${b} k${j}`);
+    });
   });
 });
