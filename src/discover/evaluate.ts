@@ -8,7 +8,7 @@
  *  - rows are ordered by prompt length and each chunk is padded only to its own longest prompt;
  *  - only the two answer logits at the metric position are computed (or, for KL, one position).
  */
-import type { FloatArray, HookedModel, Intervention } from '../model/hooked.ts';
+import type { FloatArray, HookedModel, Intervention, RunResult } from '../model/hooked.ts';
 import type { Task } from '../task/types.ts';
 import type { Component } from './components.ts';
 import type { Replacements } from './replacements.ts';
@@ -52,6 +52,15 @@ export class ExactEvaluator {
   private cleanLogP: Float64Array[] = [];
   /** Cached clean hook_resid_pre per layer position: [N, tMax, d]. */
   private resid: FloatArray[] = [];
+  /**
+   * A base set of removed components (greedy pruning's removals so far) and the residual stream
+   * before every layer with that set replaced. A configuration that contains the base starts from
+   * this cache at the layer of its first component beyond the base: removing one more component
+   * never changes the layers before it.
+   */
+  private base: Component[] = [];
+  private baseResid: FloatArray[] = [];
+  private baseMetric?: Float64Array;
   private tMax = 0;
   private lengths: number[] = [];
   private order: number[] = [];
@@ -95,29 +104,73 @@ export class ExactEvaluator {
     }
   }
 
+  /**
+   * Make `removed` the base set: one run over the prompts with it replaced, caching the residual
+   * stream before every layer. Later configurations containing it start where they first differ.
+   */
+  async setBase(removed: Component[]): Promise<void> {
+    this.base = [...removed];
+    this.baseResid = [];
+    this.baseMetric = undefined;
+    if (removed.length === 0) return;
+    const { model } = this;
+    const L = model.config.layers.length;
+    const N = this.task.pairs.length;
+    const d = model.config.dModel;
+    this.baseResid = Array.from({ length: L }, () => allocLike(model, N * this.tMax * d));
+    this.baseMetric = new Float64Array(N);
+    const hooks = model.config.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre'));
+    for (let s = 0; s < this.order.length; s += this.batchSize) {
+      const rows = this.order.slice(s, s + this.batchSize).map((p) => ({ prompt: p, removed }));
+      const { values, out } = await this.runChunkWith(0, this.resid, rows, hooks);
+      rows.forEach((r, b) => {
+        this.baseMetric![r.prompt] = values[b];
+        hooks.forEach((h, pos) => {
+          const v = out.hooks.get(h)!.data;
+          const T = out.seqLen;
+          const len = this.lengths[r.prompt];
+          this.baseResid[pos].set(v.subarray(b * T * d, (b * T + len) * d), r.prompt * this.tMax * d);
+        });
+      });
+    }
+  }
+
   /** The metric of one configuration per prompt, for each configuration. */
   async evaluate(configs: Component[][], onProgress?: (done: number, total: number) => void): Promise<Float64Array[]> {
     const N = this.task.pairs.length;
     const results = configs.map(() => new Float64Array(N));
-    const byStart = new Map<number, number[]>();
+    const groups = new Map<string, { start: number; fromBase: boolean; ids: number[] }>();
+    const baseNames = new Set(this.base.map((c) => c.name));
     configs.forEach((cfg, i) => {
       if (cfg.length === 0) {
         results[i] = this.metric === 'kl' ? new Float64Array(N) : Float64Array.from(this.clean);
         return;
       }
-      const start = Math.min(...cfg.map((c) => c.pos));
-      if (!byStart.has(start)) byStart.set(start, []);
-      byStart.get(start)!.push(i);
+      const names = new Set(cfg.map((c) => c.name));
+      const fromBase = this.baseMetric !== undefined && this.metric !== 'kl' && [...baseNames].every((n) => names.has(n));
+      const extra = fromBase ? cfg.filter((c) => !baseNames.has(c.name)) : cfg;
+      if (extra.length === 0) {
+        results[i] = Float64Array.from(this.baseMetric!);
+        return;
+      }
+      const start = Math.min(...extra.map((c) => c.pos));
+      const key = `${fromBase}|${start}`;
+      if (!groups.has(key)) groups.set(key, { start, fromBase, ids: [] });
+      groups.get(key)!.ids.push(i);
     });
-    const total = [...byStart.values()].reduce((s, ids) => s + ids.length * N, 0);
+    const total = [...groups.values()].reduce((s, g) => s + g.ids.length * N, 0);
     let done = 0;
-    for (const [start, ids] of [...byStart.entries()].sort((a, b) => a[0] - b[0])) {
+    for (const { start, fromBase, ids } of [...groups.values()].sort((a, b) => a.start - b.start)) {
       // Rows: prompts in length order, each with every configuration of this group.
       const rows: { prompt: number; config: number }[] = [];
       for (const p of this.order) for (const c of ids) rows.push({ prompt: p, config: c });
       for (let s = 0; s < rows.length; s += this.batchSize) {
         const chunk = rows.slice(s, s + this.batchSize);
-        const values = await this.runChunk(start, chunk.map((r) => ({ prompt: r.prompt, removed: configs[r.config] })));
+        const { values } = await this.runChunkWith(
+          start,
+          fromBase ? this.baseResid : this.resid,
+          chunk.map((r) => ({ prompt: r.prompt, removed: configs[r.config] })),
+        );
         chunk.forEach((r, b) => (results[r.config][r.prompt] = values[b]));
         done += chunk.length;
         onProgress?.(done, total);
@@ -126,7 +179,16 @@ export class ExactEvaluator {
     return results;
   }
 
-  private async runChunk(start: number, rows: { prompt: number; removed: Component[] }[]): Promise<Float64Array> {
+  /**
+   * One run of `rows` from the cached residual stream `cache` at layer `start`; every component a
+   * row removes at a layer >= start is replaced (those before start are already in the cache).
+   */
+  private async runChunkWith(
+    start: number,
+    cache: FloatArray[],
+    rows: { prompt: number; removed: Component[] }[],
+    hooks: string[] = [],
+  ): Promise<{ values: Float64Array; out: RunResult }> {
     const { model, repl } = this;
     const cfg = model.config;
     const d = cfg.dModel;
@@ -134,7 +196,7 @@ export class ExactEvaluator {
     const R = rows.length;
     const T = Math.max(...rows.map((r) => this.lengths[r.prompt]));
     const resid = allocLike(model, R * T * d);
-    const src = this.resid[start];
+    const src = cache[start];
     rows.forEach((r, b) => {
       for (let t = 0; t < T; t++) {
         const from = (r.prompt * this.tMax + t) * d;
@@ -176,12 +238,13 @@ export class ExactEvaluator {
       answers: pairs.map((p) => [p.correct, p.incorrect]),
       z,
       mlp,
+      hooks,
     });
     if (this.metric === 'kl') {
       const V = cfg.vocabSize;
-      return Float64Array.from(rows, (r, b) => klFrom(this.cleanLogP[r.prompt], out.logits!.data, b * V));
+      return { values: Float64Array.from(rows, (r, b) => klFrom(this.cleanLogP[r.prompt], out.logits!.data, b * V)), out };
     }
-    return Float64Array.from(out.metric!);
+    return { values: Float64Array.from(out.metric!), out };
   }
 
   /** Per-row replacement values [R, T, width] gathered from per-prompt [N, tMax, width]. */

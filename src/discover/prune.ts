@@ -380,6 +380,9 @@ async function greedyOrder(ctx: Ctx): Promise<PruneStep[]> {
     }
     const base = units(removed.length);
     const stepUnits = units(removed.length + 1) - base;
+    // Every candidate contains the removals so far: cache the stream with them replaced, so each
+    // candidate starts at its own layer rather than at the earliest removal.
+    await ev.setBase(removed);
     const metrics = await ev.evaluate(
       candidates.map((c) => [...removed, c]),
       (done, all) => ctx.progress(base + (done / all) * stepUnits, total),

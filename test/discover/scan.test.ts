@@ -3,27 +3,11 @@ import assert from 'node:assert/strict';
 import { Engine } from '../../src/onnx/session.ts';
 import { HookedModel } from '../../src/model/hooked.ts';
 import { scan } from '../../src/discover/scan.ts';
-import type { Task } from '../../src/task/types.ts';
 import { randomModel } from '../helpers/random-model.ts';
 import { naiveScores } from '../helpers/naive-scores.ts';
-import { rng } from '../helpers/gradcheck.ts';
+import { randomTask } from '../helpers/random-task.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
-
-/** Prompts of unequal lengths; corrupt prompts keep each clean prompt's length (for resample). */
-export function randomTask(n: number, vocab: number, seed: number, lengths = [5, 8, 6, 9, 7]): Task {
-  const r = rng(seed);
-  const tok = () => Math.floor(r() * vocab);
-  return {
-    name: 'random',
-    pairs: Array.from({ length: n }, (_, i) => {
-      const len = lengths[i % lengths.length];
-      const clean = Array.from({ length: len }, tok);
-      const corrupt = clean.map((t, j) => (j % 2 === 0 ? tok() : t));
-      return { clean, corrupt, correct: tok(), incorrect: tok() };
-    }),
-  };
-}
 
 const m = randomModel({ nLayer: 3, nHead: 2, dModel: 16, vocabSize: 30, seed: 51 });
 const task = randomTask(5, 30, 3);

@@ -107,17 +107,5 @@ export const stdOf = (a: ArrayLike<number>) => {
 };
 
 /** Prompts of unequal lengths; corrupt prompts keep each clean prompt's length (for resample). As in test/discover/scan.test.ts. */
-export function randomTask(n: number, vocab: number, seed: number, lengths = [5, 8, 6, 9, 7]): Task {
-  const r = rng(seed);
-  const tok = () => Math.floor(r() * vocab);
-  return {
-    name: 'random',
-    pairs: Array.from({ length: n }, (_, i) => {
-      const len = lengths[i % lengths.length];
-      const clean = Array.from({ length: len }, tok);
-      const corrupt = clean.map((t, j) => (j % 2 === 0 ? tok() : t));
-      return { clean, corrupt, correct: tok(), incorrect: tok() };
-    }),
-  };
-}
+export { randomTask } from '../helpers/random-task.ts';
 
