@@ -71,3 +71,29 @@ test('ig approaches the exact score as K grows (midpoint rule), and differs from
   const attrErr = Math.max(...attr.components.map((c, i) => Math.abs(c.score - exact.components[i].score)));
   assert.ok(errs[2] < attrErr, 'ig with 16 steps should beat plain attribution');
 });
+
+test('ig with K=1 equals attribution on a model linear in the component (and not on a nonlinear one)', async () => {
+  // The last layer's MLP output reaches the metric only through the final LayerNorm. A huge
+  // constant added just before it (the last layer's attention bias) makes that LayerNorm's scale
+  // constant to ~1e-6 relative, so the metric is linear in that component along its ablation path.
+  const lin = randomModel({ nLayer: 2, nHead: 2, dModel: 16, vocabSize: 30, seed: 71 });
+  const last = lin.weights.layers[1];
+  const big = 1e6;
+  last.bO = { data: Float32Array.from(last.bO.data, (_, i) => (i % 2 ? 1 : -1) * big * (1 + i / 16)), shape: last.bO.shape };
+  // Scale the final LayerNorm's gain up by as much, so the component's effect keeps its size.
+  lin.weights.lnf.g = { data: Float32Array.from(lin.weights.lnf.g.data, (g) => g * big), shape: lin.weights.lnf.g.shape };
+  const plain = randomModel({ nLayer: 2, nHead: 2, dModel: 16, vocabSize: 30, seed: 71 });
+  const gap = async (m: typeof lin) => {
+    const model = new HookedModel(m, engine, 'float64');
+    const attr = await scan(model, task, { ablation: 'zero', method: 'attribution', components: 'mlps' });
+    const ig = await scan(model, task, { ablation: 'zero', method: 'ig', steps: 1, components: 'mlps' });
+    const a = attr.components.find((c) => c.name === 'L1MLP')!.score;
+    const i = ig.components.find((c) => c.name === 'L1MLP')!.score;
+    return { a, rel: Math.abs(i - a) / Math.abs(a) };
+  };
+  const linear = await gap(lin);
+  assert.ok(Math.abs(linear.a) > 1e-2, `the component matters (${linear.a})`);
+  assert.ok(linear.rel < 1e-5, `ig K=1 vs attribution on the linear model: relative gap ${linear.rel}`);
+  const nonlinear = await gap(plain);
+  assert.ok(nonlinear.rel > 1e-4, `on the nonlinear model they should differ (relative gap ${nonlinear.rel})`);
+});
