@@ -27,7 +27,7 @@ interface ScanJson {
 export function registerDemoCommand(program: Command, runCommand: (argv: string[]) => Promise<void>): void {
   program
     .command('demo')
-    .description('run the whole pipeline on the embedded toy-ioi model and write a report (offline, a minute or two)')
+    .description('run the whole pipeline on the embedded toy-ioi model and write a report (offline; seconds on 2 cores)')
     .option('--out <dir>', 'where to write everything', 'carve-out/demo')
     .option('--model <dir|hub-id|toy-ioi>', 'the model (the demo is made for toy-ioi)', 'toy-ioi')
     .option('--n <count>', 'IOI prompts', '25')
