@@ -16,6 +16,7 @@ interface DemoOptions {
   quick?: boolean;
   target: string;
   threads: string;
+  device: string;
 }
 
 interface ScanJson {
@@ -33,11 +34,12 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
     .option('--n <count>', 'IOI prompts', '25')
     .option('--target <f>', 'compress to the smallest set keeping at least F x the clean metric', '0.8')
     .option('--threads <n>', 'intra-op threads (0: one per core)', '0')
+    .option('--device <cpu|webgpu|cuda>', 'onnxruntime execution provider', 'cpu')
     .option('--quick', 'a shortened run (8 prompts, 2 ig steps) for tests and a first look', false)
     .action(async (opts: DemoOptions) => {
       const dir = opts.out;
       const n = opts.quick ? '8' : opts.n;
-      const common = ['--model', opts.model, '--threads', opts.threads];
+      const common = ['--model', opts.model, '--threads', opts.threads, '--device', opts.device];
       const task = ['--task', 'ioi', '--n', n, '--seed', '1'];
       const started = Date.now();
       const step = async (label: string, argv: string[]) => {
@@ -63,7 +65,7 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
       await step('prune (greedy, resample)', ['prune', ...common, ...task, '--order', 'greedy', '--ablation', 'resample', '--out', f('prune-greedy-resample.json')]);
       await step('compress', ['compress', ...common, ...task, '--ablation', 'mean', '--from', f('prune-greedy.json'), '--target', opts.target, '--out', f('compressed')]);
       await step('evaluate the original', ['eval', ...common, ...task, '--out', f('eval-original.json')]);
-      await step('evaluate the compressed model', ['eval', '--model', f('compressed'), '--threads', opts.threads, ...task, '--out', f('eval-compressed.json')]);
+      await step('evaluate the compressed model', ['eval', '--model', f('compressed'), '--threads', opts.threads, '--device', opts.device, ...task, '--out', f('eval-compressed.json')]);
       await step('report', ['report', dir]);
       process.stderr.write('\n');
       process.stdout.write(summary(dir, (Date.now() - started) / 1000));

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { encode, tokenString } from '../tokenizer/gpt2.ts';
 import { addModelOptions, loadHookedModel, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
+import { addTaskOptions } from './task-options.ts';
 import type { HookedModel } from '../model/hooked.ts';
 
 export interface Prediction {
@@ -43,7 +44,8 @@ interface RunCliOptions extends EngineCliOptions {
 }
 
 export function registerRunCommand(program: Command): void {
-  addModelOptions(
+  // Every command takes the task options (SPEC); run predicts after one prompt and does not use them.
+  addTaskOptions(addModelOptions(
     program
       .command('run')
       .description("the model's next-token prediction after a prompt")
@@ -52,7 +54,7 @@ export function registerRunCommand(program: Command): void {
       .option('--top <k>', 'how many predictions to list', '10')
       .option('--json', 'print JSON (the default when --out is given or stdout is not a terminal)')
       .option('--out <file>', 'write the JSON here'),
-  ).action(async (opts: RunCliOptions) => {
+  )).action(async (opts: RunCliOptions) => {
     if ((opts.prompt === undefined) === (opts.tokens === undefined)) fail('give exactly one of --prompt TEXT or --tokens IDS');
     const top = parsePositiveInt(opts.top, '--top');
     const tokens = opts.prompt !== undefined ? encode(opts.prompt) : parseTokenList(opts.tokens!);
