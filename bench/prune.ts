@@ -54,7 +54,8 @@ async function main() {
   if (acdc) process.stderr.write(`acdc done in ${fmt(acdc.seconds)}\n`);
 
   if (!PARTS.has('exact')) {
-    process.stdout.write('(exact greedy not measured)\n');
+    if (attr) process.stdout.write(`greedy, attribution-guided (--verify 4), all ${n} steps: ${fmt(attr.seconds)} (${(attr.seconds / n).toFixed(2)} s/step)\n`);
+    if (acdc) process.stdout.write(`acdc (logit_diff, T = ${acdc.result.threshold}): ${fmt(acdc.seconds)}, removed ${acdc.result.steps.length - 1}, kept ${acdc.result.kept!.length}\n`);
     return;
   }
   // Exact greedy: the first 3 steps, then stop (by throwing from the checkpoint callback).
