@@ -104,37 +104,6 @@ export function dotDelta(
   return s;
 }
 
-export async function attributionScores(model: HookedModel, task: Task, repl: Replacements, comps: Component[], batchSize: number, progress: ScanOptions['onProgress']): Promise<Float64Array[]> {
-  const { z, mlp } = componentHooks(model);
-  const hooks = [...new Set(comps.map((c) => (c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!)))];
-  const N = task.pairs.length;
-  const per = comps.map(() => new Float64Array(N));
-  for (let s = 0; s < N; s += batchSize) {
-    const chunk = task.pairs.slice(s, s + batchSize);
-    const out = await model.run({
-      tokens: chunk.map((p) => p.clean),
-      logits: 'pair',
-      answers: chunk.map((p) => [p.correct, p.incorrect]),
-      hooks,
-      gradients: hooks,
-    });
-    const T = out.seqLen;
-    comps.forEach((c, ci) => {
-      const h = c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!;
-      const sl = sliceOf(model, c);
-      const clean = out.hooks.get(h)!.data;
-      const grad = out.grads.get(h)!.data;
-      const r = c.head === null ? repl.mlp.get(c.pos)! : repl.z.get(c.pos)!;
-      chunk.forEach((p, b) => {
-        const replRow = r.shape === 'row' ? { data: r.data, base: (s + b) * repl.tMax * sl.width } : null;
-        per[ci][s + b] = dotDelta(c, sl, repl, p.clean.length, { data: clean, base: b * T * sl.width, T }, { data: grad, base: b * T * sl.width, T }, replRow);
-      });
-    });
-    progress?.(Math.min(s + batchSize, N), N, 'attribution');
-  }
-  return per;
-}
-
 async function igScores(model: HookedModel, task: Task, repl: Replacements, comps: Component[], steps: number, batchSize: number, progress: ScanOptions['onProgress']): Promise<Float64Array[]> {
   const N = task.pairs.length;
   const cfg = model.config;
