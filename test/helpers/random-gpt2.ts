@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors, type TensorToWrite, type WriteDtype } from '../../src/model/safetensors.ts';
+import { rng } from './gradcheck.ts';
 
 export interface RandomGpt2Options {
   nLayer: number;
@@ -24,17 +25,8 @@ export interface RandomGpt2Options {
   maskBuffers?: boolean;
 }
 
-/** mulberry32: a tiny seeded PRNG, plenty for test weights. */
-export function makeRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the tests' one seeded PRNG. */
+export const makeRng = rng;
 
 /**
  * Write `dir/config.json` and `dir/model.safetensors` with seeded weights: matrices and biases
