@@ -38,10 +38,11 @@ export async function gradCheck(
   engine: Engine,
   build: (g: Graph, xs: Value[]) => Value,
   shapes: number[][],
-  opts: { seed?: number; h?: number; init?: (i: number, n: number, r: () => number) => Float64Array } = {},
+  opts: { seed?: number; h?: number; init?: (i: number, n: number, r: () => number) => Float64Array; dtype?: 'float32' | 'float64' } = {},
 ): Promise<GradCheckResult> {
   const r = rng(opts.seed ?? 1);
-  const g = new Graph('float64');
+  const dtype = opts.dtype ?? 'float64';
+  const g = new Graph(dtype);
   const xs = shapes.map((s, i) => g.input(`x${i}`, s));
   const out = build(g, xs);
   const outShape = out.shape as number[];
@@ -53,9 +54,9 @@ export async function gradCheck(
   grads.forEach((d, i) => g.output(d, `grad${i}`));
   const values = shapes.map((s, i) => (opts.init ? opts.init(i, s.reduce((p, d) => p * d, 1), r) : randn(s.reduce((p, d) => p * d, 1), r)));
   const feeds = (vals: Float64Array[]): Record<string, ort.Tensor> =>
-    Object.fromEntries(vals.map((v, i) => [`x${i}`, toOrt({ data: v, dims: shapes[i] }, 'float64')]));
+    Object.fromEntries(vals.map((v, i) => [`x${i}`, toOrt({ data: dtype === 'float32' ? Float32Array.from(v) : v, dims: shapes[i] }, dtype)]));
   const base = await engine.run(g, feeds(values));
-  const analytic = shapes.map((_, i) => Float64Array.from(base[`grad${i}`].data as Float64Array));
+  const analytic = shapes.map((_, i) => Float64Array.from(base[`grad${i}`].data as Float64Array | Float32Array));
   const h = opts.h ?? 1e-5;
   const numeric: Float64Array[] = [];
   let maxRel = 0;

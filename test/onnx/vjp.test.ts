@@ -75,3 +75,16 @@ test('gradient of an input the output does not use is zero', async () => {
   const r = await gradCheck(engine, (g, [a]) => g.tanh(a), [[3], [2]]);
   assert.deepEqual(Array.from(r.analytic[1]), [0, 0]);
 });
+
+test('VJP Erf matches central finite differences (float32: onnxruntime has no float64 Erf kernel)', async () => {
+  // Inputs of order 1 and h = 1e-2: truncation error about h^2/6 times erf's third derivative
+  // (~2e-5), float32 rounding about 1e-5.
+  const r = await gradCheck(engine, (g, [a]) => g.erf(a), [[6]], { dtype: 'float32', h: 1e-2 });
+  assert.ok(r.maxRelError < 1e-3, `max relative error ${r.maxRelError}`);
+});
+
+test('VJP Cast (float64 -> float32 -> float64) passes gradients through', async () => {
+  // The round trip through float32 rounds values at ~1e-7 relative, so a wide step keeps that noise small.
+  const r = await gradCheck(engine, (g, [a]) => g.mul(g.cast(g.cast(g.tanh(a), 'float32'), 'float64'), a), [[5]], { h: 1e-2 });
+  assert.ok(r.maxRelError < 1e-3, `max relative error ${r.maxRelError}`);
+});
