@@ -13,6 +13,7 @@ import type { Task } from '../task/types.ts';
 import type { Component } from './components.ts';
 import type { Replacements } from './replacements.ts';
 import { allocLike, collectActivations } from './activations.ts';
+import { klFromClean, logSoftmax } from '../task/metrics.ts';
 
 export type MetricKind = 'logit_diff' | 'kl';
 
@@ -20,30 +21,6 @@ export interface EvaluateOptions {
   batchSize: number;
   metric?: MetricKind;
   onProgress?: (done: number, total: number) => void;
-}
-
-/** Log-softmax of each row of a [rows, V] array (float64 for a stable KL). */
-function logSoftmaxRow(data: ArrayLike<number>, offset: number, V: number): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < V; i++) max = Math.max(max, data[offset + i]);
-  let sum = 0;
-  for (let i = 0; i < V; i++) sum += Math.exp(data[offset + i] - max);
-  const lse = max + Math.log(sum);
-  const out = new Float64Array(V);
-  for (let i = 0; i < V; i++) out[i] = data[offset + i] - lse;
-  return out;
-}
-
-/** KL(clean ‖ ablated) of next-token distributions. */
-function klFrom(cleanLogP: Float64Array, logits: ArrayLike<number>, offset: number): number {
-  const V = cleanLogP.length;
-  const logQ = logSoftmaxRow(logits, offset, V);
-  let kl = 0;
-  for (let i = 0; i < V; i++) {
-    const p = Math.exp(cleanLogP[i]);
-    if (p > 0) kl += p * (cleanLogP[i] - logQ[i]);
-  }
-  return kl;
 }
 
 export class ExactEvaluator {
@@ -99,7 +76,7 @@ export class ExactEvaluator {
       chunk.forEach((_, b) => (this.clean[s + b] = out.metric![b]));
       if (this.metric === 'kl') {
         const V = model.config.vocabSize;
-        chunk.forEach((_, b) => this.cleanLogP.push(logSoftmaxRow(out.logits!.data, b * V, V)));
+        chunk.forEach((_, b) => this.cleanLogP.push(logSoftmax(out.logits!.data.subarray(b * V, (b + 1) * V))));
       }
     }
   }
@@ -242,7 +219,7 @@ export class ExactEvaluator {
     });
     if (this.metric === 'kl') {
       const V = cfg.vocabSize;
-      return { values: Float64Array.from(rows, (r, b) => klFrom(this.cleanLogP[r.prompt], out.logits!.data, b * V)), out };
+      return { values: Float64Array.from(rows, (r, b) => klFromClean(this.cleanLogP[r.prompt], out.logits!.data.subarray(b * V, (b + 1) * V))), out };
     }
     return { values: Float64Array.from(out.metric!), out };
   }
