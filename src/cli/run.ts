@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { encode, tokenString } from '../tokenizer/gpt2.ts';
+import { logSumExp } from '../task/metrics.ts';
 import { addModelOptions, loadHookedModel, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addTaskOptions } from './task-options.ts';
 import type { HookedModel } from '../model/hooked.ts';
@@ -19,14 +20,11 @@ export async function predictNext(model: HookedModel, tokens: number[], top: num
   }
   const out = await model.run({ tokens: [tokens], logits: 'last' });
   const logits = out.logits!.data;
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
+  const lse = logSumExp(logits);
   const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, top);
   return {
     tokens,
-    top: order.map((id) => ({ id, token: tokenString(id), logit: logits[id], prob: Math.exp(logits[id] - max) / sum })),
+    top: order.map((id) => ({ id, token: tokenString(id), logit: logits[id], prob: Math.exp(logits[id] - lse) })),
   };
 }
 
