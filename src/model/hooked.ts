@@ -7,7 +7,7 @@
 import type * as ort from 'onnxruntime-node';
 import { Graph } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
-import { Engine, toOrt, type CompiledGraph } from '../onnx/session.ts';
+import { Engine, runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
 import { namedWeights } from './weight-names.ts';
 import { buildForward, hookPrefix, type LogitsSpec, type ReplacementShape } from './gpt2-graph.ts';
 import type { GPT2Config, GPT2Weights, LoadedModel } from './types.ts';
@@ -249,13 +249,7 @@ export class HookedModel {
       feeds.row_weights = toOrt({ data: this.cast(Float64Array.from(rw)), dims: [B] }, this.dtype);
     }
     const compiled = await this.graphFor(opts, logits);
-    const used: Record<string, ort.Tensor> = {};
-    for (const name of compiled.inputNames) {
-      const t = feeds[name];
-      if (!t) throw new Error(`missing feed for graph input ${name}`);
-      used[name] = t;
-    }
-    const out = await compiled.session.run(used, compiled.outputNames);
+    const out = await runCompiled(compiled, feeds);
     const result: RunResult = { hooks: new Map(), grads: new Map(), seqLen: T };
     for (const [name, t] of Object.entries(out)) {
       if (name === 'metric') result.metric = t.data as FloatArray;

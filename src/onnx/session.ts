@@ -95,14 +95,7 @@ export class Engine {
 
   /** Compile (cached) and run; feeds are by input name, extra feeds the graph does not use are ignored. */
   async run(graph: Graph, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-    const compiled = await this.compile(graph);
-    const used: Record<string, ort.Tensor> = {};
-    for (const name of compiled.inputNames) {
-      const t = feeds[name];
-      if (!t) throw new Error(`missing feed for graph input ${name}`);
-      used[name] = t;
-    }
-    return compiled.session.run(used, compiled.outputNames);
+    return runCompiled(await this.compile(graph), feeds);
   }
 
   get cachedSessions(): number {
@@ -120,4 +113,15 @@ export class Engine {
       }
     }
   }
+}
+
+/** Run a compiled graph with the feeds it needs (by input name); extra feeds are ignored. */
+export async function runCompiled(compiled: CompiledGraph, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  const used: Record<string, ort.Tensor> = {};
+  for (const name of compiled.inputNames) {
+    const t = feeds[name];
+    if (!t) throw new Error(`missing feed for graph input ${name}`);
+    used[name] = t;
+  }
+  return compiled.session.run(used, compiled.outputNames);
 }
