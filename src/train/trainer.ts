@@ -14,7 +14,7 @@
  */
 import type * as ort from 'onnxruntime-node';
 import { fail } from '../util/errors.ts';
-import { Engine, toOrt } from '../onnx/session.ts';
+import { Engine, runCompiled, toOrt } from '../onnx/session.ts';
 import { HookedModel } from '../model/hooked.ts';
 import { namedWeights } from '../model/weight-names.ts';
 import { buildObjective } from './objective.ts';
@@ -359,13 +359,15 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
   let msGraph = 0;
   let msOpt = 0;
   let msData = 0;
+  // Compiled once: engine.run would serialise and hash the graph again on every step.
+  const compiled = await engine.compile(obj.graph);
   const tLoop = performance.now();
   for (let s = 0; s < recipe.steps; s++) {
     const ta = performance.now();
     const batch = trainBatch(data, s, recipe.batch);
     const feeds = { ...weightFeeds, ...objectiveFeeds(batch, config.vocabSize, config.nCtx) };
     const tb = performance.now();
-    const out = await engine.run(obj.graph, feeds);
+    const out = await runCompiled(compiled, feeds);
     const tc = performance.now();
     const loss = out.loss.data[0] as number;
     if (!Number.isFinite(loss)) fail(`training diverged at step ${s + 1}: loss ${loss} (try a lower lr or clipping)`);
