@@ -2,7 +2,7 @@
  * Running a task's prompts through the model in chunks and collecting hook values into one
  * [N, T_max, width] array per hook (zero beyond each prompt's length), plus means over real tokens.
  */
-import type { FloatArray, HookedModel } from '../model/hooked.ts';
+import type { FloatArray, HookedModel, RunOptions, RunResult } from '../model/hooked.ts';
 
 export interface PromptActivations {
   /** Per hook: [N, tMax, width], row-major, zeros past each prompt's length. */
@@ -12,13 +12,17 @@ export interface PromptActivations {
   tMax: number;
 }
 
-/** Run prompts (ragged) in chunks of `batchSize` and gather the named hooks. */
+/**
+ * Run prompts (ragged) in chunks of `batchSize` and gather the named hooks. `also` adds run
+ * options for a chunk (logits and answers, say) and receives its result, so a caller that needs
+ * more than the hooks gets it from the same pass.
+ */
 export async function collectActivations(
   model: HookedModel,
   prompts: number[][],
   hooks: string[],
   batchSize: number,
-  onChunk?: (done: number) => void,
+  also?: { options: (start: number, end: number) => Partial<RunOptions>; result: (start: number, out: RunResult) => void },
 ): Promise<PromptActivations> {
   const lengths = prompts.map((p) => p.length);
   const tMax = Math.max(...lengths);
@@ -26,7 +30,9 @@ export async function collectActivations(
   const widths = new Map<string, number>();
   for (let start = 0; start < prompts.length; start += batchSize) {
     const chunk = prompts.slice(start, start + batchSize);
-    const out = await model.run({ tokens: chunk, hooks, logits: 'none' });
+    const extra = also?.options(start, start + chunk.length) ?? {};
+    const out = await model.run({ logits: 'none', ...extra, tokens: chunk, hooks });
+    also?.result(start, out);
     const T = out.seqLen;
     for (const h of hooks) {
       const v = out.hooks.get(h)!;
@@ -41,7 +47,6 @@ export async function collectActivations(
         dst.set(v.data.subarray(b * T * width, (b * T + p.length) * width), ((start + b) * tMax) * width);
       });
     }
-    onChunk?.(Math.min(start + batchSize, prompts.length));
   }
   return { values, widths, lengths, tMax };
 }

@@ -60,25 +60,26 @@ export class ExactEvaluator {
     const { model, task } = this;
     const prompts = task.pairs.map((p) => p.clean);
     const hooks = model.config.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre'));
-    const acts = await collectActivations(model, prompts, hooks, this.batchSize);
+    this.clean = new Float64Array(prompts.length);
+    // One pass gives the residual streams to start from and the clean metric (or distributions).
+    const acts = await collectActivations(model, prompts, hooks, this.batchSize, {
+      options: (s, e) => ({
+        logits: this.metric === 'kl' ? 'last' : 'pair',
+        answers: task.pairs.slice(s, e).map((p) => [p.correct, p.incorrect]),
+      }),
+      result: (s, out) => {
+        const B = out.metric!.length;
+        for (let b = 0; b < B; b++) this.clean[s + b] = out.metric![b];
+        if (this.metric === 'kl') {
+          const V = model.config.vocabSize;
+          for (let b = 0; b < B; b++) this.cleanLogP.push(logSoftmax(out.logits!.data.subarray(b * V, (b + 1) * V)));
+        }
+      },
+    });
     this.resid = hooks.map((h) => acts.values.get(h)!);
     this.tMax = acts.tMax;
     this.lengths = acts.lengths;
     this.order = prompts.map((_, i) => i).sort((a, b) => this.lengths[a] - this.lengths[b] || a - b);
-    this.clean = new Float64Array(prompts.length);
-    for (let s = 0; s < prompts.length; s += this.batchSize) {
-      const chunk = task.pairs.slice(s, s + this.batchSize);
-      const out = await model.run({
-        tokens: chunk.map((p) => p.clean),
-        logits: this.metric === 'kl' ? 'last' : 'pair',
-        answers: chunk.map((p) => [p.correct, p.incorrect]),
-      });
-      chunk.forEach((_, b) => (this.clean[s + b] = out.metric![b]));
-      if (this.metric === 'kl') {
-        const V = model.config.vocabSize;
-        chunk.forEach((_, b) => this.cleanLogP.push(logSoftmax(out.logits!.data.subarray(b * V, (b + 1) * V))));
-      }
-    }
   }
 
   /**
