@@ -213,30 +213,13 @@ async function attributionScan(
   // Corrupt pass first: the corrupt metric, and the values resample / mean-over-corrupt need.
   const needCorruptActs = ablation === 'resample' || (ablation === 'mean' && meanOver === 'corrupt');
   const corrupt = new Float64Array(N);
-  let corruptActs: Awaited<ReturnType<typeof collectActivations>> | undefined;
-  for (let s = 0; s < N; s += batchSize) {
-    const chunk = task.pairs.slice(s, s + batchSize);
-    const r = await model.run({
-      tokens: chunk.map((p) => p.corrupt),
-      logits: 'pair',
-      answers: chunk.map((p) => [p.correct, p.incorrect]),
-      hooks: needCorruptActs ? hooks : [],
-    });
-    chunk.forEach((_, b) => (corrupt[s + b] = r.metric![b]));
-    if (needCorruptActs) {
-      corruptActs ??= { values: new Map(), widths: new Map(), lengths: task.pairs.map((p) => p.corrupt.length), tMax: Math.max(...task.pairs.map((p) => p.corrupt.length)) };
-      for (const h of hooks) {
-        const v = r.hooks.get(h)!;
-        const width = v.data.length / (chunk.length * r.seqLen);
-        if (!corruptActs.values.has(h)) {
-          corruptActs.values.set(h, allocLike(model, N * corruptActs.tMax * width));
-          corruptActs.widths.set(h, width);
-        }
-        chunk.forEach((p, b) => corruptActs!.values.get(h)!.set(v.data.subarray(b * r.seqLen * width, (b * r.seqLen + p.corrupt.length) * width), (s + b) * corruptActs!.tMax * width));
-      }
-    }
-    progress?.(Math.min(s + batchSize, N), 2 * N, 'attribution');
-  }
+  const corruptActs = await collectActivations(model, task.pairs.map((p) => p.corrupt), needCorruptActs ? hooks : [], batchSize, {
+    options: (st, e) => ({ logits: 'pair', answers: task.pairs.slice(st, e).map((p) => [p.correct, p.incorrect]) }),
+    result: (st, out) => {
+      out.metric!.forEach((m, b) => (corrupt[st + b] = m));
+      progress?.(Math.min(st + batchSize, N), 2 * N, 'attribution');
+    },
+  });
   const sliceW = comps.map((c) => sliceOf(model, c));
   // Per component and prompt: Σ_t g_t (span) and Σ_t clean_t·g_t, or for resample the full dot.
   const gSum = comps.map((_, i) => new Float64Array(N * sliceW[i].span));
@@ -276,8 +259,8 @@ async function attributionScan(
             gs[(s + b) * sl.span + j] += g[o + j];
             dot += cv[o + j] * g[o + j];
             if (ablation === 'resample') {
-              const rv = corruptActs!.values.get(h)!;
-              full += (rv[((s + b) * corruptActs!.tMax + t) * sl.width + sl.offset + j] - cv[o + j]) * g[o + j];
+              const rv = corruptActs.values.get(h)!;
+              full += (rv[((s + b) * corruptActs.tMax + t) * sl.width + sl.offset + j] - cv[o + j]) * g[o + j];
             }
           }
         }
@@ -293,7 +276,7 @@ async function attributionScan(
       const sl = sliceW[ci];
       const r = new Float64Array(sl.span);
       if (ablation === 'mean') {
-        const mean = meanOver === 'clean' ? Float64Array.from(cleanSum.get(h)!, (v) => v / cleanCount) : Float64Array.from(meanOverTokens(corruptActs!, h));
+        const mean = meanOver === 'clean' ? Float64Array.from(cleanSum.get(h)!, (v) => v / cleanCount) : Float64Array.from(meanOverTokens(corruptActs, h));
         for (let j = 0; j < sl.span; j++) r[j] = mean[sl.offset + j];
       }
       for (let p = 0; p < N; p++) {
