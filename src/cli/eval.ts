@@ -16,6 +16,7 @@ import { HookedModel } from '../model/hooked.ts';
 import { accuracy, mean, std } from '../task/metrics.ts';
 import type { Task } from '../task/types.ts';
 import { countParams } from '../compress/count.ts';
+import { cleanMetrics } from '../discover/scan.ts';
 import { addModelOptions, engineFrom, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 
@@ -48,17 +49,6 @@ export function checkTaskVocabulary(task: Task, vocabSize: number): void {
   });
 }
 
-/** Per-prompt logit differences, run in chunks of `batchSize` with pair logits only. */
-export async function taskMetric(model: HookedModel, task: Task, batchSize: number): Promise<Float64Array> {
-  const out = new Float64Array(task.pairs.length);
-  for (let s = 0; s < task.pairs.length; s += batchSize) {
-    const chunk = task.pairs.slice(s, s + batchSize);
-    const r = await model.run({ tokens: chunk.map((p) => p.clean), logits: 'pair', answers: chunk.map((p) => [p.correct, p.incorrect]) });
-    chunk.forEach((_, b) => (out[s + b] = r.metric![b]));
-  }
-  return out;
-}
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -72,11 +62,11 @@ export async function evaluateModel(
   opts: { batchSize: number; repeats?: number },
 ): Promise<Pick<EvalResult, 'metric' | 'std' | 'accuracy' | 'ms_per_prompt'> & { metrics: Float64Array }> {
   // This first pass also warms up: the graph is compiled and the session's buffers allocated.
-  const metrics = await taskMetric(model, task, opts.batchSize);
+  const metrics = await cleanMetrics(model, task, opts.batchSize);
   const times: number[] = [];
   for (let i = 0; i < (opts.repeats ?? TIMING_REPEATS); i++) {
     const t0 = process.hrtime.bigint();
-    await taskMetric(model, task, opts.batchSize);
+    await cleanMetrics(model, task, opts.batchSize);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   return { metrics, metric: mean(metrics), std: std(metrics), accuracy: accuracy(metrics), ms_per_prompt: median(times) / task.pairs.length };
