@@ -8,10 +8,10 @@
  *  - rows are ordered by prompt length and each chunk is padded only to its own longest prompt;
  *  - only the two answer logits at the metric position are computed (or, for KL, one position).
  */
-import type { FloatArray, HookedModel, Intervention, RunResult } from '../model/hooked.ts';
+import type { FloatArray, HookedModel, RunResult } from '../model/hooked.ts';
 import type { Task } from '../task/types.ts';
 import type { Component } from './components.ts';
-import type { Replacements } from './replacements.ts';
+import { removalInterventions, type Replacements } from './replacements.ts';
 import { allocLike, collectActivations } from './activations.ts';
 import { klFromClean, logSoftmax } from '../task/metrics.ts';
 
@@ -170,7 +170,6 @@ export class ExactEvaluator {
     const { model, repl } = this;
     const cfg = model.config;
     const d = cfg.dModel;
-    const dh = cfg.dHead;
     const R = rows.length;
     const T = Math.max(...rows.map((r) => this.lengths[r.prompt]));
     const resid = allocLike(model, R * T * d);
@@ -181,32 +180,19 @@ export class ExactEvaluator {
         resid.set(src.subarray(from, from + d), (b * T + t) * d);
       }
     });
-    const z = new Map<number, Intervention>();
-    const mlp = new Map<number, Intervention>();
     // Constant replacements intervene at every later layer (one graph per start layer);
     // per-prompt replacements only where some row removes something (their values are big).
     const touched = new Set<number>();
     for (const r of rows) for (const c of r.removed) touched.add(c.pos);
+    const zLayers: number[] = [];
+    const mlpLayers: number[] = [];
     for (let pos = start; pos < cfg.layers.length; pos++) {
-      const layout = cfg.layers[pos];
-      const k = layout.heads.length;
       const zr = repl.z.get(pos);
-      if (k > 0 && zr && (zr.shape === 'const' || touched.has(pos))) {
-        const keep = new Float32Array(R * k).fill(1);
-        rows.forEach((r, b) => {
-          for (const c of r.removed) if (c.pos === pos && c.head !== null) keep[b * k + c.slot] = 0;
-        });
-        z.set(pos, { keep, value: { shape: zr.shape, data: zr.shape === 'const' ? zr.data : this.rowValues(zr.data, rows, T, k * dh) } });
-      }
+      if (cfg.layers[pos].heads.length > 0 && zr && (zr.shape === 'const' || touched.has(pos))) zLayers.push(pos);
       const mr = repl.mlp.get(pos);
-      if (layout.mlp && mr && (mr.shape === 'const' || touched.has(pos))) {
-        const keep = new Float32Array(R).fill(1);
-        rows.forEach((r, b) => {
-          for (const c of r.removed) if (c.pos === pos && c.head === null) keep[b] = 0;
-        });
-        mlp.set(pos, { keep, value: { shape: mr.shape, data: mr.shape === 'const' ? mr.data : this.rowValues(mr.data, rows, T, d) } });
-      }
+      if (cfg.layers[pos].mlp && mr && (mr.shape === 'const' || touched.has(pos))) mlpLayers.push(pos);
     }
+    const { z, mlp } = removalInterventions(model, repl, rows, T, this.lengths, zLayers, mlpLayers);
     const pairs = rows.map((r) => this.task.pairs[r.prompt]);
     const out = await model.run({
       resid: { data: resid, dims: [R, T, d] },
@@ -225,16 +211,7 @@ export class ExactEvaluator {
     return { values: Float64Array.from(out.metric!), out };
   }
 
-  /** Per-row replacement values [R, T, width] gathered from per-prompt [N, tMax, width]. */
-  private rowValues(all: FloatArray, rows: { prompt: number }[], T: number, width: number): FloatArray {
-    const out = allocLike(this.model, rows.length * T * width);
-    const tm = this.repl.tMax;
-    rows.forEach((r, b) => {
-      const len = Math.min(T, this.lengths[r.prompt]);
-      out.set(all.subarray(r.prompt * tm * width, (r.prompt * tm + len) * width), b * T * width);
-    });
-    return out;
-  }
+
 }
 
 /** Convenience: the per-prompt metric of each configuration, and the clean metric. */

@@ -27,14 +27,13 @@
  * batch size and threads).
  */
 import { createHash } from 'node:crypto';
-import type { FloatArray, HookedModel, Intervention } from '../model/hooked.ts';
+import type { FloatArray, HookedModel } from '../model/hooked.ts';
 import type { Task } from '../task/types.ts';
 import { fail } from '../util/errors.ts';
 import { mean, std } from '../task/metrics.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
-import { computeReplacements, componentHooks, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
+import { computeReplacements, componentHooks, removalInterventions, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
 import { ExactEvaluator, type MetricKind } from './evaluate.ts';
-import { allocLike } from './activations.ts';
 import { corruptMetrics, dotDelta, sliceOf } from './scan.ts';
 
 export type PruneOrder = 'scores' | 'greedy' | 'acdc';
@@ -470,9 +469,6 @@ export async function attributionAt(
   opts: AttributionAtOptions = {},
 ): Promise<Float64Array[]> {
   const batchSize = opts.batchSize ?? 64;
-  const cfg = model.config;
-  const dh = cfg.dHead;
-  const d = cfg.dModel;
   const { z, mlp } = componentHooks(model);
   const scope = [...(opts.scope ?? []), ...removed, ...targets];
   const hookOf = (c: Component) => (c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!);
@@ -480,33 +476,13 @@ export async function attributionAt(
   const zLayers = [...new Set(scope.filter((c) => c.head !== null).map((c) => c.pos))].sort((a, b) => a - b);
   const mlpLayers = [...new Set(scope.filter((c) => c.head === null).map((c) => c.pos))].sort((a, b) => a - b);
   const N = task.pairs.length;
+  const taskLengths = task.pairs.map((p) => p.clean.length);
   const per = targets.map(() => new Float64Array(N));
-  /** Per-row replacement values [B, T, width] gathered from per-prompt [N, tMax, width]. */
-  const rowValues = (all: FloatArray, s: number, lens: number[], T: number, width: number): FloatArray => {
-    const out = allocLike(model, lens.length * T * width);
-    lens.forEach((len, b) => out.set(all.subarray((s + b) * repl.tMax * width, ((s + b) * repl.tMax + Math.min(len, T)) * width), b * T * width));
-    return out;
-  };
   for (let s = 0; s < N; s += batchSize) {
     const chunk = task.pairs.slice(s, s + batchSize);
-    const B = chunk.length;
-    const lens = chunk.map((p) => p.clean.length);
-    const T = Math.max(...lens);
-    const zIv = new Map<number, Intervention>();
-    const mlpIv = new Map<number, Intervention>();
-    for (const pos of zLayers) {
-      const k = cfg.layers[pos].heads.length;
-      const keep = new Float32Array(B * k).fill(1);
-      for (const c of removed) if (c.head !== null && c.pos === pos) for (let b = 0; b < B; b++) keep[b * k + c.slot] = 0;
-      const r = repl.z.get(pos)!;
-      zIv.set(pos, { keep, value: { shape: r.shape, data: r.shape === 'const' ? r.data : rowValues(r.data, s, lens, T, k * dh) } });
-    }
-    for (const pos of mlpLayers) {
-      const keep = new Float32Array(B).fill(1);
-      if (removed.some((c) => c.head === null && c.pos === pos)) keep.fill(0);
-      const r = repl.mlp.get(pos)!;
-      mlpIv.set(pos, { keep, value: { shape: r.shape, data: r.shape === 'const' ? r.data : rowValues(r.data, s, lens, T, d) } });
-    }
+    const T = Math.max(...chunk.map((p) => p.clean.length));
+    const rows = chunk.map((_, b) => ({ prompt: s + b, removed }));
+    const { z: zIv, mlp: mlpIv } = removalInterventions(model, repl, rows, T, taskLengths, zLayers, mlpLayers);
     const out = await model.run({
       tokens: chunk.map((p) => p.clean),
       logits: 'pair',

@@ -7,7 +7,8 @@
  * Values are kept per layer at the hook points the graphs intervene on (hook_z, hook_mlp_out):
  * replacing hook_z of a head replaces exactly its output z_h·W_O[h], since that map is linear.
  */
-import type { FloatArray, HookedModel } from '../model/hooked.ts';
+import type { FloatArray, HookedModel, Intervention } from '../model/hooked.ts';
+import type { Component } from './components.ts';
 import type { Task } from '../task/types.ts';
 import { allocLike, collectActivations, meanOverTokens } from './activations.ts';
 
@@ -79,4 +80,54 @@ export async function computeReplacements(
   for (const [pos, h] of z) out.z.set(pos, { shape: 'row', data: acts.values.get(h)! });
   for (const [pos, h] of mlp) out.mlp.set(pos, { shape: 'row', data: acts.values.get(h)! });
   return out;
+}
+
+/** One run's row: the prompt it reads and the components it has replaced. */
+export interface RemovalRow {
+  prompt: number;
+  removed: Component[];
+}
+
+/**
+ * The interventions that replace, on each row, the components that row removes, at the given
+ * layer positions (hook_z at `zLayers`, hook_mlp_out at `mlpLayers`). Per-prompt values are
+ * gathered into [rows, T, width]; `lengths` are the prompts' lengths.
+ */
+export function removalInterventions(
+  model: HookedModel,
+  repl: Replacements,
+  rows: RemovalRow[],
+  T: number,
+  lengths: number[],
+  zLayers: number[],
+  mlpLayers: number[],
+): { z: Map<number, Intervention>; mlp: Map<number, Intervention> } {
+  const R = rows.length;
+  const rowValues = (all: FloatArray, width: number): FloatArray => {
+    const out = allocLike(model, R * T * width);
+    rows.forEach((r, b) => {
+      const len = Math.min(T, lengths[r.prompt]);
+      out.set(all.subarray(r.prompt * repl.tMax * width, (r.prompt * repl.tMax + len) * width), b * T * width);
+    });
+    return out;
+  };
+  const value = (v: LayerValues, width: number): Intervention['value'] => ({ shape: v.shape, data: v.shape === 'const' ? v.data : rowValues(v.data, width) });
+  const z = new Map<number, Intervention>();
+  for (const pos of zLayers) {
+    const k = model.config.layers[pos].heads.length;
+    const keep = new Float32Array(R * k).fill(1);
+    rows.forEach((r, b) => {
+      for (const c of r.removed) if (c.pos === pos && c.head !== null) keep[b * k + c.slot] = 0;
+    });
+    z.set(pos, { keep, value: value(repl.z.get(pos)!, k * model.config.dHead) });
+  }
+  const mlp = new Map<number, Intervention>();
+  for (const pos of mlpLayers) {
+    const keep = new Float32Array(R).fill(1);
+    rows.forEach((r, b) => {
+      for (const c of r.removed) if (c.pos === pos && c.head === null) keep[b] = 0;
+    });
+    mlp.set(pos, { keep, value: value(repl.mlp.get(pos)!, model.config.dModel) });
+  }
+  return { z, mlp };
 }
