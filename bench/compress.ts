@@ -16,6 +16,7 @@ import { listComponents } from '../src/discover/components.ts';
 import { pruneModel } from '../src/compress/prune-model.ts';
 import { countParams } from '../src/compress/count.ts';
 import { ioiPrompts, median, gpt2SmallInMemory } from './gpt2-small.ts';
+import { answersOf } from '../src/task/types.ts';
 
 const REPS = Number(process.env.REPS ?? 15);
 
@@ -24,7 +25,7 @@ async function main() {
   const full = gpt2SmallInMemory();
   const task = await ioiPrompts(25);
   const tokens = task.pairs.map((p) => p.clean);
-  const answers = task.pairs.map((p) => [p.correct, p.incorrect] as [number, number]);
+  const answers = task.pairs.map(answersOf);
   const fullModel = new HookedModel(full, engine);
 
   const removed = new Set(
@@ -50,9 +51,9 @@ async function main() {
       mlp.set(c.pos, { keep: new Float32Array(B), value: { shape: 'const', data: repl.mlp.get(c.pos)!.data } });
     }
   }
-  const ablated = await fullModel.run({ tokens, logits: 'pair', answers, z, mlp });
-  const fullRun = () => fullModel.run({ tokens, logits: 'pair', answers });
-  const prunedRun = () => prunedModel.run({ tokens, logits: 'pair', answers });
+  const ablated = await fullModel.run({ tokens, logits: 'answers', answers, z, mlp });
+  const fullRun = () => fullModel.run({ tokens, logits: 'answers', answers });
+  const prunedRun = () => prunedModel.run({ tokens, logits: 'answers', answers });
   const check = await prunedRun();
   let maxDiff = 0;
   for (let b = 0; b < B; b++) maxDiff = Math.max(maxDiff, Math.abs(check.metric![b] - ablated.metric![b]));

@@ -1,16 +1,33 @@
 /**
- * A GPT-2-small-shaped model with random weights (12 layers, 12 heads, d_model 768, vocabulary
- * 50257, n_ctx 1024), written once in Hugging Face format under the OS temp dir and reused, so
- * benchmarks measure loading from a real safetensors file as users would.
+ * Benchmark models with random weights: a GPT-2-small shape (12 layers, 12 heads, d_model 768,
+ * vocabulary 50257, n_ctx 1024) and a Llama shape (SmolLM2-135M's: 30 layers, d_model 576, 9 query
+ * and 3 key/value heads, MLP 1536, vocabulary 49152). The GPT-2 one is written once in Hugging Face
+ * format under the OS temp dir and reused, so benchmarks measure loading from a real safetensors file.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { saveModelDir, loadModelDir } from '../src/model/load.ts';
 import { parseConfig } from '../src/model/config.ts';
-import type { GPT2Config, GPT2Weights, Tensor, LoadedModel } from '../src/model/types.ts';
+import { tensorTable } from '../src/model/arch/index.ts';
+import { slotShape } from '../src/model/tensors.ts';
+import type { Tensor, LoadedModel, ModelData, Weights } from '../src/model/types.ts';
 
-export const GPT2_SMALL = { n_layer: 12, n_head: 12, n_embd: 768, n_positions: 1024, vocab_size: 50257 };
+export const GPT2_SMALL = { model_type: 'gpt2', n_layer: 12, n_head: 12, n_embd: 768, n_positions: 1024, vocab_size: 50257, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new' };
+export const SMOLLM2_135M = {
+  model_type: 'llama',
+  num_hidden_layers: 30,
+  hidden_size: 576,
+  num_attention_heads: 9,
+  num_key_value_heads: 3,
+  intermediate_size: 1536,
+  vocab_size: 49152,
+  max_position_embeddings: 8192,
+  rms_norm_eps: 1e-5,
+  rope_theta: 100000,
+  hidden_act: 'silu',
+  tie_word_embeddings: true,
+};
 
 function fill(shape: number[], seed: number, scale: number, mean = 0): Tensor {
   const n = shape.reduce((p, q) => p * q, 1);
@@ -28,31 +45,33 @@ function fill(shape: number[], seed: number, scale: number, mean = 0): Tensor {
   return { data, shape };
 }
 
+/** A model of any architecture from its HF config, with deterministic random weights by role. */
+export function randomBenchModel(hfConfig: Record<string, unknown>, name: string): ModelData & { name: string } {
+  const config = parseConfig(hfConfig, name);
+  const weights: Weights = new Map();
+  let seed = 1;
+  for (const slot of tensorTable(config)) {
+    const shape = slotShape(config, slot);
+    const norm = /norm/.test(slot.role);
+    const bias = slot.role.endsWith('.b');
+    const scale = norm ? 0.05 : bias ? 0.01 : slot.role === 'pos_embed' ? 0.01 : 0.02;
+    weights.set(slot.name, fill(shape, seed++ * 2654435761, norm && slot.role.endsWith('.b') ? 0.01 : scale, norm && slot.role.endsWith('.w') ? 1 : 0));
+  }
+  return { config, weights, name };
+}
+
 export function gpt2SmallDir(): string {
   return join(tmpdir(), 'carve-bench-gpt2-small');
 }
 
 /** The model in memory (deterministic random weights), without touching the disk. */
-export function gpt2SmallInMemory(): { config: GPT2Config; weights: GPT2Weights; name: string } {
-  const c = GPT2_SMALL;
-  const config = parseConfig({ model_type: 'gpt2', ...c, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new' }, 'bench');
-  const d = c.n_embd;
-  let seed = 1;
-  const t = (shape: number[], scale = 0.02, mean = 0) => fill(shape, seed++ * 2654435761, scale, mean);
-  const weights: GPT2Weights = {
-    wte: t([c.vocab_size, d]),
-    wpe: t([c.n_positions, d], 0.01),
-    lnf: { g: t([d], 0.05, 1), b: t([d], 0.01) },
-    layers: config.layers.map(() => ({
-      ln1: { g: t([d], 0.05, 1), b: t([d], 0.01) },
-      attn: { wQKV: t([d, 3 * d]), bQKV: t([3 * d], 0.01), wO: t([d, d]) },
-      bO: t([d], 0.01),
-      ln2: { g: t([d], 0.05, 1), b: t([d], 0.01) },
-      mlp: { wIn: t([d, 4 * d]), bIn: t([4 * d], 0.01), wOut: t([4 * d, d]) },
-      bMlpOut: t([d], 0.01),
-    })),
-  };
-  return { config, weights, name: 'random-gpt2-small' };
+export function gpt2SmallInMemory(): ModelData & { name: string } {
+  return randomBenchModel(GPT2_SMALL, 'random-gpt2-small');
+}
+
+/** SmolLM2-135M's shape with random weights, in memory. */
+export function smollmInMemory(): ModelData & { name: string } {
+  return randomBenchModel(SMOLLM2_135M, 'random-smollm2-135m');
 }
 
 /** Written once under the OS temp dir, then reused. */

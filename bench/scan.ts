@@ -11,6 +11,7 @@ import { scan } from '../src/discover/scan.ts';
 import { listComponents } from '../src/discover/components.ts';
 import { computeReplacements } from '../src/discover/replacements.ts';
 import { loadGpt2Small, ioiPrompts, median } from './gpt2-small.ts';
+import { answersOf } from '../src/task/types.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 0 });
 const model = new HookedModel(loadGpt2Small(), engine);
@@ -53,7 +54,7 @@ const time = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
 };
 
 // Warm both paths' sessions once so compile time is not counted against either.
-await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'pair', answers: task.pairs.map((p) => [p.correct, p.incorrect]) });
+await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs.map(answersOf) });
 
 const results: Record<string, number> = {};
 if (!onlyPlain) {
@@ -61,7 +62,7 @@ if (!onlyPlain) {
   results.carve_exact_s = tCarve;
   const fwd: number[] = [];
   for (let i = 0; i < 5; i++) {
-    const [, t] = await time(() => model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'pair', answers: task.pairs.map((p) => [p.correct, p.incorrect]) }));
+    const [, t] = await time(() => model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs.map(answersOf) }));
     fwd.push(t);
   }
   await scan(model, task, { ablation: 'mean', method: 'attribution', components: 'all', batchSize: 64 });

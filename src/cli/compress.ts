@@ -22,7 +22,7 @@ import { writeDirAtomic, writeFileAtomic } from '../util/atomic.ts';
 import { resolveModel } from '../model/hub.ts';
 import { CONFIG_FILE, WEIGHTS_FILE, loadModelDir, saveModelDir } from '../model/load.ts';
 import { HookedModel } from '../model/hooked.ts';
-import type { GPT2Config } from '../model/types.ts';
+import type { ModelConfig } from '../model/types.ts';
 import { mean, std } from '../task/metrics.ts';
 import { canonicalOrder, findComponent, listComponents, type Component } from '../discover/components.ts';
 import { computeReplacements, type MeanOver, type Replacements } from '../discover/replacements.ts';
@@ -251,7 +251,7 @@ export function registerCompressCommand(program: Command): void {
     const engine = engineFrom(opts);
     const { dir, name } = await resolveModel(opts.model ?? 'toy-ioi');
     const loaded = loadModelDir(dir, name);
-    const cfg: GPT2Config = loaded.config;
+    const cfg: ModelConfig = loaded.config;
     const task = taskFromOptions(opts, { nCtx: cfg.nCtx });
     checkTaskVocabulary(task, cfg.vocabSize);
     // Names are checked against the model before any long computation.

@@ -192,7 +192,7 @@ export function trainingRecord(res: TrainResult, saved: Omit<EvalLog, 'step'>, a
       trainSeedRule: 'step s (0-based) draws batch prompts from the generator with seed trainSeeds[0] + s',
       heldOut: { seed: data.heldOutSeed, n: data.heldOutN, promptType: r.promptType, same_as: `--task ioi --seed ${data.heldOutSeed} --n ${data.heldOutN} --prompt-type ${r.promptType}${r.prependBos ? ' --prepend-bos' : ''}` },
     },
-    model: { ...parameterCounts(res.weights), dtype: r.dtype, layers: res.config.layers },
+    model: { ...parameterCounts(res.config), dtype: r.dtype, layers: res.config.layers },
     final: {
       step: r.steps,
       heldOut: saved,

@@ -1,16 +1,19 @@
 /**
- * Pruning a model to the components it keeps (SPEC `carve compress`):
- *  - a removed head's Q, K and V columns (of `c_attn.weight` and `c_attn.bias`) and its rows of
- *    `c_proj.weight` are cut out; a removed MLP's weights are dropped (`mlp: false`, no ln_2);
+ * Pruning a model to the components it keeps (SPEC `carve compress`), for every architecture:
+ *  - a removed query head's slices are cut out of every tensor whose table axes name `head` (its
+ *    columns of a fused QKV, its rows of q_proj, its part of the output projection); a key/value head
+ *    goes only when no kept query head reads it; a removed MLP's weights and norm are dropped;
  *  - what the removed component would have added to the residual stream under the ablation is
- *    folded into a constant: under mean ablation a head's mean output (mean hook_z slice @ its rows
- *    of W_O) is added to its layer's b_O, and a removed MLP's mean output (hook_mlp_out, bias
- *    included) becomes the layer's `mlp.c_proj.bias`; under zero ablation a head adds nothing (the
- *    shared b_O is not part of a head's output) and a removed MLP's bias is 0;
- *  - a layer left with no heads and no MLP is dropped; its two biases are constants added to the
- *    residual stream, so they move into the previous remaining layer's `mlp.c_proj.bias` (the last
- *    thing that layer adds), or into every row of `wpe` when no layer precedes it. Both are exact:
- *    nothing reads the residual stream between the two places.
+ *    folded into a constant: under mean ablation a head's mean output (mean hook_z slice through its
+ *    part of the output projection) is added to its layer's attention output bias, and a removed
+ *    MLP's mean output (hook_mlp_out, bias included) becomes the layer's MLP output bias; under zero
+ *    ablation a head adds nothing (the shared bias is not part of a head's output) and a removed
+ *    MLP's bias is 0;
+ *  - a layer left with no heads and no MLP only adds two constants to the residual stream, so they
+ *    move into the previous remaining layer's MLP output bias (the last thing that layer adds), or
+ *    into every row of the learned position table when no layer precedes it; both are exact, as
+ *    nothing reads the residual stream between the two places. A rotary model has no position table,
+ *    so there the empty layer stays, holding its two biases.
  * Layouts keep their original source layers and head indices, so the pruned model's components have
  * the names they had in the full model, and a pruned model can be pruned again.
  * The result equals the original model run with the removed components' hook values replaced
@@ -19,55 +22,14 @@
 import { fail } from '../util/errors.ts';
 import { componentName } from '../discover/components.ts';
 import type { Replacements } from '../discover/replacements.ts';
-import type { GPT2Config, GPT2Weights, LayerLayout, LayerWeights, Tensor } from '../model/types.ts';
+import { tensorTable } from '../model/arch/index.ts';
+import { sliceTensor } from '../model/slice.ts';
+import type { Role, TensorSlot } from '../model/tensors.ts';
+import { kvHeadsOf, type LayerLayout, type ModelConfig, type ModelData, type Tensor, type Weights } from '../model/types.ts';
 
 export type FoldableAblation = 'zero' | 'mean';
 
-export interface PrunableModel {
-  config: GPT2Config;
-  weights: GPT2Weights;
-}
-
-const tensor = (data: Float32Array, shape: number[]): Tensor => ({ data, shape });
-
-/** Columns `cols` (ranges [start, start + len)) of a row-major [rows, width] matrix. */
-function selectColumns(m: Tensor, ranges: [number, number][]): Tensor {
-  const [rows, width] = m.shape;
-  const outWidth = ranges.reduce((s, [, len]) => s + len, 0);
-  const out = new Float32Array(rows * outWidth);
-  for (let r = 0; r < rows; r++) {
-    let o = r * outWidth;
-    for (const [start, len] of ranges) {
-      out.set(m.data.subarray(r * width + start, r * width + start + len), o);
-      o += len;
-    }
-  }
-  return tensor(out, [rows, outWidth]);
-}
-
-/** Rows [start, start + len) for each range of a row-major [rows, width] matrix. */
-function selectRows(m: Tensor, ranges: [number, number][]): Tensor {
-  const width = m.shape[1];
-  const outRows = ranges.reduce((s, [, len]) => s + len, 0);
-  const out = new Float32Array(outRows * width);
-  let o = 0;
-  for (const [start, len] of ranges) {
-    out.set(m.data.subarray(start * width, (start + len) * width), o);
-    o += len * width;
-  }
-  return tensor(out, [outRows, width]);
-}
-
-function selectVector(v: Tensor, ranges: [number, number][]): Tensor {
-  const n = ranges.reduce((s, [, len]) => s + len, 0);
-  const out = new Float32Array(n);
-  let o = 0;
-  for (const [start, len] of ranges) {
-    out.set(v.data.subarray(start, start + len), o);
-    o += len;
-  }
-  return tensor(out, [n]);
-}
+export type PrunableModel = ModelData;
 
 /** The constant a component's ablated output contributes; checks that it is one vector. */
 function constValue(repl: Replacements, kind: 'z' | 'mlp', pos: number, width: number, what: string): ArrayLike<number> {
@@ -80,11 +42,25 @@ function constValue(repl: Replacements, kind: 'z' | 'mlp', pos: number, width: n
   return v.data;
 }
 
+/** Σ over the given rows r of value[r]·W_O[r, :], W_O read as [k·dh, d] whatever its storage layout. */
+function addThroughOutput(acc: Float64Array, oW: Tensor, layout: 'in_out' | 'out_in', rows: Iterable<[number, number]>): void {
+  const d = acc.length;
+  const kd = layout === 'in_out' ? oW.shape[0] : oW.shape[1];
+  for (const [r, value] of rows) {
+    if (value === 0) continue;
+    if (layout === 'in_out') for (let c = 0; c < d; c++) acc[c] += value * oW.data[r * d + c];
+    else for (let c = 0; c < d; c++) acc[c] += value * oW.data[c * kd + r];
+  }
+}
+
+const vector = (data: ArrayLike<number>): Tensor => ({ data: Float32Array.from(data), shape: [data.length] });
+
 /**
  * A new model holding only the components named in `keep` (component names as in the full model),
  * with the removed ones' ablated outputs folded into biases. `replacements` must be those of this
  * model (by layer position) for `ablation`. The input model is not modified; unchanged tensors are
- * shared with it.
+ * shared with it. Architectures without output biases get them (zero-initialised, then holding the
+ * folded values), recorded as `residualBiases` so the file stays loadable.
  */
 export function pruneModel(
   model: PrunableModel,
@@ -102,7 +78,6 @@ export function pruneModel(
   const { config: cfg, weights: w } = model;
   const d = cfg.dModel;
   const dh = cfg.dHead;
-  if (w.layers.length !== cfg.layers.length) throw new Error(`pruneModel: ${w.layers.length} weight layers for ${cfg.layers.length} layouts`);
 
   const known = new Set<string>();
   cfg.layers.forEach((l) => {
@@ -111,100 +86,96 @@ export function pruneModel(
   });
   for (const name of keep) if (!known.has(name)) fail(`the model has no component ${name}`);
 
+  const table = tensorTable(cfg);
+  const bySlot = new Map<string, TensorSlot>(table.map((s) => [`${s.role}@${s.layer ?? ''}`, s]));
+  const slot = (role: Role, pos?: number) => bySlot.get(`${role}@${pos ?? ''}`);
+  const tensor = (role: Role, pos?: number): Tensor | undefined => {
+    const s = slot(role, pos);
+    return s ? w.get(s.name) : undefined;
+  };
+
   const layouts: LayerLayout[] = [];
-  const layers: LayerWeights[] = [];
-  /** Constants of dropped layers with no remaining layer before them: added to every row of wpe. */
-  const toWpe = new Float64Array(d);
-  let anyToWpe = false;
+  /** Per kept layer: its source position and its two residual biases (float64 while folding). */
+  const kept: { pos: number; oB: Float64Array; downB: Float64Array; keepSlots: number[]; keepKv: number[] }[] = [];
+  /** Constants of dropped layers with no remaining layer before them, for the position table. */
+  const toPositions = new Float64Array(d);
+  let anyToPositions = false;
 
   cfg.layers.forEach((layout, pos) => {
-    const lw = w.layers[pos];
-    const k = layout.heads.length;
     const keptSlots: number[] = [];
     const removedSlots: number[] = [];
     layout.heads.forEach((h, s) => (keep.has(componentName(layout.sourceLayer, h)) ? keptSlots : removedSlots).push(s));
 
-    // b_O plus the removed heads' ablated outputs, in float64.
-    const bO = Float64Array.from(lw.bO.data);
+    // The output bias plus the removed heads' ablated outputs, in float64.
+    const oB = Float64Array.from(tensor('o.b', pos)?.data ?? new Float32Array(d));
     if (removedSlots.length > 0) {
-      const zr = constValue(replacements, 'z', pos, k * dh, `layer ${layout.sourceLayer}'s heads`);
-      const wO = lw.attn!.wO.data;
-      for (const s of removedSlots) {
-        for (let j = 0; j < dh; j++) {
-          const zj = zr[s * dh + j];
-          if (zj === 0) continue;
-          const row = (s * dh + j) * d;
-          for (let c = 0; c < d; c++) bO[c] += zj * wO[row + c];
-        }
-      }
+      const zr = constValue(replacements, 'z', pos, layout.heads.length * dh, `layer ${layout.sourceLayer}'s heads`);
+      const rows: [number, number][] = [];
+      for (const s of removedSlots) for (let j = 0; j < dh; j++) rows.push([s * dh + j, zr[s * dh + j]]);
+      addThroughOutput(oB, tensor('o.w', pos)!, slot('o.w', pos)!.layout!, rows);
     }
-
-    const out: LayerWeights = { bO: lw.bO, bMlpOut: lw.bMlpOut };
-    if (removedSlots.length > 0) out.bO = tensor(Float32Array.from(bO), [d]);
-    const kk = keptSlots.length;
-    if (kk > 0) {
-      out.ln1 = lw.ln1;
-      if (removedSlots.length === 0) {
-        out.attn = lw.attn;
-      } else {
-        const a = lw.attn!;
-        const blocks = (block: number): [number, number][] => keptSlots.map((s) => [block * k * dh + s * dh, dh]);
-        const qkvRanges = [...blocks(0), ...blocks(1), ...blocks(2)];
-        out.attn = {
-          wQKV: selectColumns(a.wQKV, qkvRanges),
-          bQKV: selectVector(a.bQKV, qkvRanges),
-          wO: selectRows(a.wO, keptSlots.map((s) => [s * dh, dh])),
-        };
-      }
-    }
-
     let keepMlp = layout.mlp;
+    let downB = Float64Array.from(tensor('down.b', pos)?.data ?? new Float32Array(d));
     if (layout.mlp && !keep.has(componentName(layout.sourceLayer, null))) {
       keepMlp = false;
-      const mr = constValue(replacements, 'mlp', pos, d, `L${layout.sourceLayer}MLP`);
-      out.bMlpOut = tensor(Float32Array.from(mr), [d]);
-    }
-    if (keepMlp) {
-      out.ln2 = lw.ln2;
-      out.mlp = lw.mlp;
+      // The MLP's output, its bias included, replaced by the constant.
+      downB = Float64Array.from(constValue(replacements, 'mlp', pos, d, `L${layout.sourceLayer}MLP`));
     }
 
-    if (kk === 0 && !keepMlp) {
-      // Nothing left to compute: the layer only adds two constants to the residual stream.
-      const add = (target: Float64Array) => {
-        for (let c = 0; c < d; c++) target[c] += bO[c] + out.bMlpOut.data[c];
-      };
-      if (layers.length > 0) {
-        const prev = layers[layers.length - 1];
-        const sum = Float64Array.from(prev.bMlpOut.data);
-        add(sum);
-        prev.bMlpOut = tensor(Float32Array.from(sum), [d]);
-      } else {
-        add(toWpe);
-        anyToWpe = true;
+    if (keptSlots.length === 0 && !keepMlp) {
+      // Nothing left to compute: the layer only adds two constants to the residual stream, and
+      // nothing reads the stream between here and the previous remaining layer's last addition.
+      const target = kept.length > 0 ? kept[kept.length - 1].downB : cfg.positions.kind === 'learned' ? toPositions : undefined;
+      if (target) {
+        for (let c = 0; c < d; c++) target[c] += oB[c] + downB[c];
+        if (target === toPositions) anyToPositions = true;
+        return;
       }
-      return;
+      // Rotary models have no position table to carry the constants: the empty layer stays.
     }
-    layouts.push({ sourceLayer: layout.sourceLayer, heads: keptSlots.map((s) => layout.heads[s]), mlp: keepMlp });
-    layers.push(out);
+    const heads = keptSlots.map((s) => layout.heads[s]);
+    const kvAll = kvHeadsOf(cfg, layout);
+    const kvKept = kvHeadsOf(cfg, { ...layout, heads });
+    layouts.push({ sourceLayer: layout.sourceLayer, heads, mlp: keepMlp });
+    kept.push({ pos, oB, downB, keepSlots: keptSlots, keepKv: kvKept.map((k) => kvAll.indexOf(k)) });
   });
 
-  let wpe = w.wpe;
-  if (anyToWpe) {
-    const data = new Float32Array(w.wpe.data.length);
-    const rows = w.wpe.shape[0];
-    for (let r = 0; r < rows; r++) for (let c = 0; c < d; c++) data[r * d + c] = w.wpe.data[r * d + c] + toWpe[c];
-    wpe = tensor(data, [...w.wpe.shape]);
+  const config: ModelConfig = {
+    ...cfg,
+    nLayer: layouts.length,
+    layers: layouts,
+    bias: { ...cfg.bias, o: true, mlpOut: true },
+    residualBiases: cfg.residualBiases || !cfg.bias.o || !cfg.bias.mlpOut,
+    pruned: true,
+    raw: { ...cfg.raw },
+  };
+  const weights: Weights = new Map();
+  const byRole = new Map<string, TensorSlot>(tensorTable(config).map((s) => [`${s.role}@${s.layer ?? ''}`, s]));
+  for (const out of tensorTable(config)) {
+    if (out.layer === undefined) {
+      let t = w.get(slot(out.role)!.name)!;
+      if (out.role === 'pos_embed' && anyToPositions) {
+        const data = Float32Array.from(t.data);
+        for (let r = 0; r < t.shape[0]; r++) for (let c = 0; c < d; c++) data[r * d + c] += toPositions[c];
+        t = { data, shape: [...t.shape] };
+      }
+      weights.set(out.name, t);
+      continue;
+    }
+    const k = kept[out.layer];
+    if (out.role === 'o.b') weights.set(out.name, vector(k.oB));
+    else if (out.role === 'down.b') weights.set(out.name, vector(k.downB));
+    else {
+      const src = slot(out.role, k.pos)!;
+      weights.set(out.name, sliceTensor(cfg, src, w.get(src.name)!, { head: k.keepSlots, kv: k.keepKv }));
+    }
   }
-
-  const config: GPT2Config = { ...cfg, nLayer: layouts.length, layers: layouts, pruned: true, raw: { ...cfg.raw } };
-  const weights: GPT2Weights = { wte: w.wte, wpe, layers, lnf: w.lnf };
-  if (w.lmHead) weights.lmHead = w.lmHead;
+  if (byRole.size !== weights.size) throw new Error('pruneModel: tensor table mismatch');
   return { config, weights };
 }
 
 /** The components a keep set removes from a model, in canonical order. */
-export function removedComponents(cfg: GPT2Config, keep: Set<string>): string[] {
+export function removedComponents(cfg: ModelConfig, keep: Set<string>): string[] {
   const out: string[] = [];
   cfg.layers.forEach((l) => {
     for (const h of l.heads) if (!keep.has(componentName(l.sourceLayer, h))) out.push(componentName(l.sourceLayer, h));

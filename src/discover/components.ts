@@ -4,7 +4,7 @@
  * pruned model's components keep the names they had in the full model.
  */
 import { fail } from '../util/errors.ts';
-import type { GPT2Config } from '../model/types.ts';
+import type { ModelConfig } from '../model/types.ts';
 
 export type ComponentKind = 'heads' | 'mlps' | 'all';
 export const COMPONENT_KINDS: readonly ComponentKind[] = ['heads', 'mlps', 'all'];
@@ -26,7 +26,7 @@ export function componentName(layer: number, head: number | null): string {
 }
 
 /** Every component of the model, in layer order, a layer's heads before its MLP. */
-export function listComponents(cfg: GPT2Config, kind: ComponentKind = 'all'): Component[] {
+export function listComponents(cfg: ModelConfig, kind: ComponentKind = 'all'): Component[] {
   const out: Component[] = [];
   cfg.layers.forEach((l, pos) => {
     if (kind !== 'mlps') l.heads.forEach((h, slot) => out.push({ name: componentName(l.sourceLayer, h), layer: l.sourceLayer, head: h, pos, slot }));
@@ -36,7 +36,7 @@ export function listComponents(cfg: GPT2Config, kind: ComponentKind = 'all'): Co
 }
 
 /** Look a name up among the model's components; `where` says which file or flag it came from. */
-export function findComponent(cfg: GPT2Config, name: string, where: string): Component {
+export function findComponent(cfg: ModelConfig, name: string, where: string): Component {
   const m = /^L(\d+)(?:H(\d+)|MLP)$/.exec(name.trim());
   if (!m) fail(`${where}: ${JSON.stringify(name)} is not a component name (expected L{layer}H{head} or L{layer}MLP)`);
   const found = listComponents(cfg, 'all').find((c) => c.name === name.trim());
@@ -45,7 +45,7 @@ export function findComponent(cfg: GPT2Config, name: string, where: string): Com
 }
 
 /** Sort components into canonical (layer, heads-before-MLP) order. */
-export function canonicalOrder(cfg: GPT2Config, comps: Component[]): Component[] {
+export function canonicalOrder(cfg: ModelConfig, comps: Component[]): Component[] {
   const index = new Map(listComponents(cfg, 'all').map((c, i) => [c.name, i]));
   return [...comps].sort((a, b) => index.get(a.name)! - index.get(b.name)!);
 }

@@ -9,7 +9,7 @@
  *  - only the two answer logits at the metric position are computed (or, for KL, one position).
  */
 import type { FloatArray, HookedModel, RunResult } from '../model/hooked.ts';
-import type { Task } from '../task/types.ts';
+import { answersOf, type Task } from '../task/types.ts';
 import type { Component } from './components.ts';
 import { removalInterventions, type Replacements } from './replacements.ts';
 import { allocLike, collectActivations } from './activations.ts';
@@ -64,8 +64,8 @@ export class ExactEvaluator {
     // One pass gives the residual streams to start from and the clean metric (or distributions).
     const acts = await collectActivations(model, prompts, hooks, this.batchSize, {
       options: (s, e) => ({
-        logits: this.metric === 'kl' ? 'last' : 'pair',
-        answers: task.pairs.slice(s, e).map((p) => [p.correct, p.incorrect]),
+        logits: this.metric === 'kl' ? 'last' : 'answers',
+        answers: task.pairs.slice(s, e).map(answersOf),
       }),
       result: (s, out) => {
         const B = out.metric!.length;
@@ -198,8 +198,8 @@ export class ExactEvaluator {
       resid: { data: resid, dims: [R, T, d] },
       startLayer: start,
       lengths: rows.map((r) => this.lengths[r.prompt]),
-      logits: this.metric === 'kl' ? 'last' : 'pair',
-      answers: pairs.map((p) => [p.correct, p.incorrect]),
+      logits: this.metric === 'kl' ? 'last' : 'answers',
+      answers: pairs.map(answersOf),
       z,
       mlp,
       hooks,

@@ -28,7 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { FloatArray, HookedModel } from '../model/hooked.ts';
-import type { Task } from '../task/types.ts';
+import { answersOf, type Task } from '../task/types.ts';
 import { fail } from '../util/errors.ts';
 import { mean, std } from '../task/metrics.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
@@ -167,7 +167,7 @@ export function resolvePruneOptions(opts: PruneOptions): ResolvedPruneOptions {
 export function modelFingerprint(model: HookedModel): string {
   const h = createHash('sha256');
   const c = model.config;
-  h.update(JSON.stringify({ dtype: model.dtype, d: c.dModel, h: c.nHead, dh: c.dHead, v: c.vocabSize, n: c.nCtx, eps: c.eps, act: c.activation, layers: c.layers }));
+  h.update(JSON.stringify({ dtype: model.dtype, config: { ...c, raw: undefined } }));
   const feeds = model.weightFeeds;
   for (const name of Object.keys(feeds).sort()) {
     const t = feeds[name];
@@ -485,8 +485,8 @@ export async function attributionAt(
     const { z: zIv, mlp: mlpIv } = removalInterventions(model, repl, rows, T, taskLengths, zLayers, mlpLayers);
     const out = await model.run({
       tokens: chunk.map((p) => p.clean),
-      logits: 'pair',
-      answers: chunk.map((p) => [p.correct, p.incorrect]),
+      logits: 'answers',
+      answers: chunk.map(answersOf),
       hooks,
       gradients: hooks,
       z: zIv,

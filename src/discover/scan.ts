@@ -12,7 +12,7 @@
  *    component's own output is what makes carve's ig converge to carve's exact score.
  */
 import type { FloatArray, HookedModel, Intervention } from '../model/hooked.ts';
-import type { Task } from '../task/types.ts';
+import { answersOf, type Task } from '../task/types.ts';
 import { mean, std } from '../task/metrics.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
 import { computeReplacements, componentHooks, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
@@ -61,7 +61,7 @@ async function promptMetrics(model: HookedModel, task: Task, batchSize: number, 
   const out = new Float64Array(task.pairs.length);
   for (let s = 0; s < task.pairs.length; s += batchSize) {
     const chunk = task.pairs.slice(s, s + batchSize);
-    const r = await model.run({ tokens: chunk.map((p) => p[which]), logits: 'pair', answers: chunk.map((p) => [p.correct, p.incorrect]) });
+    const r = await model.run({ tokens: chunk.map((p) => p[which]), logits: 'answers', answers: chunk.map(answersOf) });
     chunk.forEach((_, b) => (out[s + b] = r.metric![b]));
   }
   return out;
@@ -167,8 +167,8 @@ async function igScores(model: HookedModel, task: Task, repl: Replacements, comp
         resid: { data: resid, dims: [R, T, d] },
         startLayer: pos,
         lengths: chunk.map((row) => acts.lengths[row.prompt]),
-        logits: 'pair',
-        answers: chunk.map((row) => [task.pairs[row.prompt].correct, task.pairs[row.prompt].incorrect]),
+        logits: 'answers',
+        answers: chunk.map((row) => answersOf(task.pairs[row.prompt])),
         z: isMlp ? undefined : iv,
         mlp: isMlp ? iv : undefined,
         gradients: [hook],
@@ -214,7 +214,7 @@ async function attributionScan(
   const needCorruptActs = ablation === 'resample' || (ablation === 'mean' && meanOver === 'corrupt');
   const corrupt = new Float64Array(N);
   const corruptActs = await collectActivations(model, task.pairs.map((p) => p.corrupt), needCorruptActs ? hooks : [], batchSize, {
-    options: (st, e) => ({ logits: 'pair', answers: task.pairs.slice(st, e).map((p) => [p.correct, p.incorrect]) }),
+    options: (st, e) => ({ logits: 'answers', answers: task.pairs.slice(st, e).map(answersOf) }),
     result: (st, out) => {
       out.metric!.forEach((m, b) => (corrupt[st + b] = m));
       progress?.(Math.min(st + batchSize, N), 2 * N, 'attribution');
@@ -230,7 +230,7 @@ async function attributionScan(
   const clean = new Float64Array(N);
   for (let s = 0; s < N; s += batchSize) {
     const chunk = task.pairs.slice(s, s + batchSize);
-    const out = await model.run({ tokens: chunk.map((p) => p.clean), logits: 'pair', answers: chunk.map((p) => [p.correct, p.incorrect]), hooks, gradients: hooks });
+    const out = await model.run({ tokens: chunk.map((p) => p.clean), logits: 'answers', answers: chunk.map(answersOf), hooks, gradients: hooks });
     const T = out.seqLen;
     chunk.forEach((_, b) => (clean[s + b] = out.metric![b]));
     for (const h of hooks) {

@@ -1,5 +1,5 @@
 /**
- * HookedModel: runs the GPT-2 graph of gpt2-graph.ts with TransformerLens-style conveniences —
+ * HookedModel: runs the forward graph of forward.ts, for any architecture, with TransformerLens-style conveniences —
  * run with cache (any hook values out), logits only where and for what is needed, starting from a
  * cached residual stream, per-row interventions on hook_z and hook_mlp_out, and gradients of the
  * task metric with respect to hook points.
@@ -8,9 +8,23 @@ import type * as ort from 'onnxruntime-node';
 import { Graph } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
 import { Engine, runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
-import { namedWeights } from './weight-names.ts';
-import { buildForward, hookPrefix, type LogitsSpec, type ReplacementShape } from './gpt2-graph.ts';
-import type { GPT2Config, GPT2Weights, LoadedModel } from './types.ts';
+import { buildForward, hookPrefix, type ReplacementShape } from './forward.ts';
+import type { MetricName, Readout } from './readout.ts';
+import { rotaryTables } from './arch/rope.ts';
+import type { ModelConfig, ModelData, LoadedModel, Weights } from './types.ts';
+
+/**
+ * What a run reads out: nothing ('none', for caching), full logits at every position ('all'), the
+ * answers' logits and the task metric at each row's metric position ('answers'), or those plus the
+ * full-vocabulary logits there ('last'). See readout.ts.
+ */
+export type LogitsSpec = 'none' | 'all' | 'answers' | 'last';
+
+/** A prompt's answer sets: the metric compares the correct tokens' logits (or probabilities) with the incorrect ones'. */
+export interface Answers {
+  correct: number[];
+  incorrect: number[];
+}
 
 export type FloatArray = Float32Array | Float64Array;
 
@@ -40,26 +54,30 @@ export interface RunOptions {
   /** Hook values to return, by TransformerLens name. */
   hooks?: string[];
   logits?: LogitsSpec;
+  /** The metric computed by logits 'answers' / 'last' (default logit-diff). */
+  metric?: MetricName;
   /** Per-row metric position (default: each row's last real token). */
   positions?: number[];
-  /** Per-row [correct, incorrect] token ids, for logits 'pair' / 'last'. */
-  answers?: [number, number][];
+  /** Per-row answer sets, for logits 'answers' / 'last'. */
+  answers?: Answers[];
+  /** Per-row clean log-probabilities [V] at the metric position, for the kl metric. */
+  cleanLogProbs?: FloatArray[];
   /** Per-row token ids (the same count K in every row) whose logits at the metric position are wanted: `selected` [B, K]. */
   selectTokens?: number[][];
   /** Interventions by layer position. */
   z?: Map<number, Intervention>;
   mlp?: Map<number, Intervention>;
-  /** Hook names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'pair' or 'last'). */
+  /** Hook names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'answers' or 'last'). */
   gradients?: string[];
   /** Default: 1 for every row. */
   rowWeights?: number[];
 }
 
 export interface RunResult {
-  /** [B] logit[correct] − logit[incorrect] at the metric position. */
+  /** [B] the metric at the metric position. */
   metric?: FloatArray;
-  /** [B, 2] */
-  pairLogits?: HostValue;
+  /** [B, A] logits of each row's answers, correct set first, then incorrect (rows padded to A). */
+  answerLogits?: HostValue;
   logits?: HostValue;
   /** [B, K] logits of `selectTokens`. */
   selected?: HostValue;
@@ -76,30 +94,28 @@ function toHost(t: ort.Tensor): HostValue {
 }
 
 export class HookedModel {
-  readonly config: GPT2Config;
+  readonly config: ModelConfig;
   readonly name: string;
   readonly dtype: 'float32' | 'float64';
-  /** True when the unembedding is wte itself (no lm_head.weight). */
-  readonly tied: boolean;
   private feeds: Record<string, ort.Tensor> = {};
   private compiled = new Map<string, Promise<CompiledGraph>>();
+  private ropeFeeds = new Map<number, Record<string, ort.Tensor>>();
 
   constructor(
-    model: LoadedModel | { config: GPT2Config; weights: GPT2Weights; name?: string },
+    model: LoadedModel | (ModelData & { name?: string }),
     readonly engine: Engine = new Engine(),
     dtype: 'float32' | 'float64' = 'float32',
   ) {
     this.config = model.config;
     this.name = ('name' in model && model.name) || 'model';
     this.dtype = dtype;
-    this.tied = !model.weights.lmHead;
     this.setWeights(model.weights);
   }
 
   /** (Re)bind weight tensors, e.g. after a training step; compiled graphs stay valid. */
-  setWeights(weights: GPT2Weights): void {
+  setWeights(weights: Weights): void {
     const f: Record<string, ort.Tensor> = {};
-    for (const { name, tensor } of namedWeights(weights)) {
+    for (const [name, tensor] of weights) {
       const data = this.dtype === 'float64' ? Float64Array.from(tensor.data) : tensor.data;
       f[name] = toOrt({ data, dims: tensor.shape }, this.dtype);
     }
@@ -130,7 +146,8 @@ export class HookedModel {
     const lastPrefix = lastLayer ? `${hookPrefix(lastLayer)}.` : '';
     const lastResidPre = `${lastPrefix}hook_resid_pre`;
     const looksInsideLast = [...(opts.hooks ?? []), ...(opts.gradients ?? [])].some((h) => h.startsWith(lastPrefix) && h !== lastResidPre);
-    const lastLayerAtMetric = lastLayer !== undefined && (logits === 'pair' || logits === 'last') && !looksInsideLast;
+    const lastLayerAtMetric = lastLayer !== undefined && (logits === 'answers' || logits === 'last') && !looksInsideLast;
+    const metric = opts.metric ?? 'logit-diff';
     const key = JSON.stringify({
       a: lastLayerAtMetric,
       t: opts.selectTokens !== undefined,
@@ -138,6 +155,7 @@ export class HookedModel {
       s: opts.startLayer ?? 0,
       e: opts.endLayer,
       l: logits,
+      mt: metric,
       h: opts.hooks ?? [],
       g: opts.gradients ?? [],
       z: [...zSpec.entries()].sort(),
@@ -146,14 +164,14 @@ export class HookedModel {
     let c = this.compiled.get(key);
     if (!c) {
       const g = new Graph(this.dtype);
+      const readout: Readout =
+        logits === 'none' ? { kind: 'none' } : logits === 'all' ? { kind: 'logits' } : { kind: 'metric', metric, logits: logits === 'last', select: opts.selectTokens !== undefined };
       const fv = buildForward(g, this.config, {
         startLayer: opts.startLayer ?? 0,
         fromResid,
         lastLayerAtMetric,
-        selectTokens: opts.selectTokens !== undefined,
         endLayer: opts.endLayer,
-        logits,
-        tied: this.tied,
+        readout,
         interventions: { z: zSpec, mlp: mSpec },
       });
       const endLayer = opts.endLayer ?? this.config.layers.length;
@@ -163,15 +181,15 @@ export class HookedModel {
         g.output(v, `hook:${h}`);
       }
       if (fv.metric) g.output(fv.metric, 'metric');
-      if (fv.pairLogits) g.output(fv.pairLogits, 'pair_logits');
+      if (fv.answerLogits) g.output(fv.answerLogits, 'answer_logits');
       if (fv.logits) g.output(fv.logits, 'logits');
       if (opts.selectTokens !== undefined) {
-        if (!fv.selected) throw new Error('selectTokens needs logits pair or last');
+        if (!fv.selected) throw new Error('selectTokens needs logits answers or last');
         g.output(fv.selected, 'selected');
       }
       const gradNames = opts.gradients ?? [];
       if (gradNames.length > 0) {
-        if (!fv.metric) throw new Error('gradients need the metric (logits pair or last)');
+        if (!fv.metric) throw new Error('gradients need the metric (logits answers or last)');
         const rw = g.input('row_weights', ['B']);
         const scalar = g.reduceSum(g.mul(fv.metric, rw), [0], false);
         const targets = gradNames.map((h) => {
@@ -225,19 +243,27 @@ export class HookedModel {
       const dims = iv.value.shape === 'row' ? [B, T, d] : [1, 1, d];
       feeds[`mlp_value.${i}`] = toOrt({ data: this.cast(iv.value.data), dims }, this.dtype);
     }
-    if (logits === 'pair' || logits === 'last') {
+    if (this.config.positions.kind === 'rotary') Object.assign(feeds, this.rotaryFeeds(T));
+    if (logits === 'answers' || logits === 'last') {
       const pos = opts.positions ?? lengths.map((n) => n - 1);
       const flat = new BigInt64Array(B);
       pos.forEach((p, b) => (flat[b] = BigInt(b * T + p)));
       feeds.flat_pos = toOrt({ data: flat, dims: [B] }, 'int64');
       feeds.metric_pos = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [B] }, 'int64');
-      const ans = new BigInt64Array(B * 2);
-      const answers = opts.answers ?? new Array(B).fill([0, 0]);
-      answers.forEach(([c, x], b) => {
-        ans[2 * b] = BigInt(c);
-        ans[2 * b + 1] = BigInt(x);
-      });
-      feeds.answers = toOrt({ data: ans, dims: [B, 2] }, 'int64');
+      const metric = opts.metric ?? 'logit-diff';
+      const answers = opts.answers ?? new Array<Answers>(B).fill({ correct: [0], incorrect: [0] });
+      if (answers.length !== B) throw new Error(`run: ${answers.length} answer sets for ${B} rows`);
+      const { ids, weights, A } = answerFeeds(answers, metric);
+      feeds.answer_ids = toOrt({ data: ids, dims: [B, A] }, 'int64');
+      feeds.answer_weights = toOrt({ data: this.cast(weights), dims: [B, A] }, this.dtype);
+      if (metric === 'kl') {
+        const V = this.config.vocabSize;
+        const clean = opts.cleanLogProbs;
+        if (!clean || clean.length !== B) throw new Error('the kl metric needs the clean log-probabilities of every row');
+        const data = this.dtype === 'float64' ? new Float64Array(B * V) : new Float32Array(B * V);
+        clean.forEach((row, b) => data.set(row, b * V));
+        feeds.clean_logp = toOrt({ data, dims: [B, V] }, this.dtype);
+      }
       if (opts.selectTokens) {
         const K = opts.selectTokens[0]?.length ?? 0;
         if (opts.selectTokens.length !== B || opts.selectTokens.some((r) => r.length !== K)) throw new Error('selectTokens needs one list of K tokens per row');
@@ -253,7 +279,7 @@ export class HookedModel {
     const result: RunResult = { hooks: new Map(), grads: new Map(), seqLen: T };
     for (const [name, t] of Object.entries(out)) {
       if (name === 'metric') result.metric = t.data as FloatArray;
-      else if (name === 'pair_logits') result.pairLogits = toHost(t);
+      else if (name === 'answer_logits') result.answerLogits = toHost(t);
       else if (name === 'logits') result.logits = toHost(t);
       else if (name === 'selected') result.selected = toHost(t);
       else if (name.startsWith('hook:')) result.hooks.set(name.slice(5), toHost(t));
@@ -262,8 +288,49 @@ export class HookedModel {
     return result;
   }
 
+  /** cos/sin tables for positions 0..T−1, once per length. */
+  private rotaryFeeds(T: number): Record<string, ort.Tensor> {
+    let f = this.ropeFeeds.get(T);
+    if (!f) {
+      f = rotaryFeeds(this.config, T, this.dtype);
+      this.ropeFeeds.set(T, f);
+    }
+    return f;
+  }
+
   private cast(a: FloatArray): FloatArray {
     if (this.dtype === 'float64') return a instanceof Float64Array ? a : Float64Array.from(a);
     return a instanceof Float32Array ? a : Float32Array.from(a);
   }
+}
+
+/**
+ * Answer sets as the metric readout's inputs: ids [B, A] (correct set, then incorrect set, then
+ * padding) and weights — ±1/|set| for logit-diff (mean over each set), ±1 for prob-diff (sums), 0 on
+ * padding.
+ */
+export function answerFeeds(answers: Answers[], metric: MetricName): { ids: BigInt64Array; weights: Float64Array; A: number } {
+  const A = Math.max(1, ...answers.map((a) => a.correct.length + a.incorrect.length));
+  const B = answers.length;
+  const ids = new BigInt64Array(B * A);
+  const weights = new Float64Array(B * A);
+  answers.forEach((a, b) => {
+    const wc = metric === 'logit-diff' ? 1 / a.correct.length : 1;
+    const wi = metric === 'logit-diff' ? -1 / a.incorrect.length : -1;
+    [...a.correct, ...a.incorrect].forEach((id, j) => {
+      ids[b * A + j] = BigInt(id);
+      weights[b * A + j] = j < a.correct.length ? wc : wi;
+    });
+  });
+  return { ids, weights, A };
+}
+
+/** The rotary inputs `rope_cos`/`rope_sin` [T, dims/2] of a run of length T, computed in float64. */
+export function rotaryFeeds(cfg: ModelConfig, T: number, dtype: 'float32' | 'float64'): Record<string, ort.Tensor> {
+  const rope = cfg.positions;
+  if (rope.kind !== 'rotary') throw new Error('not a rotary model');
+  const { cos, sin } = rotaryTables(rope, T);
+  const dims = [T, rope.dims / 2];
+  const cast = (a: Float64Array) => (dtype === 'float64' ? a : Float32Array.from(a));
+  return { rope_cos: toOrt({ data: cast(cos), dims }, dtype), rope_sin: toOrt({ data: cast(sin), dims }, dtype) };
 }

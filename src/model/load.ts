@@ -1,88 +1,120 @@
 /**
- * Loading and saving GPT-2-format model directories (config.json + model.safetensors), full or pruned.
- * See config.ts for the pruned layout and which tensors a pruned layer has.
+ * Loading and saving model directories (config.json + model.safetensors, or shards listed by
+ * model.safetensors.index.json), full or pruned, of every architecture carve reads. Which tensors a
+ * directory must hold, and their shapes, come from the architecture's table (tensors.ts): the file is
+ * checked against it, tensor by tensor, before anything runs.
  */
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fail } from '../util/errors.ts';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.ts';
 import { configToJson, parseConfig } from './config.ts';
-import { openSafetensors, writeSafetensors, type TensorToWrite, type WriteDtype } from './safetensors.ts';
-import type { GPT2Config, GPT2Weights, LayerWeights, LoadedModel, Tensor } from './types.ts';
+import { isPlainObject } from './config-fields.ts';
+import { archOf } from './arch/index.ts';
+import { slotShape, type TensorSlot } from './tensors.ts';
+import { openSafetensors, writeSafetensors, type SafetensorsFile, type TensorInfo, type TensorToWrite, type WriteDtype } from './safetensors.ts';
+import { kvHeadsOf, type LoadedModel, type ModelConfig, type ModelData, type Tensor, type Weights } from './types.ts';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
+export const INDEX_FILE = 'model.safetensors.index.json';
 
-/** Buffers old PyTorch GPT-2 checkpoints carry (causal mask, masked fill value): not weights. */
-const IGNORED = /^(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)$/;
-
-/** One tensor the layout calls for: its name in the file (without prefix) and its shape. */
-interface Slot {
-  name: string;
-  shape: number[];
+/** The tensors of a model directory, in one file or in shards. */
+interface WeightFiles {
+  /** What error messages call the weights: the single file, or the index. */
+  label: string;
+  names(): string[];
+  info(name: string): TensorInfo | undefined;
+  /** The file holding a tensor, for error messages. */
+  fileOf(name: string): string;
+  read(name: string): Float32Array;
+  close(): void;
 }
 
-/** The tensors a config's layout calls for, in the order they are written, with their shapes. */
-export function expectedTensors(cfg: GPT2Config, hasLmHead: boolean): Slot[] {
-  const d = cfg.dModel;
-  const out: Slot[] = [
-    { name: 'wte.weight', shape: [cfg.vocabSize, d] },
-    { name: 'wpe.weight', shape: [cfg.nCtx, d] },
-  ];
-  cfg.layers.forEach((layer, i) => {
-    const p = `h.${i}.`;
-    const kd = layer.heads.length * cfg.dHead;
-    if (layer.heads.length > 0) {
-      out.push(
-        { name: p + 'ln_1.weight', shape: [d] },
-        { name: p + 'ln_1.bias', shape: [d] },
-        { name: p + 'attn.c_attn.weight', shape: [d, 3 * kd] },
-        { name: p + 'attn.c_attn.bias', shape: [3 * kd] },
-        { name: p + 'attn.c_proj.weight', shape: [kd, d] },
-      );
+function readJson(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    fail(`${path}: cannot read ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    fail(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function singleFile(path: string): WeightFiles {
+  const st = openSafetensors(path);
+  return {
+    label: st.path,
+    names: () => [...st.header.keys()],
+    info: (n) => st.header.get(n),
+    fileOf: () => st.path,
+    read: (n) => st.tensorF32(n),
+    close: () => st.close(),
+  };
+}
+
+/** Shards as Hugging Face lists them: {"weight_map": {"tensor name": "model-00001-of-00002.safetensors", ...}}. */
+function shardedFiles(dir: string, indexPath: string): WeightFiles {
+  const index = readJson(indexPath, 'the shard index');
+  if (!isPlainObject(index) || !isPlainObject(index.weight_map)) fail(`${indexPath}: "weight_map" must be an object mapping tensor names to shard files`);
+  const map = new Map<string, string>();
+  for (const [name, file] of Object.entries(index.weight_map)) {
+    if (typeof file !== 'string' || file === '' || file !== basename(file) || file === '..' || file === '.') {
+      fail(`${indexPath}: "weight_map" entry '${name}' must name a file in the model directory, found ${JSON.stringify(file)}`);
     }
-    out.push({ name: p + 'attn.c_proj.bias', shape: [d] });
-    if (layer.mlp) {
-      out.push(
-        { name: p + 'ln_2.weight', shape: [d] },
-        { name: p + 'ln_2.bias', shape: [d] },
-        { name: p + 'mlp.c_fc.weight', shape: [d, cfg.dMlp] },
-        { name: p + 'mlp.c_fc.bias', shape: [cfg.dMlp] },
-        { name: p + 'mlp.c_proj.weight', shape: [cfg.dMlp, d] },
-      );
+    map.set(name, file);
+  }
+  const shards = new Map<string, SafetensorsFile>();
+  try {
+    for (const file of new Set(map.values())) {
+      const p = join(dir, file);
+      if (!existsSync(p)) fail(`${indexPath}: shard ${file} (listed in "weight_map") is missing from the model directory`);
+      shards.set(file, openSafetensors(realpathSync(p)));
     }
-    out.push({ name: p + 'mlp.c_proj.bias', shape: [d] });
-  });
-  out.push({ name: 'ln_f.weight', shape: [d] }, { name: 'ln_f.bias', shape: [d] });
-  if (hasLmHead) out.push({ name: 'lm_head.weight', shape: [cfg.vocabSize, d] });
-  return out;
+    for (const [name, file] of map) {
+      if (!shards.get(file)!.has(name)) fail(`${shards.get(file)!.path}: tensor '${name}' is listed in ${INDEX_FILE} but not in this shard`);
+    }
+  } catch (e) {
+    for (const s of shards.values()) s.close();
+    throw e;
+  }
+  const shardOf = (n: string) => shards.get(map.get(n)!)!;
+  return {
+    label: indexPath,
+    names: () => [...map.keys()],
+    info: (n) => (map.has(n) ? shardOf(n).header.get(n) : undefined),
+    fileOf: (n) => (map.has(n) ? shardOf(n).path : indexPath),
+    read: (n) => shardOf(n).tensorF32(n),
+    close: () => shards.forEach((s) => s.close()),
+  };
+}
+
+function openWeights(dir: string): WeightFiles {
+  const single = join(dir, WEIGHTS_FILE);
+  if (existsSync(single)) return singleFile(realpathSync(single));
+  const index = join(dir, INDEX_FILE);
+  if (existsSync(index)) return shardedFiles(dir, realpathSync(index));
+  const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (only pytorch_model.bin is there; carve reads safetensors)' : '';
+  fail(`${dir}: no ${WEIGHTS_FILE} or ${INDEX_FILE} in the model directory${hint}`);
 }
 
 const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 const fmt = (s: number[]) => `[${s.join(', ')}]`;
 
-function layoutNote(cfg: GPT2Config, name: string): string {
-  const m = /^h\.(\d+)\./.exec(name);
-  if (!m) return `n_embd ${cfg.dModel}, vocab_size ${cfg.vocabSize}, n_positions ${cfg.nCtx}`;
-  const layer = cfg.layers[Number(m[1])]!;
-  return `n_embd ${cfg.dModel}, ${layer.heads.length} heads of ${cfg.dHead}, n_inner ${cfg.dMlp}`;
+/** What the config says about a slot's shape, for error messages. */
+function layoutNote(cfg: ModelConfig, slot: TensorSlot): string {
+  if (slot.layer === undefined) return `hidden size ${cfg.dModel}, vocab_size ${cfg.vocabSize}, ${cfg.nCtx} positions`;
+  const l = cfg.layers[slot.layer];
+  return `layer ${slot.layer}: hidden size ${cfg.dModel}, ${l.heads.length} query and ${kvHeadsOf(cfg, l).length} key/value heads of ${cfg.dHead}, MLP width ${cfg.dMlp}`;
 }
 
-/** Read a config.json file into a GPT2Config, with errors naming the file. */
-export function readConfigFile(path: string): GPT2Config {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    fail(`${path}: cannot read config (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    fail(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(json, path);
+/** Read a config.json file, with errors naming the file. */
+export function readConfigFile(path: string): ModelConfig {
+  return parseConfig(readJson(path, 'config'), path);
 }
 
 /**
@@ -92,122 +124,72 @@ export function readConfigFile(path: string): GPT2Config {
 export function loadModelDir(dir: string, name?: string): LoadedModel {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) fail(`${dir}: no such model directory`);
   const configPath = join(dir, CONFIG_FILE);
-  const weightsPath = join(dir, WEIGHTS_FILE);
   if (!existsSync(configPath)) fail(`${dir}: no ${CONFIG_FILE} in the model directory`);
-  if (!existsSync(weightsPath)) {
-    const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (only pytorch_model.bin is there; carve reads safetensors)' : '';
-    fail(`${dir}: no ${WEIGHTS_FILE} in the model directory${hint}`);
-  }
   const config = readConfigFile(realpathSync(configPath));
-  const st = openSafetensors(realpathSync(weightsPath));
-  const file = st.path;
+  const files = openWeights(dir);
+  try {
+    const arch = archOf(config);
+    const present = new Set(files.names());
+    // A name as the table spells it, or as the checkpoint does (e.g. GPT-2's `transformer.` prefix).
+    const lookup = (n: string): string | undefined => {
+      const found = [n, ...(arch.aliases?.(n) ?? [])].filter((c) => present.has(c));
+      if (found.length > 1) fail(`${files.label}: tensor '${n}' appears under several names (${found.join(', ')})`);
+      return found[0];
+    };
+    if (arch.tiedByFile) config.tied = arch.tiedByFile((n) => lookup(n) !== undefined);
 
-  // Accept names with or without the `transformer.` prefix that GPT2LMHeadModel state dicts carry.
-  const used = new Set<string>();
-  const lookup = (n: string): string | undefined => {
-    const bare = st.has(n);
-    const prefixed = st.has('transformer.' + n);
-    if (bare && prefixed) fail(`${file}: tensor '${n}' appears both with and without the 'transformer.' prefix`);
-    return bare ? n : prefixed ? 'transformer.' + n : undefined;
-  };
-
-  const hasLmHead = lookup('lm_head.weight') !== undefined;
-  const tensors = new Map<string, Tensor>();
-  for (const slot of expectedTensors(config, hasLmHead)) {
-    const actual = lookup(slot.name);
-    if (actual === undefined) {
-      fail(`${file}: missing tensor '${slot.name}' (expected shape ${fmt(slot.shape)} from ${CONFIG_FILE}: ${layoutNote(config, slot.name)})`);
+    const weights: Weights = new Map();
+    const used = new Set<string>();
+    for (const slot of archOf(config).tensors(config)) {
+      const shape = slotShape(config, slot);
+      const actual = lookup(slot.name);
+      if (actual === undefined) {
+        fail(`${files.label}: missing tensor '${slot.name}' (expected shape ${fmt(shape)} from ${CONFIG_FILE}: ${layoutNote(config, slot)})`);
+      }
+      const info = files.info(actual)!;
+      if (!sameShape(info.shape, shape)) {
+        fail(`${files.fileOf(actual)}: tensor '${actual}' has shape ${fmt(info.shape)}, expected ${fmt(shape)} (${CONFIG_FILE}: ${layoutNote(config, slot)})`);
+      }
+      used.add(actual);
+      weights.set(slot.name, { data: files.read(actual), shape });
     }
-    const info = st.header.get(actual)!;
-    if (!sameShape(info.shape, slot.shape)) {
-      fail(`${file}: tensor '${actual}' has shape ${fmt(info.shape)}, expected ${fmt(slot.shape)} (${CONFIG_FILE}: ${layoutNote(config, slot.name)})`);
+    for (const n of present) {
+      if (used.has(n) || arch.ignored.test(n)) continue;
+      // Some tied checkpoints still carry the unembedding; Hugging Face ignores it, and so do we.
+      if (config.tied && ['lm_head.weight', 'embed_out.weight'].includes(n)) continue;
+      fail(`${files.fileOf(n)}: unexpected tensor '${n}' (not part of the ${config.arch} layout ${CONFIG_FILE} describes: ${config.layers.length} layers${config.pruned ? ', pruned' : ''})`);
     }
-    used.add(actual);
-    tensors.set(slot.name, { data: st.tensorF32(actual), shape: slot.shape });
+    return { config, weights, source: resolve(dir), name: name ?? dir };
+  } finally {
+    files.close();
   }
-  for (const n of st.header.keys()) {
-    if (used.has(n) || IGNORED.test(n)) continue;
-    fail(`${file}: unexpected tensor '${n}' (not part of the GPT-2 layout ${CONFIG_FILE} describes: ${config.layers.length} layers${config.pruned ? ', pruned' : ''})`);
-  }
-
-  const t = (n: string) => tensors.get(n)!;
-  const opt = (n: string) => tensors.get(n);
-  const layers: LayerWeights[] = config.layers.map((layer, i) => {
-    const p = `h.${i}.`;
-    const lw: LayerWeights = { bO: t(p + 'attn.c_proj.bias'), bMlpOut: t(p + 'mlp.c_proj.bias') };
-    if (layer.heads.length > 0) {
-      lw.ln1 = { g: t(p + 'ln_1.weight'), b: t(p + 'ln_1.bias') };
-      lw.attn = { wQKV: t(p + 'attn.c_attn.weight'), bQKV: t(p + 'attn.c_attn.bias'), wO: t(p + 'attn.c_proj.weight') };
-    }
-    if (layer.mlp) {
-      lw.ln2 = { g: t(p + 'ln_2.weight'), b: t(p + 'ln_2.bias') };
-      lw.mlp = { wIn: t(p + 'mlp.c_fc.weight'), bIn: t(p + 'mlp.c_fc.bias'), wOut: t(p + 'mlp.c_proj.weight') };
-    }
-    return lw;
-  });
-  const weights: GPT2Weights = {
-    wte: t('wte.weight'),
-    wpe: t('wpe.weight'),
-    layers,
-    lnf: { g: t('ln_f.weight'), b: t('ln_f.bias') },
-  };
-  const lm = opt('lm_head.weight');
-  if (lm) weights.lmHead = lm;
-  return { config, weights, source: resolve(dir), name: name ?? dir };
 }
 
-/** Map the weights onto the tensor names the layout calls for; a missing or misshapen tensor is an error. */
-function weightsToTensors(dir: string, config: GPT2Config, w: GPT2Weights, dtype: WriteDtype): TensorToWrite[] {
-  if (w.layers.length !== config.layers.length) {
-    fail(`${dir}: the weights have ${w.layers.length} layers but the config lists ${config.layers.length}`);
-  }
-  const byName = new Map<string, Tensor | undefined>([
-    ['wte.weight', w.wte],
-    ['wpe.weight', w.wpe],
-    ['ln_f.weight', w.lnf.g],
-    ['ln_f.bias', w.lnf.b],
-    ['lm_head.weight', w.lmHead],
-  ]);
-  w.layers.forEach((l, i) => {
-    const p = `h.${i}.`;
-    byName.set(p + 'ln_1.weight', l.ln1?.g);
-    byName.set(p + 'ln_1.bias', l.ln1?.b);
-    byName.set(p + 'attn.c_attn.weight', l.attn?.wQKV);
-    byName.set(p + 'attn.c_attn.bias', l.attn?.bQKV);
-    byName.set(p + 'attn.c_proj.weight', l.attn?.wO);
-    byName.set(p + 'attn.c_proj.bias', l.bO);
-    byName.set(p + 'ln_2.weight', l.ln2?.g);
-    byName.set(p + 'ln_2.bias', l.ln2?.b);
-    byName.set(p + 'mlp.c_fc.weight', l.mlp?.wIn);
-    byName.set(p + 'mlp.c_fc.bias', l.mlp?.bIn);
-    byName.set(p + 'mlp.c_proj.weight', l.mlp?.wOut);
-    byName.set(p + 'mlp.c_proj.bias', l.bMlpOut);
-  });
-  return expectedTensors(config, w.lmHead !== undefined).map((slot) => {
-    const tensor = byName.get(slot.name);
-    if (!tensor) fail(`${dir}: cannot save: tensor '${slot.name}' is missing from the weights`);
-    const n = slot.shape.reduce((a, b) => a * b, 1);
-    if (!sameShape(tensor.shape, slot.shape) || tensor.data.length !== n) {
-      fail(`${dir}: cannot save: tensor '${slot.name}' has shape ${fmt(tensor.shape)} (${tensor.data.length} values), expected ${fmt(slot.shape)}`);
+/** The tensors to write for a model, in table order; a missing or misshapen tensor is an error. */
+function tensorsToWrite(dir: string, model: ModelData, dtype: WriteDtype): TensorToWrite[] {
+  return archOf(model.config).tensors(model.config).map((slot) => {
+    const shape = slotShape(model.config, slot);
+    const t: Tensor | undefined = model.weights.get(slot.name);
+    if (!t) fail(`${dir}: cannot save: tensor '${slot.name}' is missing from the weights`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (!sameShape(t.shape, shape) || t.data.length !== n) {
+      fail(`${dir}: cannot save: tensor '${slot.name}' has shape ${fmt(t.shape)} (${t.data.length} values), expected ${fmt(shape)}`);
     }
-    return { name: slot.name, dtype, shape: slot.shape, data: tensor.data };
+    return { name: slot.name, dtype, shape, data: t.data };
   });
 }
 
 /**
  * Write a model directory atomically: config.json (with the `carve` section for pruned layouts) and
- * model.safetensors holding exactly the tensors the layout calls for, without the `transformer.` prefix.
+ * model.safetensors holding exactly the tensors the table calls for, under their table names.
  */
-export function saveModelDir(
-  dir: string,
-  model: { config: GPT2Config; weights: GPT2Weights },
-  dtype: WriteDtype = 'F32',
-): void {
-  const tensors = weightsToTensors(dir, model.config, model.weights, dtype);
+export function saveModelDir(dir: string, model: ModelData, dtype: WriteDtype = 'F32', extraFiles: Record<string, string | Uint8Array> = {}): void {
+  const tensors = tensorsToWrite(dir, model, dtype);
   const configJson = JSON.stringify(configToJson(model.config), null, 2) + '\n';
   writeDirAtomic(dir, (tmp) => {
     writeFileAtomic(join(tmp, CONFIG_FILE), configJson);
     // transformers refuses safetensors files without format metadata.
     writeSafetensors(join(tmp, WEIGHTS_FILE), tensors, { format: 'pt' });
+    for (const [file, content] of Object.entries(extraFiles)) writeFileAtomic(join(tmp, file), content);
   });
 }

@@ -4,12 +4,11 @@
  *
  * The header comes from files users download or hand us, so it is treated as hostile: every field is
  * checked, with sizes computed in BigInt, before anything proportional to a claimed size is allocated.
- * F32 tensors are returned as views on the one buffer holding the file, so a GPT-2 checkpoint costs
- * its file size in memory and no more.
+ * Tensors are read one at a time straight into their float32 arrays, so a checkpoint costs its float32
+ * size in memory and no more, whatever its dtype.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { constants as bufferConstants } from 'node:buffer';
 import { fail, CarveError } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 
@@ -58,13 +57,14 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
   /** Absolute file offset of the data section: add a tensor's byteOffset to find it in the file. */
   dataStart: number;
-  /** The whole file. F32 tensors returned by tensorF32 may alias it. */
-  buffer: Buffer;
   has(name: string): boolean;
-  /** The tensor as float32; F32 data is a view on `buffer` when aligned, so treat it as read-only. */
+  /**
+   * The tensor as a fresh float32 array, read from the file on demand: the file is never held in
+   * memory whole, so loading costs the float32 weights and one bounded conversion buffer.
+   */
   tensorF32(name: string): Float32Array;
-  /** The tensor's raw bytes, a view on `buffer`. */
-  bytes(name: string): Uint8Array;
+  /** Release the file descriptor (reads after this fail). */
+  close(): void;
 }
 
 /** Headers beyond this are not model checkpoints; refusing them bounds what a hostile file can make us parse. */
@@ -90,7 +90,8 @@ function readExactly(fd: number, buf: Uint8Array, position: number, path: string
   while (done < buf.length) {
     let n: number;
     try {
-      n = readSync(fd, buf, done, buf.length - done, position + done);
+      // One call reads at most 1 GiB: Node refuses longer reads.
+      n = readSync(fd, buf, done, Math.min(buf.length - done, 1 << 30), position + done);
     } catch (e) {
       fail(`${path}: cannot read the ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
@@ -175,7 +176,10 @@ export function parseHeader(path: string, headerBytes: Uint8Array, dataSize: num
   return { header: new Map(entries), metadata };
 }
 
-/** Open a safetensors file: validate its header, then read the whole file into one buffer. */
+/** Bytes converted per read for F16/BF16/F64 tensors: bounds the scratch memory of a load. */
+const CHUNK_BYTES = 16 << 20;
+
+/** Open a safetensors file: validate its header; tensors are read later, one at a time. */
 export function openSafetensors(path: string): SafetensorsFile {
   let fd: number;
   try {
@@ -183,7 +187,6 @@ export function openSafetensors(path: string): SafetensorsFile {
   } catch (e) {
     fail(`${path}: cannot open safetensors file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  let buffer: Buffer;
   let dataStart: number;
   let parsed: ReturnType<typeof parseHeader>;
   try {
@@ -205,66 +208,68 @@ export function openSafetensors(path: string): SafetensorsFile {
     const headerBytes = Buffer.alloc(n);
     readExactly(fd, headerBytes, 8, path, 'header');
     parsed = parseHeader(path, headerBytes, size - dataStart);
-    if (size > bufferConstants.MAX_LENGTH) {
-      fail(`${path}: ${size} bytes is more than this Node.js can hold in one buffer (${bufferConstants.MAX_LENGTH})`);
-    }
-    // allocUnsafeSlow: a dedicated ArrayBuffer at offset 0 (never the shared pool), so F32 views align
-    // exactly as the file does, and no zero-fill pass over memory we overwrite at once.
-    buffer = Buffer.allocUnsafeSlow(size);
-    readExactly(fd, buffer, 0, path, 'tensor data');
-  } finally {
+  } catch (e) {
     closeSync(fd);
+    throw e;
   }
   const { header, metadata } = parsed;
+  let open = true;
 
   const info = (name: string): TensorInfo => {
     const t = header.get(name);
     if (!t) fail(`${path}: no tensor '${name}' in the file`);
     return t;
   };
-  const bytes = (name: string): Uint8Array => {
-    const t = info(name);
-    return new Uint8Array(buffer.buffer, buffer.byteOffset + dataStart + t.byteOffset, t.byteLength);
-  };
   const tensorF32 = (name: string): Float32Array => {
+    if (!open) throw new Error(`${path}: read after close`);
     const t = info(name);
-    const abs = buffer.byteOffset + dataStart + t.byteOffset;
-    const count = t.byteLength / (DTYPE_BITS[t.dtype] / 8);
-    switch (t.dtype) {
-      case 'F32': {
-        if (LITTLE_ENDIAN_HOST && abs % 4 === 0) return new Float32Array(buffer.buffer, abs, count);
-        const out = new Float32Array(count);
-        if (LITTLE_ENDIAN_HOST) {
-          new Uint8Array(out.buffer).set(new Uint8Array(buffer.buffer, abs, t.byteLength));
-        } else {
-          const dv = new DataView(buffer.buffer, abs, t.byteLength);
-          for (let i = 0; i < count; i++) out[i] = dv.getFloat32(4 * i, true);
-        }
-        return out;
-      }
-      case 'F16':
-        return f16ToF32(new DataView(buffer.buffer, abs, t.byteLength), count);
-      case 'BF16':
-        return bf16ToF32(new DataView(buffer.buffer, abs, t.byteLength), count);
-      case 'F64': {
-        const dv = new DataView(buffer.buffer, abs, t.byteLength);
-        const out = new Float32Array(count);
-        for (let i = 0; i < count; i++) out[i] = dv.getFloat64(8 * i, true);
-        return out;
-      }
-      default:
-        fail(`${path}: tensor '${name}' has dtype ${t.dtype}, which carve cannot read as float (use F32, F16, BF16 or F64)`);
+    const width = DTYPE_BITS[t.dtype] / 8;
+    const count = t.byteLength / width;
+    const at = dataStart + t.byteOffset;
+    const out = new Float32Array(count);
+    if (t.dtype === 'F32' && LITTLE_ENDIAN_HOST) {
+      // Straight into the result's memory: no intermediate copy.
+      readExactly(fd, new Uint8Array(out.buffer), at, path, `tensor '${name}'`);
+      return out;
     }
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16' && t.dtype !== 'F64') {
+      fail(`${path}: tensor '${name}' has dtype ${t.dtype}, which carve cannot read as float (use F32, F16, BF16 or F64)`);
+    }
+    const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / width));
+    const scratch = Buffer.allocUnsafe(Math.min(count, perChunk) * width);
+    for (let start = 0; start < count; start += perChunk) {
+      const n = Math.min(perChunk, count - start);
+      const bytes = scratch.subarray(0, n * width);
+      readExactly(fd, bytes, at + start * width, path, `tensor '${name}'`);
+      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+      const dst = out.subarray(start, start + n);
+      switch (t.dtype) {
+        case 'F16':
+          f16Into(dv, dst);
+          break;
+        case 'BF16':
+          bf16Into(dv, dst);
+          break;
+        case 'F32':
+          for (let i = 0; i < n; i++) dst[i] = dv.getFloat32(4 * i, true);
+          break;
+        default:
+          for (let i = 0; i < n; i++) dst[i] = dv.getFloat64(8 * i, true);
+      }
+    }
+    return out;
   };
   return {
     path,
     header,
     metadata,
     dataStart,
-    buffer,
     has: (name) => header.has(name),
     tensorF32,
-    bytes,
+    close: () => {
+      if (open) closeSync(fd);
+      open = false;
+    },
   };
 }
 
@@ -295,18 +300,14 @@ function halfTable(): Float32Array {
   return asFloat;
 }
 
-function f16ToF32(src: DataView, count: number): Float32Array {
+function f16Into(src: DataView, out: Float32Array): void {
   const table = halfTable();
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) out[i] = table[src.getUint16(2 * i, true)]!;
-  return out;
+  for (let i = 0; i < out.length; i++) out[i] = table[src.getUint16(2 * i, true)]!;
 }
 
-function bf16ToF32(src: DataView, count: number): Float32Array {
-  const out = new Float32Array(count);
-  const outBits = new Uint32Array(out.buffer);
-  for (let i = 0; i < count; i++) outBits[i] = src.getUint16(2 * i, true) << 16;
-  return out;
+function bf16Into(src: DataView, out: Float32Array): void {
+  const outBits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < out.length; i++) outBits[i] = src.getUint16(2 * i, true) << 16;
 }
 
 const scratchF = new Float32Array(1);

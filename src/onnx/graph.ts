@@ -222,6 +222,11 @@ export class Graph {
     return this.node('Greater', [a, bb], {}, [{ dtype: 'bool', shape: broadcastShapes(a.shape, bb.shape) }])[0];
   }
 
+  or(a: Value, b: Value): Value {
+    if (a.dtype !== 'bool' || b.dtype !== 'bool') throw new Error('Or: operands must be bool');
+    return this.node('Or', [a, b], {}, [{ dtype: 'bool', shape: broadcastShapes(a.shape, b.shape) }])[0];
+  }
+
   cast(x: Value, to: DType): Value {
     const code = { float32: 1, float64: 11, int64: 7, bool: 9 }[to];
     return this.node('Cast', [x], { to: int(code) }, [{ dtype: to, shape: x.shape }])[0];

@@ -9,6 +9,14 @@ export interface PromptPair {
   corruptText?: string;
 }
 
+/**
+ * A pair's answer sets, as the model's metric readout takes them (src/model/hooked.ts `Answers`).
+ * Today every pair has one token each.
+ */
+export function answersOf(p: PromptPair): { correct: number[]; incorrect: number[] } {
+  return { correct: [p.correct], incorrect: [p.incorrect] };
+}
+
 export type IoiKind = 'ABBA' | 'BABA';
 
 /** Per-prompt IOI bookkeeping. Positions are token indices into the clean prompt (BOS included). */

@@ -13,6 +13,7 @@
  * anything but the inputs.
  */
 import { fail } from '../util/errors.ts';
+import { EMBEDDING_ROLES, type Role } from '../model/tensors.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -40,14 +41,12 @@ export interface StepInfo {
 }
 
 /**
- * Which parameters get weight decay by default: the weight matrices (attention QKV and output,
- * MLP in and out) — not biases, LayerNorm gains and biases, or embeddings, unless `embeddings`.
- * Names are the graph's weight names (weight-names.ts): `L{i}.wQKV`, `wte`, `lm_head` ...
+ * Weight decay by default on the projection matrices only (GPT-2 / nanoGPT practice): not on
+ * biases or norm gains, and on the embeddings only when asked.
  */
-export function decaysByDefault(name: string, embeddings = false): boolean {
-  if (/^L\d+\.(wQKV|wO|wIn|wOut)$/.test(name)) return true;
-  if (name === 'wte' || name === 'wpe' || name === 'lm_head') return embeddings;
-  return false;
+export function decaysByDefault(role: Role, embeddings = false): boolean {
+  if (EMBEDDING_ROLES.has(role)) return embeddings;
+  return role.endsWith('.w') && !role.startsWith('norm') && role !== 'final_norm.w';
 }
 
 export class AdamW {

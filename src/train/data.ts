@@ -22,6 +22,7 @@ import { encode, singleToken } from '../tokenizer/gpt2.ts';
 import { generateIoiPrompts, IOI_PROMPT_TYPES } from '../task/ioi.ts';
 import { toOrt } from '../onnx/session.ts';
 import type { IoiPromptType } from '../task/types.ts';
+import { answerFeeds } from '../model/hooked.ts';
 
 /** The pad token (right padding); it never reaches the metric position under causal attention. */
 export const TRAIN_PAD = 0;
@@ -155,7 +156,7 @@ export function checkSeeds(spec: DataSpec, steps: number): void {
   }
 }
 
-/** Feeds for buildObjective (float32): tokens, flat_pos, answers, target_flat, row_scale. */
+/** Feeds for buildObjective (float32): tokens, flat_pos, metric_pos, answer_ids/answer_weights, target_flat, row_scale. */
 export function objectiveFeeds(examples: Example[], vocabSize: number, nCtx: number): Record<string, ort.Tensor> {
   const B = examples.length;
   let T = 0;
@@ -163,19 +164,21 @@ export function objectiveFeeds(examples: Example[], vocabSize: number, nCtx: num
   if (T > nCtx) fail(`an IOI prompt has ${T} tokens, more than the model's context of ${nCtx}`);
   const tokens = new BigInt64Array(B * T).fill(BigInt(TRAIN_PAD));
   const flatPos = new BigInt64Array(B);
-  const answers = new BigInt64Array(2 * B);
+  const metricPos = new BigInt64Array(B);
   const target = new BigInt64Array(B);
   examples.forEach((e, b) => {
     e.tokens.forEach((t, j) => (tokens[b * T + j] = BigInt(t)));
     flatPos[b] = BigInt(b * T + e.tokens.length - 1);
-    answers[2 * b] = BigInt(e.correct);
-    answers[2 * b + 1] = BigInt(e.incorrect);
+    metricPos[b] = BigInt(e.tokens.length - 1);
     target[b] = BigInt(b * vocabSize + e.correct);
   });
+  const answers = answerFeeds(examples.map((e) => ({ correct: [e.correct], incorrect: [e.incorrect] })), 'logit-diff');
   return {
     tokens: toOrt({ data: tokens, dims: [B, T] }, 'int64'),
     flat_pos: toOrt({ data: flatPos, dims: [B] }, 'int64'),
-    answers: toOrt({ data: answers, dims: [B, 2] }, 'int64'),
+    metric_pos: toOrt({ data: metricPos, dims: [B] }, 'int64'),
+    answer_ids: toOrt({ data: answers.ids, dims: [B, answers.A] }, 'int64'),
+    answer_weights: toOrt({ data: Float32Array.from(answers.weights), dims: [B, answers.A] }, 'float32'),
     target_flat: toOrt({ data: target, dims: [B] }, 'int64'),
     row_scale: toOrt({ data: new Float32Array(B).fill(1 / B), dims: [B] }, 'float32'),
   };

@@ -1,10 +1,10 @@
 /**
- * Seeded initialisation of a GPT-2-format model, for training from scratch.
+ * Seeded initialisation of a GPT-2 or Llama-architecture model, for training from scratch.
  *
- * GPT-2's scheme (Radford et al. 2019, as in Hugging Face `GPT2PreTrainedModel._init_weights`):
- * every matrix and embedding ~ N(0, std²) with std 0.02, the residual-output projections
- * (`attn.c_proj.weight`, `mlp.c_proj.weight`) scaled by 1/sqrt(2·n_layer), LayerNorm gains 1,
- * biases 0. Every number here is configurable.
+ * GPT-2's scheme (Radford et al. 2019, as in Hugging Face `GPT2PreTrainedModel._init_weights`),
+ * for both: every matrix and embedding ~ N(0, std²) with std 0.02, the residual-output projections
+ * (attention and MLP output) scaled by 1/sqrt(2·n_layer), norm gains 1, biases 0. Tensors are
+ * initialised by their role in the architecture's table (tensors.ts). Every number is configurable.
  *
  * Layers can be attention-only (`mlp: false` in the pruned layout of config.ts; the MLP output bias
  * stays zero) or MLP-only (`heads: []`; the attention output bias stays zero). A model with either
@@ -16,18 +16,26 @@
  * change the draws of the others.
  */
 import { fail } from '../util/errors.ts';
-import { fullLayout, isFullLayout } from '../model/config.ts';
+import { fullLayout, isFullLayout, parseConfig } from '../model/config.ts';
+import { tensorTable } from '../model/arch/index.ts';
+import { numel, slotShape, type Role } from '../model/tensors.ts';
 import { VOCAB_SIZE } from '../tokenizer/gpt2.ts';
-import type { Activation, GPT2Config, GPT2Weights, LayerLayout, LayerWeights, Tensor } from '../model/types.ts';
+import type { Activation, LayerLayout, ModelConfig, ModelData, Weights } from '../model/types.ts';
 
 export interface InitSpec {
+  /** 'gpt2' (default) or 'llama' (RMSNorm, rotary, SwiGLU, grouped-query attention, untied by default). */
+  arch?: 'gpt2' | 'llama';
   nLayer: number;
   nHead: number;
   dModel: number;
   nCtx: number;
   /** Default: GPT-2's 50257. */
   vocabSize?: number;
-  /** Default: 4·dModel. */
+  /** Key/value heads (llama; default nHead). */
+  nKvHead?: number;
+  /** Rotary base (llama; default 10000). */
+  ropeTheta?: number;
+  /** Default: 4·dModel for gpt2, round(8·dModel/3) for llama. */
   dMlp?: number;
   activation?: Activation;
   /** Default 1e-5. */
@@ -46,7 +54,7 @@ export interface InitSpec {
   residualScaling?: boolean;
   /** LayerNorm gain (default 1). */
   lnGain?: number;
-  /** A separate, untied lm_head (default false: tied to wte, as GPT-2). */
+  /** A separate, untied unembedding (default: false for gpt2, as GPT-2 ties; true for llama). */
   untied?: boolean;
 }
 
@@ -155,87 +163,110 @@ function checkSpec(spec: InitSpec): void {
   if (spec.vocabSize !== undefined) posInt(spec.vocabSize, 'vocabSize');
   if (spec.dMlp !== undefined) posInt(spec.dMlp, 'dMlp');
   if (spec.dModel % spec.nHead !== 0) fail(`dModel ${spec.dModel} is not divisible by nHead ${spec.nHead}`);
+  if (spec.nKvHead !== undefined) {
+    posInt(spec.nKvHead, 'nKvHead');
+    if (spec.nHead % spec.nKvHead !== 0) fail(`nHead ${spec.nHead} is not a multiple of nKvHead ${spec.nKvHead}`);
+  }
+  if (spec.arch !== undefined && spec.arch !== 'gpt2' && spec.arch !== 'llama') fail(`arch: expected gpt2 or llama, got ${JSON.stringify(spec.arch)}`);
   for (const k of ['std', 'embedStd', 'posStd', 'lnGain', 'eps'] as const) {
     const v = spec[k];
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) fail(`${k}: expected a non-negative number, got ${JSON.stringify(v)}`);
   }
 }
 
-/** A fresh GPT-2-format model with seeded weights (see the file comment for the scheme). */
-export function initModel(spec: InitSpec, seed: number): { config: GPT2Config; weights: GPT2Weights } {
-  checkSpec(spec);
-  if (!Number.isSafeInteger(seed)) fail(`seed: expected an integer, got ${JSON.stringify(seed)}`);
-  const d = spec.dModel;
-  const dh = d / spec.nHead;
-  const dMlp = spec.dMlp ?? 4 * d;
-  const vocab = spec.vocabSize ?? VOCAB_SIZE;
-  const std = spec.std ?? 0.02;
-  const residStd = spec.residualScaling === false ? std : std / Math.sqrt(2 * spec.nLayer);
-  const gain = spec.lnGain ?? 1;
-  const layers = initLayout(spec);
-  const activation = spec.activation ?? 'gelu_new';
-  const eps = spec.eps ?? 1e-5;
-
-  const normal = (name: string, shape: number[], s: number): Tensor => {
-    const n = shape.reduce((p, q) => p * q, 1);
-    const data = new Float32Array(n);
-    if (s > 0) {
-      const r = new Prng(seed, name);
-      for (let i = 0; i < n; i++) data[i] = r.normal() * s;
-    }
-    return { data, shape };
-  };
-  const fill = (shape: number[], v: number): Tensor => ({ data: new Float32Array(shape.reduce((p, q) => p * q, 1)).fill(v), shape });
-
-  const weights: GPT2Weights = {
-    wte: normal('wte.weight', [vocab, d], spec.embedStd ?? std),
-    wpe: normal('wpe.weight', [spec.nCtx, d], spec.posStd ?? std),
-    lnf: { g: fill([d], gain), b: fill([d], 0) },
-    layers: layers.map((l, i): LayerWeights => {
-      const p = `h.${i}.`;
-      const k = l.heads.length;
-      const lw: LayerWeights = { bO: fill([d], 0), bMlpOut: fill([d], 0) };
-      if (k > 0) {
-        lw.ln1 = { g: fill([d], gain), b: fill([d], 0) };
-        lw.attn = {
-          wQKV: normal(p + 'attn.c_attn.weight', [d, 3 * k * dh], std),
-          bQKV: fill([3 * k * dh], 0),
-          wO: normal(p + 'attn.c_proj.weight', [k * dh, d], residStd),
-        };
-      }
-      if (l.mlp) {
-        lw.ln2 = { g: fill([d], gain), b: fill([d], 0) };
-        lw.mlp = {
-          wIn: normal(p + 'mlp.c_fc.weight', [d, dMlp], std),
-          bIn: fill([dMlp], 0),
-          wOut: normal(p + 'mlp.c_proj.weight', [dMlp, d], residStd),
-        };
-      }
-      return lw;
-    }),
-  };
-  if (spec.untied) weights.lmHead = normal('lm_head.weight', [vocab, d], spec.embedStd ?? std);
-
-  const config: GPT2Config = {
-    nLayer: layers.length,
-    nHead: spec.nHead,
-    dModel: d,
-    dHead: dh,
-    dMlp,
-    nCtx: spec.nCtx,
-    vocabSize: vocab,
-    eps,
-    activation,
-    layers,
-    pruned: !isFullLayout(layers, spec.nHead),
-    raw: {
+/** The Hugging Face config.json object an init spec describes (before any pruned layout). */
+function hfConfig(spec: InitSpec, vocab: number, dMlp: number, std: number): Record<string, unknown> {
+  const arch = spec.arch ?? 'gpt2';
+  if (arch === 'gpt2') {
+    return {
       model_type: 'gpt2',
       architectures: ['GPT2LMHeadModel'],
       initializer_range: std,
       bos_token_id: 50256,
       eos_token_id: 50256,
       tie_word_embeddings: !spec.untied,
-    },
+      n_layer: spec.nLayer,
+      n_head: spec.nHead,
+      n_embd: spec.dModel,
+      n_positions: spec.nCtx,
+      vocab_size: vocab,
+      layer_norm_epsilon: spec.eps ?? 1e-5,
+      activation_function: spec.activation ?? 'gelu_new',
+      n_inner: dMlp === 4 * spec.dModel ? null : dMlp,
+    };
+  }
+  return {
+    model_type: 'llama',
+    architectures: ['LlamaForCausalLM'],
+    initializer_range: std,
+    hidden_size: spec.dModel,
+    num_hidden_layers: spec.nLayer,
+    num_attention_heads: spec.nHead,
+    num_key_value_heads: spec.nKvHead ?? spec.nHead,
+    head_dim: spec.dModel / spec.nHead,
+    intermediate_size: dMlp,
+    max_position_embeddings: spec.nCtx,
+    vocab_size: vocab,
+    rms_norm_eps: spec.eps ?? 1e-6,
+    rope_theta: spec.ropeTheta ?? 10000,
+    hidden_act: spec.activation ?? 'silu',
+    attention_bias: false,
+    mlp_bias: false,
+    tie_word_embeddings: !(spec.untied ?? true),
   };
+}
+
+/** Standard deviation of each tensor, by role (0: a constant, see `constantOf`). */
+function stdOf(role: Role, std: number, residStd: number, spec: InitSpec): number {
+  switch (role) {
+    case 'embed':
+    case 'unembed':
+      return spec.embedStd ?? std;
+    case 'pos_embed':
+      return spec.posStd ?? std;
+    case 'o.w':
+    case 'down.w':
+      return residStd;
+    case 'qkv.w':
+    case 'q.w':
+    case 'k.w':
+    case 'v.w':
+    case 'gate.w':
+    case 'up.w':
+      return std;
+    default:
+      return 0;
+  }
+}
+
+/** A fresh model with seeded weights (see the file comment for the scheme). */
+export function initModel(spec: InitSpec, seed: number): ModelData {
+  checkSpec(spec);
+  if (!Number.isSafeInteger(seed)) fail(`seed: expected an integer, got ${JSON.stringify(seed)}`);
+  const dMlp = spec.dMlp ?? ((spec.arch ?? 'gpt2') === 'gpt2' ? 4 * spec.dModel : Math.round((8 * spec.dModel) / 3));
+  const vocab = spec.vocabSize ?? VOCAB_SIZE;
+  const std = spec.std ?? 0.02;
+  const residStd = spec.residualScaling === false ? std : std / Math.sqrt(2 * spec.nLayer);
+  const gain = spec.lnGain ?? 1;
+  const layers = initLayout(spec);
+  const base = parseConfig(hfConfig(spec, vocab, dMlp, std), 'init spec');
+  const config: ModelConfig = { ...base, layers, pruned: !isFullLayout(layers, spec.nHead) };
+
+  const weights: Weights = new Map();
+  for (const slot of tensorTable(config)) {
+    const shape = slotShape(config, slot);
+    const n = numel(shape);
+    const data = new Float32Array(n);
+    const s = stdOf(slot.role, std, residStd, spec);
+    if (s > 0) {
+      // Each tensor draws from its own stream named by its file name, so adding a layer does not
+      // change the draws of the others.
+      const r = new Prng(seed, slot.name);
+      for (let i = 0; i < n; i++) data[i] = r.normal() * s;
+    } else if (slot.role === 'norm1.w' || slot.role === 'norm2.w' || slot.role === 'final_norm.w') {
+      data.fill(gain);
+    }
+    weights.set(slot.name, { data, shape });
+  }
   return { config, weights };
 }

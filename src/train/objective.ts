@@ -1,12 +1,12 @@
 /**
- * The training objective for task models, as a graph: the forward pass of gpt2-graph.ts, a loss on
+ * The training objective for task models, as a graph: the forward pass of forward.ts, a loss on
  * the answer at each prompt's metric position, and the gradient of that loss with respect to every
  * weight, all from the same builder (no hand-written backward pass).
  */
 import { Graph, type Value } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
-import { buildForward } from '../model/gpt2-graph.ts';
-import type { GPT2Config } from '../model/types.ts';
+import { buildForward } from '../model/forward.ts';
+import type { ModelConfig } from '../model/types.ts';
 
 export interface ObjectiveOptions {
   /** Weight of the cross-entropy of the correct token over the full vocabulary (mean over rows). */
@@ -14,7 +14,6 @@ export interface ObjectiveOptions {
   /** Weight of a hinge on the logit difference: mean over rows of relu(margin − (logit[correct] − logit[incorrect])). */
   hingeWeight: number;
   margin: number;
-  tied: boolean;
 }
 
 export interface ObjectiveGraph {
@@ -24,12 +23,13 @@ export interface ObjectiveGraph {
 }
 
 /**
- * Inputs: tokens [B, T], flat_pos [B] (b·T + metric position), answers [B, 2], target_flat [B]
+ * Inputs: tokens [B, T], flat_pos [B] (b·T + metric position), metric_pos [B], answer_ids and
+ * answer_weights [B, A] (readout.ts), rope_cos/rope_sin for rotary models, target_flat [B]
  * (b·V + correct token), row_scale [B] (1/B for a plain mean). Outputs: loss, metric [B], grads.
  */
-export function buildObjective(cfg: GPT2Config, dtype: 'float32' | 'float64', opts: ObjectiveOptions): ObjectiveGraph {
+export function buildObjective(cfg: ModelConfig, dtype: 'float32' | 'float64', opts: ObjectiveOptions): ObjectiveGraph {
   const g = new Graph(dtype);
-  const fv = buildForward(g, cfg, { startLayer: 0, logits: opts.ceWeight > 0 ? 'last' : 'pair', tied: opts.tied });
+  const fv = buildForward(g, cfg, { startLayer: 0, readout: { kind: 'metric', metric: 'logit-diff', logits: opts.ceWeight > 0 } });
   const rowScale = g.input('row_scale', ['B']);
   const metric = fv.metric!;
   g.output(metric, 'metric');

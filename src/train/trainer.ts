@@ -1,5 +1,5 @@
 /**
- * The training loop for small GPT-2-format task models: seeded init (init.ts), fresh IOI batches
+ * The training loop for small GPT-2 or Llama-architecture task models: seeded init (init.ts), fresh IOI batches
  * every step (data.ts), the objective graph with weight gradients (objective.ts) compiled once,
  * AdamW in place on the Float32Arrays the graph reads (adamw.ts), held-out accuracy and logit
  * difference every `evalEvery` steps.
@@ -15,22 +15,30 @@
 import type * as ort from 'onnxruntime-node';
 import { fail } from '../util/errors.ts';
 import { Engine, runCompiled, toOrt } from '../onnx/session.ts';
-import { HookedModel } from '../model/hooked.ts';
-import { namedWeights } from '../model/weight-names.ts';
+import { HookedModel, rotaryFeeds } from '../model/hooked.ts';
+import { tensorTable } from '../model/arch/index.ts';
+import type { TensorSlot } from '../model/tensors.ts';
+import { countParams } from '../compress/count.ts';
 import { buildObjective } from './objective.ts';
 import { initModel, type InitSpec } from './init.ts';
 import { AdamW, decaysByDefault, lrAt, SCHEDULES, type Param, type Schedule } from './adamw.ts';
 import { checkCurriculum, checkSeeds, dataSeedFor, heldOut, objectiveFeeds, trainBatch, type CurriculumPhase, type DataSpec, type Example } from './data.ts';
 import { IOI_PROMPT_TYPES } from '../task/ioi.ts';
-import type { Activation, GPT2Config, GPT2Weights } from '../model/types.ts';
+import type { Activation, ModelConfig, Weights } from '../model/types.ts';
 import type { IoiPromptType } from '../task/types.ts';
 import type { WriteDtype } from '../model/safetensors.ts';
 
 /** Everything that determines a trained model (plus `threads` and `dtype`, which only affect speed and the file). */
 export interface Recipe {
   // Architecture
+  /** gpt2, or llama (RMSNorm, rotary, SwiGLU, grouped-query attention, untied). */
+  arch: 'gpt2' | 'llama';
   nLayer: number;
   nHead: number;
+  /** Key/value heads (llama); 0: nHead. */
+  nKvHead: number;
+  /** Rotary base (llama). */
+  ropeTheta: number;
   dModel: number;
   nCtx: number;
   /** 0: 4·dModel. */
@@ -39,8 +47,10 @@ export interface Recipe {
   attnOnly: boolean | boolean[];
   /** Layers without attention: all, or one flag per layer. */
   mlpOnly: boolean | boolean[];
-  activation: Activation;
-  untied: boolean;
+  /** 'auto': gelu_new for gpt2, silu for llama. */
+  activation: Activation | 'auto';
+  /** A separate unembedding; 'auto': tied for gpt2, untied for llama. */
+  untied: boolean | 'auto';
   // Init
   initStd: number;
   residualScaling: boolean;
@@ -80,15 +90,18 @@ export interface Recipe {
 }
 
 export const DEFAULT_RECIPE: Recipe = {
+  arch: 'gpt2',
   nLayer: 2,
   nHead: 4,
+  nKvHead: 0,
+  ropeTheta: 10000,
   dModel: 64,
   nCtx: 64,
   dMlp: 0,
   attnOnly: false,
   mlpOnly: false,
-  activation: 'gelu_new',
-  untied: false,
+  activation: 'auto',
+  untied: 'auto',
   initStd: 0.02,
   residualScaling: true,
   steps: 2000,
@@ -146,15 +159,18 @@ const oneOf = (choices: readonly string[]): Check => (v, k) => {
 };
 
 const CHECKS: Record<keyof Recipe, Check> = {
+  arch: oneOf(['gpt2', 'llama']),
   nLayer: int(1),
   nHead: int(1),
+  nKvHead: int(0),
+  ropeTheta: num(0, Infinity, true),
   dModel: int(1),
   nCtx: int(1),
   dMlp: int(0),
   attnOnly: boolOrList,
   mlpOnly: boolOrList,
-  activation: oneOf(['gelu_new', 'gelu', 'relu', 'gelu_fast', 'gelu_pytorch_tanh']),
-  untied: bool,
+  activation: oneOf(['auto', 'gelu_new', 'gelu', 'relu', 'gelu_fast', 'gelu_pytorch_tanh', 'silu']),
+  untied: (v, k) => (v === 'auto' ? v : bool(v, k)),
   initStd: num(0),
   residualScaling: bool,
   steps: int(1),
@@ -226,17 +242,20 @@ export function resolveRecipe(...layers: Record<string, unknown>[]): Recipe {
 
 export function initSpecOf(r: Recipe): InitSpec {
   return {
+    arch: r.arch,
     nLayer: r.nLayer,
     nHead: r.nHead,
+    nKvHead: r.nKvHead > 0 ? r.nKvHead : undefined,
+    ropeTheta: r.ropeTheta,
     dModel: r.dModel,
     nCtx: r.nCtx,
     dMlp: r.dMlp > 0 ? r.dMlp : undefined,
-    activation: r.activation,
+    activation: r.activation === 'auto' ? undefined : r.activation,
     attnOnly: r.attnOnly,
     mlpOnly: r.mlpOnly,
     std: r.initStd,
     residualScaling: r.residualScaling,
-    untied: r.untied,
+    untied: r.untied === 'auto' ? undefined : r.untied,
   };
 }
 
@@ -273,8 +292,8 @@ export interface EvalLog {
 
 export interface TrainResult {
   recipe: Recipe;
-  config: GPT2Config;
-  weights: GPT2Weights;
+  config: ModelConfig;
+  weights: Weights;
   steps: StepLog[];
   evals: EvalLog[];
   timing: { seconds: number; msPerStep: number; msGraph: number; msOptimizer: number; msData: number };
@@ -293,7 +312,7 @@ export async function evaluate(model: HookedModel, examples: Example[], chunk = 
   let sumSq = 0;
   for (let i = 0; i < examples.length; i += chunk) {
     const part = examples.slice(i, i + chunk);
-    const out = await model.run({ tokens: part.map((e) => e.tokens), logits: 'pair', answers: part.map((e) => [e.correct, e.incorrect]) });
+    const out = await model.run({ tokens: part.map((e) => e.tokens), logits: 'answers', answers: part.map((e) => ({ correct: [e.correct], incorrect: [e.incorrect] })) });
     for (const m of out.metric!) {
       if (m > 0) correct++;
       sum += m;
@@ -305,12 +324,13 @@ export async function evaluate(model: HookedModel, examples: Example[], chunk = 
   return { n, accuracy: correct / n, logitDiff: mean, logitDiffStd: Math.sqrt(Math.max(0, sumSq / n - mean * mean)) };
 }
 
-/** Parameters trained: every weight the objective has a gradient for, except placeholder biases of absent blocks. */
-function trainable(cfg: GPT2Config, name: string): boolean {
-  const m = /^L(\d+)\.(bO|bMlpOut)$/.exec(name);
-  if (!m) return true;
-  const layer = cfg.layers[Number(m[1])];
-  return m[2] === 'bO' ? layer.heads.length > 0 : layer.mlp;
+/** Parameters trained: every weight the objective has a gradient for, except output biases of absent blocks. */
+function trainable(cfg: ModelConfig, slot: TensorSlot): boolean {
+  if (slot.layer === undefined) return true;
+  const layer = cfg.layers[slot.layer];
+  if (slot.role === 'o.b') return layer.heads.length > 0;
+  if (slot.role === 'down.b') return layer.mlp;
+  return true;
 }
 
 export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<TrainResult> {
@@ -324,19 +344,17 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
     ceWeight: recipe.ceWeight,
     hingeWeight: recipe.hingeWeight,
     margin: recipe.margin,
-    tied: !recipe.untied,
   });
   // Weight feeds wrap the parameter arrays themselves: AdamW's in-place updates are what the next run reads.
-  const named = namedWeights(weights);
   const weightFeeds: Record<string, ort.Tensor> = {};
-  for (const { name, tensor } of named) weightFeeds[name] = toOrt({ data: tensor.data, dims: tensor.shape }, 'float32');
-  const byName = new Map(named.map((n) => [n.name, n.tensor]));
+  for (const [name, tensor] of weights) weightFeeds[name] = toOrt({ data: tensor.data, dims: tensor.shape }, 'float32');
+  const slots = new Map(tensorTable(config).map((s) => [s.name, s]));
   const params: Param[] = obj.weightNames
-    .filter((n) => trainable(config, n))
+    .filter((n) => trainable(config, slots.get(n)!))
     .map((name) => {
-      const t = byName.get(name);
+      const t = weights.get(name);
       if (!t) throw new Error(`the objective reads weight ${name}, which the model lacks`);
-      return { name, data: t.data, decay: decaysByDefault(name, recipe.decayEmbeddings) };
+      return { name, data: t.data, decay: decaysByDefault(slots.get(name)!.role, recipe.decayEmbeddings) };
     });
   const opt = new AdamW(params, {
     beta1: recipe.betas[0],
@@ -366,6 +384,7 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
     const ta = performance.now();
     const batch = trainBatch(data, s, recipe.batch);
     const feeds = { ...weightFeeds, ...objectiveFeeds(batch, config.vocabSize, config.nCtx) };
+    if (config.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(config, feeds.tokens.dims[1], 'float32'));
     const tb = performance.now();
     const out = await runCompiled(compiled, feeds);
     const tc = performance.now();
@@ -406,13 +425,8 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
   };
 }
 
-/** Parameter counts: all, and without the embeddings (wte, wpe, lm_head). */
-export function parameterCounts(weights: GPT2Weights): { total: number; nonEmbedding: number } {
-  let total = 0;
-  let emb = 0;
-  for (const { name, tensor } of namedWeights(weights)) {
-    total += tensor.data.length;
-    if (name === 'wte' || name === 'wpe' || name === 'lm_head') emb += tensor.data.length;
-  }
-  return { total, nonEmbedding: total - emb };
+/** Parameter counts: all, and without the embeddings (token, position, unembedding). */
+export function parameterCounts(config: ModelConfig): { total: number; nonEmbedding: number } {
+  const c = countParams({ config });
+  return { total: c.n_params, nonEmbedding: c.n_params_non_embedding };
 }

@@ -11,14 +11,15 @@ import { listComponents } from '../../src/discover/components.ts';
 import { pruneModel, removedComponents } from '../../src/compress/prune-model.ts';
 import { countParams } from '../../src/compress/count.ts';
 import { CarveError } from '../../src/util/errors.ts';
-import type { GPT2Config, GPT2Weights } from '../../src/model/types.ts';
+import type { ModelConfig, ModelData } from '../../src/model/types.ts';
+import { parseConfig } from '../../src/model/config.ts';
 import type { Task } from '../../src/task/types.ts';
 import { randomModel, type RandomModelSpec } from '../helpers/random-model.ts';
 import { naiveForward } from '../helpers/naive-gpt2.ts';
 import { rng } from '../helpers/gradcheck.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
-type Model = { config: GPT2Config; weights: GPT2Weights };
+type Model = ModelData;
 
 function randomTask(vocab: number, lengths: number[], seed: number): Task {
   const r = rng(seed);
@@ -30,7 +31,7 @@ function randomTask(vocab: number, lengths: number[], seed: number): Task {
 }
 
 /** The original model's HookedModel interventions that replace `removed` components by `repl`. */
-function interventions(cfg: GPT2Config, removed: Set<string>, repl: Replacements, B: number) {
+function interventions(cfg: ModelConfig, removed: Set<string>, repl: Replacements, B: number) {
   const z = new Map<number, Intervention>();
   const mlp = new Map<number, Intervention>();
   for (const c of listComponents(cfg)) {
@@ -209,24 +210,12 @@ test('a pruned model survives a save-load round trip bit for bit', async () => {
     const back = loadModelDir(join(dir, 'm'));
     assert.deepEqual(back.config.layers, pruned.config.layers);
     assert.equal(back.config.pruned, true);
-    const flat = (w: GPT2Weights) => {
-      const out: [string, Float32Array | undefined][] = [['wte', w.wte.data], ['wpe', w.wpe.data], ['lnf.g', w.lnf.g.data], ['lnf.b', w.lnf.b.data], ['lm', w.lmHead?.data]];
-      w.layers.forEach((l, i) => {
-        for (const [k, t] of Object.entries({ ln1g: l.ln1?.g, ln1b: l.ln1?.b, qkv: l.attn?.wQKV, bqkv: l.attn?.bQKV, wo: l.attn?.wO, bo: l.bO, ln2g: l.ln2?.g, ln2b: l.ln2?.b, win: l.mlp?.wIn, bin: l.mlp?.bIn, wout: l.mlp?.wOut, bout: l.bMlpOut })) {
-          out.push([`${i}.${k}`, t?.data]);
-        }
-      });
-      return out;
-    };
-    const a = flat(pruned.weights);
-    const b = flat(back.weights);
-    assert.equal(a.length, b.length);
-    a.forEach(([name, data], i) => {
-      assert.equal(b[i][0], name);
-      if (data === undefined) return assert.equal(b[i][1], undefined, name);
-      assert.ok(b[i][1], name);
-      assert.ok(Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(Buffer.from(b[i][1]!.buffer, b[i][1]!.byteOffset, b[i][1]!.byteLength)), `${name} differs`);
-    });
+    assert.deepEqual([...back.weights.keys()], [...pruned.weights.keys()]);
+    for (const [name, t] of pruned.weights) {
+      const u = back.weights.get(name)!;
+      assert.deepEqual(u.shape, t.shape, name);
+      assert.ok(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength)), `${name} differs`);
+    }
     assert.deepEqual(countParams(back), countParams(pruned));
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -244,11 +233,9 @@ test('pruneModel refuses resample ablation and unknown component names', async (
 });
 
 test('countParams: GPT-2 small shapes give the published 124,439,808 parameters (tied), 85,056,000 non-embedding', () => {
-  // Shapes only: build zero-filled tensors lazily via a fake weights object.
+  const gpt2 = { model_type: 'gpt2', n_layer: 12, n_head: 12, n_embd: 768, n_positions: 1024, vocab_size: 50257 };
   const d = 768;
-  const t = (...shape: number[]) => ({ data: new Float32Array(0), shape });
-  const layer = { ln1: { g: t(d), b: t(d) }, attn: { wQKV: t(d, 3 * d), bQKV: t(3 * d), wO: t(d, d) }, bO: t(d), ln2: { g: t(d), b: t(d) }, mlp: { wIn: t(d, 4 * d), bIn: t(4 * d), wOut: t(4 * d, d) }, bMlpOut: t(d) };
-  const weights: GPT2Weights = { wte: t(50257, d), wpe: t(1024, d), lnf: { g: t(d), b: t(d) }, layers: Array(12).fill(layer) };
-  assert.deepEqual(countParams({ weights }), { n_params: 124_439_808, n_params_non_embedding: 124_439_808 - 50257 * d - 1024 * d });
-  assert.equal(countParams({ weights: { ...weights, lmHead: t(50257, d) } }).n_params, 124_439_808 + 50257 * d);
+  const config = parseConfig(gpt2, 'gpt2');
+  assert.deepEqual(countParams({ config }), { n_params: 124_439_808, n_params_non_embedding: 124_439_808 - 50257 * d - 1024 * d });
+  assert.equal(countParams({ config: { ...config, tied: false } }).n_params, 124_439_808 + 50257 * d);
 });

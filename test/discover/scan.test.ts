@@ -77,11 +77,12 @@ test('ig with K=1 equals attribution on a model linear in the component (and not
   // constant added just before it (the last layer's attention bias) makes that LayerNorm's scale
   // constant to ~1e-6 relative, so the metric is linear in that component along its ablation path.
   const lin = randomModel({ nLayer: 2, nHead: 2, dModel: 16, vocabSize: 30, seed: 71 });
-  const last = lin.weights.layers[1];
+  const bO = lin.weights.get('h.1.attn.c_proj.bias')!;
   const big = 1e6;
-  last.bO = { data: Float32Array.from(last.bO.data, (_, i) => (i % 2 ? 1 : -1) * big * (1 + i / 16)), shape: last.bO.shape };
+  lin.weights.set('h.1.attn.c_proj.bias', { data: Float32Array.from(bO.data, (_, i) => (i % 2 ? 1 : -1) * big * (1 + i / 16)), shape: bO.shape });
   // Scale the final LayerNorm's gain up by as much, so the component's effect keeps its size.
-  lin.weights.lnf.g = { data: Float32Array.from(lin.weights.lnf.g.data, (g) => g * big), shape: lin.weights.lnf.g.shape };
+  const lnf = lin.weights.get('ln_f.weight')!;
+  lin.weights.set('ln_f.weight', { data: Float32Array.from(lnf.data, (g) => g * big), shape: lnf.shape });
   const plain = randomModel({ nLayer: 2, nHead: 2, dModel: 16, vocabSize: 30, seed: 71 });
   const gap = async (m: typeof lin) => {
     const model = new HookedModel(m, engine, 'float64');

@@ -5,6 +5,7 @@ import { HookedModel, type Intervention } from '../../src/model/hooked.ts';
 import { randomModel, type RandomModelSpec } from '../helpers/random-model.ts';
 import { naiveForward } from '../helpers/naive-gpt2.ts';
 import { rng } from '../helpers/gradcheck.ts';
+import { pairAnswers } from '../helpers/answers.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 
@@ -120,11 +121,11 @@ test('a run started from a cached residual stream equals the full run; pair and 
   const m = randomModel({ nLayer: 3, nHead: 2, dModel: 16, seed: 21 });
   const model = new HookedModel(m, engine, 'float64');
   const toks = randomTokens(3, [5, 7, 6], m.config.vocabSize, 9);
-  const answers: [number, number][] = [[1, 2], [3, 4], [5, 5]];
+  const answers = pairAnswers([[1, 2], [3, 4], [5, 5]]);
   const full = await model.run({ tokens: toks, logits: 'all', hooks: ['blocks.2.hook_resid_pre'], answers });
-  const pair = await model.run({ tokens: toks, logits: 'pair', answers });
+  const pair = await model.run({ tokens: toks, logits: 'answers', answers });
   const resid = full.hooks.get('blocks.2.hook_resid_pre')!;
-  const fromCache = await model.run({ resid, startLayer: 2, lengths: toks.map((t) => t.length), logits: 'pair', answers });
+  const fromCache = await model.run({ resid, startLayer: 2, lengths: toks.map((t) => t.length), logits: 'answers', answers });
   // Logits of chosen tokens at chosen positions (not the last token).
   const positions = [2, 6, 0];
   const selectTokens = [
@@ -132,14 +133,14 @@ test('a run started from a cached residual stream equals the full run; pair and 
     [2, 2, 9],
     [4, 3, 8],
   ];
-  const chosen = await model.run({ tokens: toks, logits: 'pair', answers, positions, selectTokens });
+  const chosen = await model.run({ tokens: toks, logits: 'answers', answers, positions, selectTokens });
   assert.deepEqual(chosen.selected!.dims, [3, 3]);
   const V = m.config.vocabSize;
   const T = full.seqLen;
   toks.forEach((row, b) => {
     const t = row.length - 1;
     const l = full.logits!.data;
-    const expected = l[(b * T + t) * V + answers[b][0]] - l[(b * T + t) * V + answers[b][1]];
+    const expected = l[(b * T + t) * V + answers[b].correct[0]] - l[(b * T + t) * V + answers[b].incorrect[0]];
     assert.ok(Math.abs(pair.metric![b] - expected) < 1e-9);
     assert.ok(Math.abs(fromCache.metric![b] - expected) < 1e-9);
     selectTokens[b].forEach((tok, j) => {

@@ -4,6 +4,7 @@ import { Engine } from '../../src/onnx/session.ts';
 import { HookedModel, type Intervention } from '../../src/model/hooked.ts';
 import { randomModel } from '../helpers/random-model.ts';
 import { rng } from '../helpers/gradcheck.ts';
+import { pairAnswers } from '../helpers/answers.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 
@@ -15,11 +16,11 @@ test('metric gradient at hook_z, hook_mlp_out and hook_resid_pre of a whole GPT-
     [8, 2, 2, 30],
     [11, 4, 39, 0, 17],
   ];
-  const answers: [number, number][] = [[4, 9], [2, 30], [17, 1]];
+  const answers = pairAnswers([[4, 9], [2, 30], [17, 1]]);
   const B = toks.length;
   const rowWeights = [0.5, 1, 2];
   const hooks = ['blocks.0.attn.hook_z', 'blocks.1.attn.hook_z', 'blocks.2.hook_mlp_out', 'blocks.0.hook_mlp_out', 'blocks.1.hook_resid_pre', 'blocks.2.hook_resid_pre'];
-  const base = await model.run({ tokens: toks, logits: 'pair', answers, hooks, gradients: hooks, rowWeights });
+  const base = await model.run({ tokens: toks, logits: 'answers', answers, hooks, gradients: hooks, rowWeights });
   const T = base.seqLen;
   const objective = (metric: Float64Array | Float32Array) => Array.from(metric).reduce((s, v, b) => s + v * rowWeights[b], 0);
   const r = rng(5);
@@ -31,7 +32,7 @@ test('metric gradient at hook_z, hook_mlp_out and hook_resid_pre of a whole GPT-
     const layer = Number(name.split('.')[1]);
     const evalAt = async (vals: Float64Array) => {
       if (name.endsWith('hook_resid_pre')) {
-        const out = await model.run({ resid: { data: vals, dims: clean.dims }, startLayer: layer, lengths: toks.map((t) => t.length), logits: 'pair', answers });
+        const out = await model.run({ resid: { data: vals, dims: clean.dims }, startLayer: layer, lengths: toks.map((t) => t.length), logits: 'answers', answers });
         return objective(out.metric!);
       }
       const isZ = name.endsWith('hook_z');
@@ -39,7 +40,7 @@ test('metric gradient at hook_z, hook_mlp_out and hook_resid_pre of a whole GPT-
       const iv: Intervention = { keep: new Float64Array(isZ ? B * k : B), value: { shape: 'row', data: vals } };
       const out = await model.run({
         tokens: toks,
-        logits: 'pair',
+        logits: 'answers',
         answers,
         z: isZ ? new Map([[layer, iv]]) : undefined,
         mlp: isZ ? undefined : new Map([[layer, iv]]),
@@ -78,11 +79,11 @@ test('metric gradient at hook_z, hook_mlp_out and hook_resid_pre of a whole GPT-
 
 test('training objective: weight gradients match finite differences (float64, tied and untied)', async () => {
   const { buildObjective } = await import('../../src/train/objective.ts');
-  const { namedWeights } = await import('../../src/model/weight-names.ts');
   const { toOrt } = await import('../../src/onnx/session.ts');
+  const { answerFeeds } = await import('../../src/model/hooked.ts');
   for (const lmHead of [false, true]) {
     const m = randomModel({ nLayer: 2, nHead: 2, dModel: 8, vocabSize: 20, nCtx: 8, seed: 41, lmHead });
-    const obj = buildObjective(m.config, 'float64', { ceWeight: 1, hingeWeight: 0.5, margin: 100, tied: !lmHead });
+    const obj = buildObjective(m.config, 'float64', { ceWeight: 1, hingeWeight: 0.5, margin: 100 });
     const toks = [
       [3, 9, 12, 5],
       [8, 2, 2],
@@ -94,7 +95,7 @@ test('training objective: weight gradients match finite differences (float64, ti
     const B = 2;
     const T = 4;
     const V = 20;
-    const named = namedWeights(m.weights);
+    const named = [...m.weights].map(([name, tensor]) => ({ name, tensor }));
     const values = new Map(named.map((n) => [n.name, Float64Array.from(n.tensor.data)]));
     const feeds = () => {
       const f: Record<string, ReturnType<typeof toOrt>> = {};
@@ -103,7 +104,10 @@ test('training objective: weight gradients match finite differences (float64, ti
       toks.forEach((row, b) => row.forEach((t, j) => (tk[b * T + j] = BigInt(t))));
       f.tokens = toOrt({ data: tk, dims: [B, T] }, 'int64');
       f.flat_pos = toOrt({ data: BigInt64Array.from(toks.map((r, b) => BigInt(b * T + r.length - 1))), dims: [B] }, 'int64');
-      f.answers = toOrt({ data: BigInt64Array.from(answers.flat().map(BigInt)), dims: [B, 2] }, 'int64');
+      f.metric_pos = toOrt({ data: BigInt64Array.from(toks.map((r) => BigInt(r.length - 1))), dims: [B] }, 'int64');
+      const af = answerFeeds(answers.map(([c, i]) => ({ correct: [c], incorrect: [i] })), 'logit-diff');
+      f.answer_ids = toOrt({ data: af.ids, dims: [B, af.A] }, 'int64');
+      f.answer_weights = toOrt({ data: af.weights, dims: [B, af.A] }, 'float64');
       f.target_flat = toOrt({ data: BigInt64Array.from(answers.map((a, b) => BigInt(b * V + a[0]))), dims: [B] }, 'int64');
       f.row_scale = toOrt({ data: Float64Array.from([0.5, 0.5]), dims: [B] }, 'float64');
       return f;
@@ -111,7 +115,7 @@ test('training objective: weight gradients match finite differences (float64, ti
     const base = await engine.run(obj.graph, feeds());
     const r = rng(3);
     const h = 1e-6;
-    assert.ok(!lmHead === !obj.weightNames.includes('lm_head'));
+    assert.ok(!lmHead === !obj.weightNames.includes('lm_head.weight'));
     for (const name of obj.weightNames) {
       const grad = base[`grad:${name}`].data as Float64Array;
       const v = values.get(name)!;

@@ -1,8 +1,9 @@
 /**
  * A deliberately plain float64 GPT-2, written with loops straight from the definitions, to check
- * carve's graphs against. Shares nothing with src/ but the weight types.
+ * carve's graphs against. Shares nothing with src/ but the types: it reads the tensors under
+ * Hugging Face GPT-2's names (`h.{i}.attn.c_attn.weight`, ...), tied to wte unless lm_head.weight exists.
  */
-import type { GPT2Config, GPT2Weights } from '../../src/model/types.ts';
+import type { ModelConfig, Weights } from '../../src/model/types.ts';
 
 export interface NaiveIntervention {
   /** z: [layerPos] -> (b, t, headIdx) => replacement vector or undefined to keep */
@@ -43,7 +44,15 @@ function affine(x: Float64Array, W: Float32Array, nOutTotal: number, c0: number,
   return y;
 }
 
-export function naiveForward(cfg: GPT2Config, w: GPT2Weights, tokens: number[][], iv: NaiveIntervention = {}): NaiveResult {
+export function naiveForward(cfg: ModelConfig, weights: Weights, tokens: number[][], iv: NaiveIntervention = {}): NaiveResult {
+  const get = (name: string) => {
+    const t = weights.get(name);
+    if (!t) throw new Error(`naive GPT-2: no tensor ${name}`);
+    return t.data;
+  };
+  const eps = cfg.norm.eps;
+  const wte = get('wte.weight');
+  const wpe = get('wpe.weight');
   const d = cfg.dModel;
   const dh = cfg.dHead;
   const hooks = new Map<string, Float64Array[][]>();
@@ -57,19 +66,19 @@ export function naiveForward(cfg: GPT2Config, w: GPT2Weights, tokens: number[][]
     const T = toks.length;
     let resid: Float64Array[] = toks.map((tok, t) => {
       const v = new Float64Array(d);
-      for (let i = 0; i < d; i++) v[i] = w.wte.data[tok * d + i] + w.wpe.data[t * d + i];
+      for (let i = 0; i < d; i++) v[i] = wte[tok * d + i] + wpe[t * d + i];
       return v;
     });
     cfg.layers.forEach((layout, li) => {
-      const lw = w.layers[li];
+      const L = (n: string) => get(`h.${li}.${n}`);
       const p = `blocks.${layout.sourceLayer}`;
       resid.forEach((v, t) => rec(`${p}.hook_resid_pre`, b, t, v));
       const k = layout.heads.length;
-      const attnOut: Float64Array[] = resid.map(() => Float64Array.from(lw.bO.data));
+      const attnOut: Float64Array[] = resid.map(() => Float64Array.from(L('attn.c_proj.bias')));
       if (k > 0) {
-        const x = resid.map((v) => layerNorm(v, lw.ln1!.g.data, lw.ln1!.b.data, cfg.eps));
-        const W = lw.attn!.wQKV.data;
-        const bq = lw.attn!.bQKV.data;
+        const x = resid.map((v) => layerNorm(v, L('ln_1.weight'), L('ln_1.bias'), eps));
+        const W = L('attn.c_attn.weight');
+        const bq = L('attn.c_attn.bias');
         const tot = 3 * k * dh;
         const zAll: Float64Array[] = resid.map(() => new Float64Array(k * dh));
         for (let h = 0; h < k; h++) {
@@ -96,7 +105,7 @@ export function naiveForward(cfg: GPT2Config, w: GPT2Weights, tokens: number[][]
         }
         zAll.forEach((z, t) => {
           rec(`${p}.attn.hook_z`, b, t, z);
-          const o = affine(z, lw.attn!.wO.data, d, 0, d);
+          const o = affine(z, L('attn.c_proj.weight'), d, 0, d);
           for (let i = 0; i < d; i++) attnOut[t][i] += o[i];
         });
       }
@@ -105,22 +114,22 @@ export function naiveForward(cfg: GPT2Config, w: GPT2Weights, tokens: number[][]
       resid = resid.map((v, t) => {
         let out: Float64Array;
         if (layout.mlp) {
-          const x = layerNorm(v, lw.ln2!.g.data, lw.ln2!.b.data, cfg.eps);
-          const pre = affine(x, lw.mlp!.wIn.data, cfg.dMlp, 0, cfg.dMlp, lw.mlp!.bIn.data);
-          out = affine(pre.map(gelu), lw.mlp!.wOut.data, d, 0, d, lw.bMlpOut.data);
+          const x = layerNorm(v, L('ln_2.weight'), L('ln_2.bias'), eps);
+          const pre = affine(x, L('mlp.c_fc.weight'), cfg.dMlp, 0, cfg.dMlp, L('mlp.c_fc.bias'));
+          out = affine(pre.map(gelu), L('mlp.c_proj.weight'), d, 0, d, L('mlp.c_proj.bias'));
           const rep = iv.mlp?.get(li)?.(b, t);
           if (rep) out = Float64Array.from(rep);
         } else {
-          out = Float64Array.from(lw.bMlpOut.data);
+          out = Float64Array.from(L('mlp.c_proj.bias'));
         }
         rec(`${p}.hook_mlp_out`, b, t, out);
         return v.map((x, i) => x + out[i]);
       });
       resid.forEach((v, t) => rec(`${p}.hook_resid_post`, b, t, v));
     });
-    const U = (w.lmHead ?? w.wte).data;
+    const U = weights.has('lm_head.weight') ? get('lm_head.weight') : wte;
     logits[b] = resid.map((v) => {
-      const x = layerNorm(v, w.lnf.g.data, w.lnf.b.data, cfg.eps);
+      const x = layerNorm(v, get('ln_f.weight'), get('ln_f.bias'), eps);
       const l = new Float64Array(cfg.vocabSize);
       for (let tok = 0; tok < cfg.vocabSize; tok++) {
         let s = 0;

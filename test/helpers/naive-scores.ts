@@ -3,7 +3,7 @@
  * component for exact scores, and a central difference along (replacement − clean) for
  * attribution scores (the directional derivative that attribution patching linearises).
  */
-import type { GPT2Config, GPT2Weights } from '../../src/model/types.ts';
+import type { ModelConfig, Weights } from '../../src/model/types.ts';
 import type { Task } from '../../src/task/types.ts';
 import { naiveForward } from './naive-gpt2.ts';
 
@@ -15,7 +15,7 @@ interface Comp {
   name: string;
 }
 
-export function naiveComponents(cfg: GPT2Config): Comp[] {
+export function naiveComponents(cfg: ModelConfig): Comp[] {
   const out: Comp[] = [];
   cfg.layers.forEach((l, pos) => {
     l.heads.forEach((h, slot) => out.push({ pos, slot, name: `L${l.sourceLayer}H${h}` }));
@@ -31,7 +31,7 @@ function metricOf(logits: Float64Array[][], task: Task): number[] {
   });
 }
 
-export function naiveScores(cfg: GPT2Config, w: GPT2Weights, task: Task, ablation: NaiveAblation, meanOver: 'clean' | 'corrupt' = 'clean') {
+export function naiveScores(cfg: ModelConfig, w: Weights, task: Task, ablation: NaiveAblation, meanOver: 'clean' | 'corrupt' = 'clean') {
   const dh = cfg.dHead;
   const clean = naiveForward(cfg, w, task.pairs.map((p) => p.clean));
   const cleanMetric = metricOf(clean.logits, task);

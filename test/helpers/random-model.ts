@@ -1,4 +1,5 @@
-import type { GPT2Config, GPT2Weights, LayerLayout, Tensor, Activation } from '../../src/model/types.ts';
+import type { ModelConfig, ModelData, LayerLayout, Tensor, Activation, Weights } from '../../src/model/types.ts';
+import { parseConfig } from '../../src/model/config.ts';
 import { rng, randn } from './gradcheck.ts';
 
 export interface RandomModelSpec {
@@ -17,8 +18,8 @@ export interface RandomModelSpec {
   scale?: number;
 }
 
-/** A GPT-2-format model with seeded random weights, in memory. */
-export function randomModel(spec: RandomModelSpec): { config: GPT2Config; weights: GPT2Weights } {
+/** A GPT-2-format model with seeded random weights, in memory (tensors under GPT-2's Hugging Face names). */
+export function randomModel(spec: RandomModelSpec): ModelData {
   const r = rng(spec.seed ?? 7);
   const d = spec.dModel;
   const dh = d / spec.nHead;
@@ -33,36 +34,39 @@ export function randomModel(spec: RandomModelSpec): { config: GPT2Config; weight
     const v = randn(n, r, s);
     return { data: Float32Array.from(v, (x) => x + mean), shape };
   };
-  const config: GPT2Config = {
-    nLayer: layers.length,
-    nHead: spec.nHead,
-    dModel: d,
-    dHead: dh,
-    dMlp,
-    nCtx,
-    vocabSize: vocab,
-    eps: 1e-5,
-    activation: spec.activation ?? 'gelu_new',
-    layers,
-    pruned: spec.layers !== undefined,
-    raw: {},
-  };
-  const weights: GPT2Weights = {
-    wte: t([vocab, d], 1),
-    wpe: t([nCtx, d], 0.5),
-    lnf: { g: t([d], 0.1, 1), b: t([d], 0.1) },
-    layers: layers.map((l) => {
-      const k = l.heads.length;
-      return {
-        ln1: k > 0 ? { g: t([d], 0.1, 1), b: t([d], 0.1) } : undefined,
-        attn: k > 0 ? { wQKV: t([d, 3 * k * dh]), bQKV: t([3 * k * dh], 0.1), wO: t([k * dh, d]) } : undefined,
-        bO: t([d], 0.1),
-        ln2: l.mlp ? { g: t([d], 0.1, 1), b: t([d], 0.1) } : undefined,
-        mlp: l.mlp ? { wIn: t([d, dMlp]), bIn: t([dMlp], 0.1), wOut: t([dMlp, d], scale / 2) } : undefined,
-        bMlpOut: t([d], 0.1),
-      };
-    }),
-    lmHead: spec.lmHead ? t([vocab, d], 1) : undefined,
-  };
+  const base = parseConfig(
+    { model_type: 'gpt2', n_layer: layers.length, n_head: spec.nHead, n_embd: d, n_positions: nCtx, vocab_size: vocab, n_inner: dMlp, activation_function: spec.activation ?? 'gelu_new' },
+    'random-model',
+  );
+  const config: ModelConfig = { ...base, layers, pruned: spec.layers !== undefined, tied: !spec.lmHead };
+  const weights: Weights = new Map();
+  const put = (name: string, x: Tensor) => weights.set(name, x);
+  put('wte.weight', t([vocab, d], 1));
+  put('wpe.weight', t([nCtx, d], 0.5));
+  const lnfG = t([d], 0.1, 1);
+  const lnfB = t([d], 0.1);
+  layers.forEach((l, i) => {
+    const p = `h.${i}.`;
+    const k = l.heads.length;
+    if (k > 0) {
+      put(p + 'ln_1.weight', t([d], 0.1, 1));
+      put(p + 'ln_1.bias', t([d], 0.1));
+      put(p + 'attn.c_attn.weight', t([d, 3 * k * dh]));
+      put(p + 'attn.c_attn.bias', t([3 * k * dh], 0.1));
+      put(p + 'attn.c_proj.weight', t([k * dh, d]));
+    }
+    put(p + 'attn.c_proj.bias', t([d], 0.1));
+    if (l.mlp) {
+      put(p + 'ln_2.weight', t([d], 0.1, 1));
+      put(p + 'ln_2.bias', t([d], 0.1));
+      put(p + 'mlp.c_fc.weight', t([d, dMlp]));
+      put(p + 'mlp.c_fc.bias', t([dMlp], 0.1));
+      put(p + 'mlp.c_proj.weight', t([dMlp, d], scale / 2));
+    }
+    put(p + 'mlp.c_proj.bias', t([d], 0.1));
+  });
+  put('ln_f.weight', lnfG);
+  put('ln_f.bias', lnfB);
+  if (spec.lmHead) put('lm_head.weight', t([vocab, d], 1));
   return { config, weights };
 }

@@ -32,8 +32,8 @@ test('the real GPT-2 small config parses', () => {
   assert.equal(c.dMlp, 3072);
   assert.equal(c.nCtx, 1024);
   assert.equal(c.vocabSize, 50257);
-  assert.equal(c.eps, 1e-5);
-  assert.equal(c.activation, 'gelu_new');
+  assert.equal(c.norm.eps, 1e-5);
+  assert.equal(c.mlp.activation, 'gelu_new');
   assert.equal(c.pruned, false);
   assert.equal(c.layers.length, 12);
   assert.deepEqual(c.layers[5], { sourceLayer: 5, heads: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], mlp: true });
@@ -49,13 +49,13 @@ test('the real GPT-2 small config parses', () => {
 
 test('defaults: eps, activation, n_inner, n_ctx fallback', () => {
   const c = parseConfig({ n_layer: 2, n_head: 4, n_embd: 32, n_ctx: 64, vocab_size: 100, n_inner: null }, 'c.json');
-  assert.equal(c.eps, 1e-5);
-  assert.equal(c.activation, 'gelu_new');
+  assert.equal(c.norm.eps, 1e-5);
+  assert.equal(c.mlp.activation, 'gelu_new');
   assert.equal(c.dMlp, 128);
   assert.equal(c.nCtx, 64);
   const d = parseConfig({ n_layer: 2, n_head: 4, n_embd: 32, n_positions: 64, vocab_size: 100, n_inner: 50, activation_function: 'relu' }, 'c.json');
   assert.equal(d.dMlp, 50);
-  assert.equal(d.activation, 'relu');
+  assert.equal(d.mlp.activation, 'relu');
   assert.equal(configToJson(d).n_inner, 50);
 });
 
@@ -106,7 +106,8 @@ test('bad configs are CarveErrors naming the file and the key', () => {
     [{ ...gpt2, layer_norm_epsilon: 'small' }, /layer_norm_epsilon/],
     [{ ...gpt2, activation_function: 'swish' }, /activation_function/],
     [{ ...gpt2, n_inner: 0 }, /"n_inner"/],
-    [{ ...gpt2, model_type: 'llama' }, /model_type/],
+    [{ ...gpt2, model_type: 'bert' }, /"model_type" is "bert"; carve reads gpt2, llama, mistral, qwen2, gpt_neox/],
+    [{ ...gpt2, model_type: 'llama' }, /"num_hidden_layers"/],
     [{ ...gpt2, scale_attn_by_inverse_layer_idx: true }, /scale_attn_by_inverse_layer_idx/],
     [{ ...gpt2, carve: [] }, /"carve" must be an object/],
     [{ ...gpt2, carve: { format: 2, layers: [] } }, /format must be 1/],

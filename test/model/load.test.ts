@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { CarveError } from '../../src/util/errors.ts';
 import { loadModelDir, saveModelDir } from '../../src/model/load.ts';
 import { openSafetensors, writeSafetensors, f32ToF16Bits, f16BitsToF32 } from '../../src/model/safetensors.ts';
-import type { GPT2Config, GPT2Weights, LayerWeights, Tensor } from '../../src/model/types.ts';
+import type { ModelConfig, Tensor, Weights } from '../../src/model/types.ts';
 import { makeRandomGpt2 } from '../helpers/random-gpt2.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'carve-load-'));
@@ -50,24 +50,19 @@ test('a random GPT-2 loads, with and without the transformer. prefix, to the sam
   assert.equal(plain.source, join(tmp, 'plain'));
   const f = openSafetensors(join(tmp, 'pre', 'model.safetensors'));
   assert.ok(f.has('transformer.h.0.attn.bias'));
-  sameTensor(plain.weights.wte, pre.weights.wte, 'wte');
-  sameTensor(plain.weights.wpe, pre.weights.wpe, 'wpe');
-  sameTensor(plain.weights.lnf.g, pre.weights.lnf.g, 'ln_f');
-  for (let i = 0; i < 2; i++) {
-    const a = plain.weights.layers[i]!;
-    const b = pre.weights.layers[i]!;
-    sameTensor(a.attn!.wQKV, b.attn!.wQKV, 'c_attn');
-    sameTensor(a.mlp!.wOut, b.mlp!.wOut, 'mlp c_proj');
-    sameTensor(a.bO, b.bO, 'attn bias');
-  }
-  assert.deepEqual(plain.weights.wte.shape, [50, 16]);
-  assert.deepEqual(plain.weights.layers[1]!.attn!.wQKV.shape, [16, 48]);
-  assert.deepEqual(plain.weights.layers[1]!.mlp!.wIn.shape, [16, 64]);
-  assert.equal(plain.weights.lmHead, undefined);
+  // Loaded weights carry the table's names (no prefix), whatever the file used.
+  assert.deepEqual([...pre.weights.keys()], [...plain.weights.keys()]);
+  for (const [name, t] of plain.weights) sameTensor(t, pre.weights.get(name)!, name);
+  const W = (n: string) => plain.weights.get(n)!;
+  assert.deepEqual(W('wte.weight').shape, [50, 16]);
+  assert.deepEqual(W('h.1.attn.c_attn.weight').shape, [16, 48]);
+  assert.deepEqual(W('h.1.mlp.c_fc.weight').shape, [16, 64]);
+  assert.equal(plain.weights.has('lm_head.weight'), false);
+  assert.equal(plain.config.tied, true);
   // Layer-norm gains sit near 1, weights near 0.
-  const g = plain.weights.layers[0]!.ln1!.g.data;
+  const g = W('h.0.ln_1.weight').data;
   assert.ok(g.every((x) => x > 0.5 && x < 1.5));
-  const w = plain.weights.wte.data;
+  const w = W('wte.weight').data;
   const rms = Math.sqrt(w.reduce((s, x) => s + x * x, 0) / w.length);
   assert.ok(rms > 0.01 && rms < 0.04, `rms ${rms}`);
 });
@@ -81,17 +76,18 @@ test('the helper is deterministic, fast at the real vocabulary, and writes F16/B
   assert.deepEqual(readFileSync(join(big, 'model.safetensors')), readFileSync(join(again, 'model.safetensors')));
   const m = loadModelDir(big);
   assert.equal(m.config.vocabSize, 50257);
-  // Zero copy on load: weights are views on one file buffer.
-  assert.equal(m.weights.wte.data.buffer, m.weights.layers[2]!.mlp!.wOut.data.buffer);
+  // Each tensor is its own float32 array, exactly its size: nothing else of the file stays in memory.
+  for (const t of m.weights.values()) assert.equal(t.data.buffer.byteLength, 4 * t.data.length);
 
   const h = loadModelDir(makeRandomGpt2(join(tmp, 'half'), { ...small, dtype: 'F16', lmHead: true }));
   const b = loadModelDir(makeRandomGpt2(join(tmp, 'bf'), { ...small, dtype: 'BF16' }));
   const full = loadModelDir(join(tmp, 'plain'));
-  assert.deepEqual(h.weights.lmHead!.shape, [50, 16]);
+  assert.deepEqual(h.weights.get('lm_head.weight')!.shape, [50, 16]);
+  assert.equal(h.config.tied, false);
   // Same seed: the F16 file holds the F32 weights rounded to half.
-  const want = full.weights.wte.data.map((x) => f16BitsToF32(f32ToF16Bits(x)));
-  assert.deepEqual(bits(h.weights.wte.data), bits(want));
-  assert.ok(Math.abs(b.weights.wte.data[5]! - full.weights.wte.data[5]!) < 1e-3);
+  const want = full.weights.get('wte.weight')!.data.map((x) => f16BitsToF32(f32ToF16Bits(x)));
+  assert.deepEqual(bits(h.weights.get('wte.weight')!.data), bits(want));
+  assert.ok(Math.abs(b.weights.get('wte.weight')!.data[5]! - full.weights.get('wte.weight')!.data[5]!) < 1e-3);
 });
 
 test('shape mismatches name the tensor, the expected and the found shape', () => {
@@ -129,31 +125,34 @@ test('shape mismatches name the tensor, the expected and the found shape', () =>
 
   const dir3 = makeRandomGpt2(join(tmp, 'mis3'), small);
   editTensors(dir3, (n, d, s) => [n === 'wte.weight' ? 'transformer.wte.weight' : n, d, s]);
-  assert.equal(loadModelDir(dir3).weights.wte.shape[0], 50); // mixed prefixes are fine
+  assert.equal(loadModelDir(dir3).weights.get('wte.weight')!.shape[0], 50); // mixed prefixes are fine
   const f = openSafetensors(join(dir3, 'model.safetensors'));
   writeSafetensors(join(dir3, 'model.safetensors'), [
     ...[...f.header.keys()].map((n) => ({ name: n, dtype: 'F32' as const, shape: f.header.get(n)!.shape, data: f.tensorF32(n).slice() })),
     { name: 'wte.weight', dtype: 'F32', shape: [50, 16], data: new Float32Array(800) },
   ]);
-  expectError(() => loadModelDir(dir3), /both with and without/);
+  expectError(() => loadModelDir(dir3), /under several names \(wte\.weight, transformer\.wte\.weight\)/);
 
   expectError(() => loadModelDir(join(tmp, 'nope')), /no such model directory/);
   const empty = join(tmp, 'empty');
   makeRandomGpt2(empty, small);
   rmSync(join(empty, 'model.safetensors'));
-  expectError(() => loadModelDir(empty), /no model\.safetensors/);
+  expectError(() => loadModelDir(empty), /no model\.safetensors or model\.safetensors\.index\.json/);
 });
 
-/** Keep heads `keep[l]` of each layer and drop MLPs where `mlp[l]` is false, as compress will. */
-function prune(cfg: GPT2Config, w: GPT2Weights, keep: number[][], mlp: boolean[], layerIdx: number[]) {
+/** Keep heads `keep[l]` of each layer and drop MLPs where `mlp[l]` is false, as compress will (GPT-2 names). */
+function prune(cfg: ModelConfig, w: Weights, keep: number[][], mlp: boolean[], layerIdx: number[]) {
   const dH = cfg.dHead;
   const d = cfg.dModel;
-  const layers: LayerWeights[] = [];
+  const weights: Weights = new Map();
+  const copy = (from: string, to = from) => weights.set(to, w.get(from)!);
+  copy('wte.weight');
+  copy('wpe.weight');
   const layout = layerIdx.map((src, j) => {
-    const lw = w.layers[src]!;
     const heads = keep[j]!;
     const k = heads.length;
-    const out: LayerWeights = { bO: lw.bO, bMlpOut: lw.bMlpOut };
+    const S = (n: string) => w.get(`h.${src}.${n}`)!;
+    const p = `h.${j}.`;
     if (k > 0) {
       const qkv = new Float32Array(d * 3 * k * dH);
       const bqkv = new Float32Array(3 * k * dH);
@@ -163,24 +162,26 @@ function prune(cfg: GPT2Config, w: GPT2Weights, keep: number[][], mlp: boolean[]
           for (let c = 0; c < dH; c++) {
             const from = part * d + h * dH + c;
             const to = part * k * dH + hi * dH + c;
-            for (let r = 0; r < d; r++) qkv[r * 3 * k * dH + to] = lw.attn!.wQKV.data[r * 3 * d + from]!;
-            bqkv[to] = lw.attn!.bQKV.data[from]!;
+            for (let r = 0; r < d; r++) qkv[r * 3 * k * dH + to] = S('attn.c_attn.weight').data[r * 3 * d + from]!;
+            bqkv[to] = S('attn.c_attn.bias').data[from]!;
           }
         });
       }
-      heads.forEach((h, hi) => wo.set(lw.attn!.wO.data.subarray(h * dH * d, (h + 1) * dH * d), hi * dH * d));
-      out.ln1 = lw.ln1;
-      out.attn = { wQKV: { data: qkv, shape: [d, 3 * k * dH] }, bQKV: { data: bqkv, shape: [3 * k * dH] }, wO: { data: wo, shape: [k * dH, d] } };
+      heads.forEach((h, hi) => wo.set(S('attn.c_proj.weight').data.subarray(h * dH * d, (h + 1) * dH * d), hi * dH * d));
+      copy(`h.${src}.ln_1.weight`, p + 'ln_1.weight');
+      copy(`h.${src}.ln_1.bias`, p + 'ln_1.bias');
+      weights.set(p + 'attn.c_attn.weight', { data: qkv, shape: [d, 3 * k * dH] });
+      weights.set(p + 'attn.c_attn.bias', { data: bqkv, shape: [3 * k * dH] });
+      weights.set(p + 'attn.c_proj.weight', { data: wo, shape: [k * dH, d] });
     }
-    if (mlp[j]) {
-      out.ln2 = lw.ln2;
-      out.mlp = lw.mlp;
-    }
-    layers.push(out);
+    copy(`h.${src}.attn.c_proj.bias`, p + 'attn.c_proj.bias');
+    if (mlp[j]) for (const n of ['ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight']) copy(`h.${src}.${n}`, p + n);
+    copy(`h.${src}.mlp.c_proj.bias`, p + 'mlp.c_proj.bias');
     return { sourceLayer: src, heads, mlp: mlp[j]! };
   });
-  const config: GPT2Config = { ...cfg, nLayer: layout.length, layers: layout, pruned: true };
-  return { config, weights: { ...w, layers } };
+  for (const n of ['ln_f.weight', 'ln_f.bias', 'lm_head.weight']) if (w.has(n)) copy(n);
+  const config: ModelConfig = { ...cfg, nLayer: layout.length, layers: layout, pruned: true };
+  return { config, weights };
 }
 
 test('pruned layouts save and reload bit for bit, with only the tensors that exist', () => {
@@ -215,23 +216,8 @@ test('pruned layouts save and reload bit for bit, with only the tensors that exi
   const back = loadModelDir(out);
   assert.equal(back.config.pruned, true);
   assert.deepEqual(back.config.layers, pruned.config.layers);
-  assert.equal(back.weights.layers[1]!.attn, undefined);
-  assert.equal(back.weights.layers[1]!.ln1, undefined);
-  assert.equal(back.weights.layers[0]!.mlp, undefined);
-  for (let i = 0; i < 3; i++) {
-    const a = pruned.weights.layers[i]!;
-    const b = back.weights.layers[i]!;
-    sameTensor(a.bO, b.bO, `bO ${i}`);
-    sameTensor(a.bMlpOut, b.bMlpOut, `bMlpOut ${i}`);
-    if (a.attn) {
-      sameTensor(a.attn.wQKV, b.attn!.wQKV, `wQKV ${i}`);
-      sameTensor(a.attn.bQKV, b.attn!.bQKV, `bQKV ${i}`);
-      sameTensor(a.attn.wO, b.attn!.wO, `wO ${i}`);
-      sameTensor(a.ln1!.g, b.ln1!.g, `ln1 ${i}`);
-    }
-    if (a.mlp) sameTensor(a.mlp.wIn, b.mlp!.wIn, `wIn ${i}`);
-  }
-  sameTensor(pruned.weights.lmHead!, back.weights.lmHead!, 'lm_head');
+  assert.deepEqual([...back.weights.keys()].sort(), [...pruned.weights.keys()].sort());
+  for (const [name, t] of pruned.weights) sameTensor(t, back.weights.get(name)!, name);
 
   // Saving over an existing directory replaces it; a whole layer can go too.
   const fewer = prune(full.config, full.weights, [[1], [0, 1, 2, 3]], [true, false], [0, 2]);
@@ -246,13 +232,13 @@ test('pruned layouts save and reload bit for bit, with only the tensors that exi
   assert.equal(JSON.parse(readFileSync(join(plainOut, 'config.json'), 'utf8')).carve, undefined);
   const again = loadModelDir(plainOut);
   assert.equal(again.config.pruned, false);
-  sameTensor(again.weights.layers[2]!.mlp!.wIn, full.weights.layers[2]!.mlp!.wIn, 'wIn');
+  sameTensor(again.weights.get('h.2.mlp.c_fc.weight')!, full.weights.get('h.2.mlp.c_fc.weight')!, 'c_fc');
 
   // Inconsistent weights are refused before anything is written.
-  const broken = { config: pruned.config, weights: { ...pruned.weights, layers: pruned.weights.layers.slice(0, 2) } };
-  expectError(() => saveModelDir(join(tmp, 'broken'), broken), /3/);
-  const broken2 = { config: pruned.config, weights: { ...pruned.weights, layers: [...pruned.weights.layers] } };
-  broken2.weights.layers[1] = { ...pruned.weights.layers[1]!, bO: { data: new Float32Array(3), shape: [3] } };
+  const broken = { config: pruned.config, weights: new Map([...pruned.weights].filter(([n]) => !n.startsWith('h.2.'))) };
+  expectError(() => saveModelDir(join(tmp, 'broken'), broken), /tensor 'h\.2\.[a-z_.0-9]+' is missing/);
+  const broken2 = { config: pruned.config, weights: new Map(pruned.weights) };
+  broken2.weights.set('h.1.attn.c_proj.bias', { data: new Float32Array(3), shape: [3] });
   expectError(() => saveModelDir(join(tmp, 'broken'), broken2), /h\.1\.attn\.c_proj\.bias/);
   assert.ok(!existsSync(join(tmp, 'broken')));
 });

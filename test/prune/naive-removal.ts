@@ -3,7 +3,7 @@
  * replacement values from its own hooks, one full forward with every removed output overwritten.
  * Shares nothing with src/discover.
  */
-import type { GPT2Config, GPT2Weights } from '../../src/model/types.ts';
+import type { ModelConfig, Weights } from '../../src/model/types.ts';
 import type { Task } from '../../src/task/types.ts';
 import { naiveForward, type NaiveIntervention } from '../helpers/naive-gpt2.ts';
 import { naiveComponents } from '../helpers/naive-scores.ts';
@@ -27,8 +27,8 @@ function logSoftmax(l: Float64Array): Float64Array {
 }
 
 export function naiveRemoval(
-  cfg: GPT2Config,
-  w: GPT2Weights,
+  cfg: ModelConfig,
+  w: Weights,
   task: Task,
   ablation: NaiveAblation,
   removed: string[],

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AdamW, decaysByDefault, lrAt } from '../../src/train/adamw.ts';
 import { initModel, Prng } from '../../src/train/init.ts';
-import { namedWeights } from '../../src/model/weight-names.ts';
+import { tensorTable } from '../../src/model/arch/index.ts';
 import { isCarveError } from '../../src/util/errors.ts';
 
 const close = (a: number, b: number, tol = 1e-6) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
@@ -56,17 +56,17 @@ test('AdamW: gradient-norm clipping scales every gradient by clip / (norm + 1e-6
 });
 
 test('AdamW: weight decay only on matrices; biases, LayerNorm and embeddings are left alone by default', () => {
-  for (const n of ['L0.wQKV', 'L0.wO', 'L3.wIn', 'L3.wOut']) assert.equal(decaysByDefault(n), true, n);
-  for (const n of ['L0.bQKV', 'L0.bO', 'L1.bIn', 'L1.bMlpOut', 'L0.ln1.g', 'L0.ln1.b', 'L2.ln2.g', 'lnf.g', 'lnf.b', 'wte', 'wpe', 'lm_head']) {
+  for (const n of ['qkv.w', 'q.w', 'k.w', 'v.w', 'o.w', 'gate.w', 'up.w', 'down.w'] as const) assert.equal(decaysByDefault(n), true, n);
+  for (const n of ['qkv.b', 'o.b', 'up.b', 'down.b', 'norm1.w', 'norm1.b', 'norm2.w', 'final_norm.w', 'final_norm.b', 'embed', 'pos_embed', 'unembed'] as const) {
     assert.equal(decaysByDefault(n), false, n);
   }
-  assert.equal(decaysByDefault('wte', true), true);
-  assert.equal(decaysByDefault('L0.bO', true), false);
+  assert.equal(decaysByDefault('embed', true), true);
+  assert.equal(decaysByDefault('o.b', true), false);
 
   // With zero gradients, only decay moves a parameter: matrices shrink by (1 − lr·wd), the rest stay bit-identical.
   const model = initModel({ nLayer: 1, nHead: 2, dModel: 8, nCtx: 8, vocabSize: 11 }, 3);
-  const named = namedWeights(model.weights);
-  const params = named.map(({ name, tensor }) => ({ name, data: tensor.data, decay: decaysByDefault(name) }));
+  const roles = new Map(tensorTable(model.config).map((s) => [s.name, s.role]));
+  const params = [...model.weights].map(([name, tensor]) => ({ name, data: tensor.data, decay: decaysByDefault(roles.get(name)!) }));
   // Give biases and gains non-trivial values so "unchanged" means something.
   params.forEach((p) => p.data.forEach((_, j) => (p.data[j] += 0.5 + j * 1e-3)));
   const before = params.map((p) => Float32Array.from(p.data));
@@ -97,8 +97,9 @@ test('initModel: GPT-2 scheme, seeded and stable, attention-only layers, per-ten
   const a = initModel(spec, 7);
   const b = initModel(spec, 7);
   const c = initModel(spec, 8);
-  assert.deepEqual(a.weights.wte.data, b.weights.wte.data);
-  assert.notDeepEqual(a.weights.wte.data, c.weights.wte.data);
+  const A = (n: string) => a.weights.get(n)!;
+  assert.deepEqual(A('wte.weight').data, b.weights.get('wte.weight')!.data);
+  assert.notDeepEqual(A('wte.weight').data, c.weights.get('wte.weight')!.data);
   const std = (t: Float32Array) => {
     let s = 0;
     let q = 0;
@@ -108,32 +109,32 @@ test('initModel: GPT-2 scheme, seeded and stable, attention-only layers, per-ten
     }
     return Math.sqrt(q / t.length - (s / t.length) ** 2);
   };
-  close(std(a.weights.wte.data), 0.02, 0.02);
-  close(std(a.weights.layers[0].attn!.wQKV.data), 0.02, 0.05);
-  close(std(a.weights.layers[0].attn!.wO.data), 0.02 / Math.sqrt(4), 0.05);
-  close(std(a.weights.layers[0].mlp!.wOut.data), 0.02 / Math.sqrt(4), 0.05);
-  assert.ok(a.weights.layers[0].ln1!.g.data.every((v) => v === 1));
-  assert.ok(a.weights.layers[0].attn!.bQKV.data.every((v) => v === 0));
+  close(std(A('wte.weight').data), 0.02, 0.02);
+  close(std(A('h.0.attn.c_attn.weight').data), 0.02, 0.05);
+  close(std(A('h.0.attn.c_proj.weight').data), 0.02 / Math.sqrt(4), 0.05);
+  close(std(A('h.0.mlp.c_proj.weight').data), 0.02 / Math.sqrt(4), 0.05);
+  assert.ok(A('h.0.ln_1.weight').data.every((v) => v === 1));
+  assert.ok(A('h.0.attn.c_attn.bias').data.every((v) => v === 0));
   // Layer 1 is attention-only: no MLP tensors, a zero MLP output bias; the layout says so.
-  assert.equal(a.weights.layers[1].mlp, undefined);
-  assert.equal(a.weights.layers[1].ln2, undefined);
-  assert.ok(a.weights.layers[1].bMlpOut.data.every((v) => v === 0));
+  assert.equal(a.weights.has('h.1.mlp.c_fc.weight'), false);
+  assert.equal(a.weights.has('h.1.ln_2.weight'), false);
+  assert.ok(A('h.1.mlp.c_proj.bias').data.every((v) => v === 0));
   assert.deepEqual(a.config.layers.map((l) => l.mlp), [true, false]);
   assert.equal(a.config.pruned, true);
-  assert.equal(a.weights.lmHead, undefined);
+  assert.equal(a.weights.has('lm_head.weight'), false);
   // Streams are per tensor: dropping layer 1's MLP does not change layer 0's draws.
   const full = initModel({ ...spec, attnOnly: false }, 7);
-  assert.deepEqual(full.weights.layers[0].attn!.wQKV.data, a.weights.layers[0].attn!.wQKV.data);
+  assert.deepEqual(full.weights.get('h.0.attn.c_attn.weight')!.data, A('h.0.attn.c_attn.weight').data);
   // Bit-stable across versions and machines: pinned values (a changed PRNG changes every trained model).
   const r = new Prng(7, 'x');
   assert.deepEqual([r.normal(), r.normal(), r.uniform()], [1.1517506925534613, 0.7655902677651486, 0.94480500944452]);
   const pinned = initModel({ nLayer: 1, nHead: 2, dModel: 8, nCtx: 8, vocabSize: 11 }, 0);
-  assert.deepEqual(Array.from(pinned.weights.wte.data.slice(0, 3)), [0.009275555610656738, -0.006519219372421503, 0.021511996164917946]);
+  assert.deepEqual(Array.from(pinned.weights.get('wte.weight')!.data.slice(0, 3)), [0.009275555610656738, -0.006519219372421503, 0.021511996164917946]);
   // Bad specs are user errors.
   assert.throws(() => initModel({ ...spec, dModel: 30 }, 1), isCarveError);
   assert.throws(() => initModel({ ...spec, attnOnly: [true], mlpOnly: false }, 1), isCarveError);
   assert.throws(() => initModel({ ...spec, attnOnly: true, mlpOnly: true }, 1), isCarveError);
   const noAttn = initModel({ ...spec, attnOnly: false, mlpOnly: [true, false] }, 1);
-  assert.equal(noAttn.weights.layers[0].attn, undefined);
+  assert.equal(noAttn.weights.has('h.0.attn.c_attn.weight'), false);
   assert.deepEqual(noAttn.config.layers[0].heads, []);
 });

@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { generateIoi } from '../../src/task/ioi.ts';
 import { checkSeeds, heldOut, objectiveFeeds, trainBatch, type DataSpec } from '../../src/train/data.ts';
 import { resolveRecipe, train, type Recipe } from '../../src/train/trainer.ts';
-import { namedWeights } from '../../src/model/weight-names.ts';
 import { loadModelDir } from '../../src/model/load.ts';
 import { buildProgram } from '../../src/cli/main.ts';
 import { recipeFromOptions } from '../../src/cli/train.ts';
@@ -34,8 +33,11 @@ test('data: the held-out set is the default IOI task; training batches are fresh
   b0.forEach((e, b) => {
     assert.equal(Number((f.flat_pos.data as BigInt64Array)[b]), b * T + e.tokens.length - 1);
     assert.equal(Number((f.target_flat.data as BigInt64Array)[b]), b * V + e.correct);
-    assert.equal(Number((f.answers.data as BigInt64Array)[2 * b]), e.correct);
-    assert.equal(Number((f.answers.data as BigInt64Array)[2 * b + 1]), e.incorrect);
+    assert.equal(Number((f.metric_pos.data as BigInt64Array)[b]), e.tokens.length - 1);
+    assert.deepEqual(f.answer_ids.dims, [8, 2]);
+    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b]), e.correct);
+    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b + 1]), e.incorrect);
+    assert.deepEqual(Array.from((f.answer_weights.data as Float32Array).subarray(2 * b, 2 * b + 2)), [1, -1]);
     for (let j = e.tokens.length; j < T; j++) assert.equal(tok[b * T + j], 0n);
     assert.ok(Math.abs((f.row_scale.data as Float32Array)[b] - 1 / 8) < 1e-9);
   });
@@ -80,8 +82,8 @@ test('training: the loss falls in a short run, and the same seed gives bit-ident
   }
 
   const b = await train(r);
-  const wa = namedWeights(a.weights);
-  const wb = namedWeights(b.weights);
+  const wa = [...a.weights].map(([name, tensor]) => ({ name, tensor }));
+  const wb = [...b.weights].map(([name, tensor]) => ({ name, tensor }));
   assert.deepEqual(wa.map((w) => w.name), wb.map((w) => w.name));
   wa.forEach((w, i) => assert.ok(Buffer.from(w.tensor.data.buffer).equals(Buffer.from(wb[i].tensor.data.buffer)), `${w.name} differs between runs`));
   assert.deepEqual(b.steps.map((s) => s.loss), losses);
@@ -91,9 +93,9 @@ test('training: attention-only layers train with the MLP output bias held at zer
   const r = resolveRecipe({ ...tiny, nLayer: 2, dModel: 16, steps: 6, attnOnly: [true, false], evalEvery: 6, heldOutN: 10 });
   const res = await train(r);
   assert.deepEqual(res.config.layers.map((l) => l.mlp), [false, true]);
-  assert.ok(res.weights.layers[0].bMlpOut.data.every((v) => v === 0));
-  assert.ok(res.weights.layers[1].bMlpOut.data.some((v) => v !== 0));
-  assert.ok(res.weights.layers[0].bO.data.some((v) => v !== 0));
+  assert.ok(res.weights.get('h.0.mlp.c_proj.bias')!.data.every((v) => v === 0));
+  assert.ok(res.weights.get('h.1.mlp.c_proj.bias')!.data.some((v) => v !== 0));
+  assert.ok(res.weights.get('h.0.attn.c_proj.bias')!.data.some((v) => v !== 0));
 });
 
 test('carve train: writes a loadable F16 model with training.json; --recipe training.json reproduces it; bad flags are user errors', async () => {

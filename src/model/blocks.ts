@@ -1,0 +1,133 @@
+/**
+ * The pieces every architecture's layer is made of, each a short function on the graph builder:
+ * norms (LayerNorm, RMSNorm), projections in either weight layout, rotary position embedding,
+ * causal (optionally windowed) attention with grouped-query heads, and the MLP (plain or gated).
+ * forward.ts wires them together as the config says.
+ */
+import type { Graph, Shape, Value } from '../onnx/graph.ts';
+import type { Activation, ModelConfig } from './types.ts';
+
+export function layerNorm(g: Graph, x: Value, w: Value, b: Value, eps: number): Value {
+  const mu = g.reduceMean(x, [-1]);
+  const xc = g.sub(x, mu);
+  const variance = g.reduceMean(g.pow(xc, 2), [-1]);
+  return g.add(g.mul(g.div(xc, g.sqrt(g.add(variance, eps))), w), b);
+}
+
+/** HF's RMSNorm: x / sqrt(mean(x²) + eps), times the weight (no centring, no bias). */
+export function rmsNorm(g: Graph, x: Value, w: Value, eps: number): Value {
+  const ms = g.reduceMean(g.pow(x, 2), [-1]);
+  return g.mul(g.div(x, g.sqrt(g.add(ms, eps))), w);
+}
+
+export function norm(g: Graph, cfg: ModelConfig, x: Value, w: Value, b: Value | undefined): Value {
+  if (cfg.norm.kind === 'rms') return rmsNorm(g, x, w, cfg.norm.eps);
+  if (!b) throw new Error('LayerNorm needs a bias');
+  return layerNorm(g, x, w, b, cfg.norm.eps);
+}
+
+/**
+ * x·W (+ b) for W stored [in, out] (`in_out`, GPT-2's Conv1D) or [out, in] (`out_in`, torch Linear).
+ * An [out, in] weight is used as it is, through Gemm's transB on a 2-D view of x, rather than
+ * transposed once per run.
+ */
+export function linear(g: Graph, x: Value, w: Value, layout: 'in_out' | 'out_in', b?: Value): Value {
+  let y: Value;
+  if (layout === 'in_out') {
+    y = g.matmul(x, w);
+  } else {
+    const inDim = x.shape[x.rank - 1] as number;
+    const outDim = w.shape[0] as number;
+    const lead = x.shape.slice(0, -1);
+    if (x.rank === 2) {
+      y = g.gemmTransB(x, w);
+    } else {
+      const flat = g.reshape(x, [-1, inDim], [lead.join('*'), inDim]);
+      const shape = g.concat([g.slice(g.shapeOf(x), g.ints([0]), g.ints([x.rank - 1]), [0], [x.rank - 1]), g.ints([outDim])], 0);
+      y = g.reshapeTo(g.gemmTransB(flat, w), shape, [...lead, outDim]);
+    }
+  }
+  return b ? g.add(y, b) : y;
+}
+
+export function activation(g: Graph, x: Value, kind: Activation): Value {
+  switch (kind) {
+    case 'gelu_new':
+    case 'gelu_fast':
+    case 'gelu_pytorch_tanh': {
+      const inner = g.mul(g.add(x, g.mul(g.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+      return g.mul(g.mul(x, 0.5), g.add(g.tanh(inner), 1));
+    }
+    case 'gelu':
+      return g.mul(g.mul(x, 0.5), g.add(g.erf(g.mul(x, Math.SQRT1_2)), 1));
+    case 'relu':
+      return g.relu(x);
+    case 'silu':
+      return g.mul(x, g.sigmoid(x));
+  }
+}
+
+/**
+ * Rotary embedding in HF's rotate_half layout on the first 2·half dimensions of each head:
+ * [x1, x2, rest] → [x1·cos − x2·sin, x2·cos + x1·sin, rest]. `cos`/`sin` broadcast against
+ * x [B, R, H, half] ([1, T, 1, half] for every position, [B, 1, 1, half] for one position per row).
+ */
+export function rotate(g: Graph, x: Value, cos: Value, sin: Value, half: number): Value {
+  const dh = x.shape[x.rank - 1] as number;
+  const sizes = dh > 2 * half ? [half, half, dh - 2 * half] : [half, half];
+  const [x1, x2, rest] = g.split(x, -1, sizes);
+  const r1 = g.sub(g.mul(x1, cos), g.mul(x2, sin));
+  const r2 = g.add(g.mul(x2, cos), g.mul(x1, sin));
+  return g.concat(rest ? [r1, r2, rest] : [r1, r2], -1);
+}
+
+/** Replace a hook's value on rows/heads where keep = 0: out = x·keep + value·(1 − keep). */
+export function intervene(g: Graph, x: Value, keep: Value, value: Value): Value {
+  return g.add(g.mul(x, keep), g.mul(value, g.sub(g.scalar(1, x.dtype), keep)));
+}
+
+export interface AttentionResult {
+  scores: Value;
+  pattern: Value;
+  /** [B, R, k, dh] */
+  z: Value;
+}
+
+/**
+ * Scaled dot-product attention of k query heads over key/value heads.
+ * q [B, R, k, dh] (R query rows), keys/values [B, T, kv, dh]; `kvOf[s]` is the key/value slot that query
+ * slot s reads (grouped-query attention; undefined when it is the identity); `mask` is an additive
+ * bias broadcasting to [B, k, R, T].
+ */
+export function attend(g: Graph, q: Value, k: Value, v: Value, kvOf: number[] | undefined, mask: Value): AttentionResult {
+  const dh = q.shape[3] as number;
+  const heads = q.shape[2];
+  const qh = g.transpose(q, [0, 2, 1, 3]);
+  let kt: Value;
+  let vh: Value;
+  if (kvOf === undefined) {
+    kt = g.transpose(k, [0, 2, 3, 1]);
+    vh = g.transpose(v, [0, 2, 1, 3]);
+  } else {
+    // Heads first, so a Gather along axis 0 picks each query head's key/value head.
+    const idx = g.constant(kvOf, [kvOf.length], 'int64');
+    const pick = (x: Value) => g.gather(g.transpose(x, [2, 0, 1, 3]), idx); // [k, B, T, dh]
+    kt = g.transpose(pick(k), [1, 0, 3, 2]);
+    vh = g.transpose(pick(v), [1, 0, 2, 3]);
+  }
+  const scores = g.add(g.mul(g.matmul(qh, kt), 1 / Math.sqrt(dh)), mask);
+  const pattern = g.softmax(scores, -1);
+  const z = g.transpose(g.matmul(pattern, vh), [0, 2, 1, 3]);
+  if (z.shape[2] !== heads) throw new Error('attention changed the head count');
+  return { scores, pattern, z };
+}
+
+/** Split a fused projection's output [..., prod(factors)] along its factor `which` into `count` parts, each [..., k, dh]. */
+export function splitFused(g: Graph, y: Value, factors: number[], which: number): Value[] {
+  const lead = y.shape.slice(0, -1);
+  const target: Shape = [...lead, ...factors];
+  const r = g.reshape(y, [...lead.map(() => 0), ...factors], target);
+  const axis = lead.length + which;
+  const count = factors[which];
+  return g.split(r, axis, new Array(count).fill(1)).map((part) => g.squeeze(part, [axis]));
+}
