@@ -120,7 +120,7 @@ export function roundToDtype(x: number, dtype: WriteDtype): number {
   const f = Math.floor(r);
   const frac = r - f;
   const n = frac > 0.5 ? f + 1 : frac < 0.5 ? f : f % 2 === 0 ? f : f + 1;
-  const out = n * quantum;
+  const out = n === 0 ? (x < 0 ? -0 : 0) : n * quantum;
   if (Math.abs(out) > MAX_FINITE[dtype]) throw new Error(`${x} overflows ${dtype}`);
   return out;
 }
