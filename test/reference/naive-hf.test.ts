@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSafetensors } from '../../src/model/safetensors.ts';
 import type { GPT2Config, GPT2Weights, LayerWeights, Tensor } from '../../src/model/types.ts';
-import { cloneHfModel, randomHfModel, roundToDtype, writeHfModelDir, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
+import { cloneHfModel, randomHfModel, roundToDtype, writeHfModelDir, type HfModel, type HfModelSpec, type HfTensor } from '../helpers/hf-random.ts';
 import { applyRotary, erf, interpretHfConfig, naiveHfForward, ropeInverseFrequencies, type NaiveHfResult } from '../helpers/naive-hf.ts';
 import { naiveForward } from '../helpers/naive-gpt2.ts';
 import { randn, rng } from '../helpers/gradcheck.ts';
@@ -286,7 +286,8 @@ test('GQA with K kv heads equals MHA whose k/v heads are the kv heads repeated (
           W.set(w.subarray(kvOf(h) * dh * d, (kvOf(h) + 1) * dh * d), h * dh * d);
           B.set(b.subarray(kvOf(h) * dh, (kvOf(h) + 1) * dh), h * dh);
         }
-        return [{ shape: [4 * dh, d], data: W }, { shape: [4 * dh], data: B }] as const;
+        const pair: [HfTensor, HfTensor] = [{ shape: [4 * dh, d], data: W }, { shape: [4 * dh], data: B }];
+        return pair;
       };
       const [W, B] = build((h) => Math.floor(h / 2)); // HF repeat_kv: [kv0, kv0, kv1, kv1]
       mha.tensors.set(`model.layers.${l}.self_attn.${proj}.weight`, W);
@@ -415,7 +416,7 @@ test('llama3 rope scaling: inverse frequencies by hand; factor 1 is the unscaled
   differ(naiveHfForward(m, TOKENS).logits, naiveHfForward(plain, TOKENS).logits, 1e-4, 'factor 8 changes the model');
 
   const v5 = randomHfModel({ ...spec, configStyle: 'v5' });
-  assert.deepEqual(v5.config.rope_parameters, { rope_type: 'llama3', rope_theta: 10000, ...scaling });
+  assert.deepEqual(v5.config.rope_parameters, { ...scaling, rope_theta: 10000 });
   assert.ok(!('rope_scaling' in v5.config) && !('rope_theta' in v5.config));
   assert.deepEqual(ropeInverseFrequencies(v5.config), inv);
   const neox = randomHfModel(small('gpt_neox', { rotaryPct: 0.5, ropeTheta: 500 }));
