@@ -10,7 +10,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSafetensors } from '../../src/model/safetensors.ts';
-import type { GPT2Config, GPT2Weights, LayerWeights, Tensor } from '../../src/model/types.ts';
+import type { ModelConfig, Weights } from '../../src/model/types.ts';
+import { parseConfig } from '../../src/model/config.ts';
 import { cloneHfModel, randomHfModel, roundToDtype, writeHfModelDir, type HfModel, type HfModelSpec, type HfTensor } from '../helpers/hf-random.ts';
 import { applyRotary, erf, interpretHfConfig, naiveHfForward, ropeInverseFrequencies, type NaiveHfResult } from '../helpers/naive-hf.ts';
 import { naiveForward } from '../helpers/naive-gpt2.ts';
@@ -193,49 +194,11 @@ test('every architecture records the TransformerLens hooks with the documented s
 // ---------------------------------------------------------------------------------------------
 // The GPT-2 path against the older GPT-2 reference (which takes carve's in-memory GPT-2 types).
 
-function toGpt2Types(m: HfModel): { cfg: GPT2Config; w: GPT2Weights } {
-  const c = m.config as Record<string, number>;
-  const t = (name: string): Tensor => {
-    const x = tensor(m, name);
-    return { data: Float32Array.from(x.data), shape: x.shape };
-  };
-  const d = c.n_embd;
-  const H = c.n_head;
-  const dMlp = (c.n_inner as number | null) ?? 4 * d;
-  const layers: LayerWeights[] = [];
-  for (let l = 0; l < c.n_layer; l++) {
-    const p = `transformer.h.${l}.`;
-    layers.push({
-      ln1: { g: t(p + 'ln_1.weight'), b: t(p + 'ln_1.bias') },
-      attn: { wQKV: t(p + 'attn.c_attn.weight'), bQKV: t(p + 'attn.c_attn.bias'), wO: t(p + 'attn.c_proj.weight') },
-      bO: t(p + 'attn.c_proj.bias'),
-      ln2: { g: t(p + 'ln_2.weight'), b: t(p + 'ln_2.bias') },
-      mlp: { wIn: t(p + 'mlp.c_fc.weight'), bIn: t(p + 'mlp.c_fc.bias'), wOut: t(p + 'mlp.c_proj.weight') },
-      bMlpOut: t(p + 'mlp.c_proj.bias'),
-    });
-  }
-  const cfg: GPT2Config = {
-    nLayer: c.n_layer,
-    nHead: H,
-    dModel: d,
-    dHead: d / H,
-    dMlp,
-    nCtx: c.n_positions,
-    vocabSize: c.vocab_size,
-    eps: c.layer_norm_epsilon,
-    activation: 'gelu_new',
-    layers: Array.from({ length: c.n_layer }, (_, l) => ({ sourceLayer: l, heads: Array.from({ length: H }, (_, h) => h), mlp: true })),
-    pruned: false,
-    raw: m.config,
-  };
-  const w: GPT2Weights = {
-    wte: t('transformer.wte.weight'),
-    wpe: t('transformer.wpe.weight'),
-    layers,
-    lnf: { g: t('transformer.ln_f.weight'), b: t('transformer.ln_f.bias') },
-    lmHead: m.tensors.has('lm_head.weight') ? t('lm_head.weight') : undefined,
-  };
-  return { cfg, w };
+/** The same model in the form naive-gpt2.ts reads: GPT-2's names without the `transformer.` prefix. */
+function toGpt2Types(m: HfModel): { cfg: ModelConfig; w: Weights } {
+  const w: Weights = new Map();
+  for (const [name, x] of m.tensors) w.set(name.replace(/^transformer\./, ''), { data: Float32Array.from(x.data), shape: x.shape });
+  return { cfg: parseConfig(m.config, 'random gpt2'), w };
 }
 
 test('the gpt2 arch agrees with test/helpers/naive-gpt2.ts, tied and untied', () => {

@@ -43,7 +43,10 @@ const naming: Naming = {
 };
 
 function slidingWindow(f: Fields, arch: ArchName, nLayer: number): ModelConfig['window'] {
-  if (arch === 'llama' || !f.has('sliding_window')) return null;
+  if (arch === 'llama') return null;
+  // HF's MistralConfig defaults the window to 4096 when the key is absent; an explicit null means none.
+  if (arch === 'mistral' && f.c.sliding_window === undefined) return { size: 4096, layers: new Array(nLayer).fill(true) };
+  if (!f.has('sliding_window')) return null;
   const size = f.int('sliding_window', 1);
   if (arch === 'mistral') return { size, layers: new Array(nLayer).fill(true) };
   // qwen2: HF keeps the window only with use_sliding_window, in the layers layer_types marks.
