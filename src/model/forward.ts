@@ -214,8 +214,10 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       const fused = slotOf('qkv.w', i);
       if (fused) {
         // The fused output's factor structure (from the table) tells where Q, K and V sit.
-        const factors = (fused.layout === 'in_out' ? fused.axes[1] : fused.axes[0]).map((f) => (f === 'head' ? k : f === 'dh' ? dh : f)) as number[];
-        [q, kk, v] = splitFused(g, proj(x, 'qkv', i), factors, factors.indexOf(3));
+        const axis = fused.layout === 'in_out' ? fused.axes[1] : fused.axes[0];
+        const factors = axis.map((f) => (f === 'head' ? k : f === 'dh' ? dh : f)) as number[];
+        // The q/k/v factor is the literal 3 in the table (a layer may also keep exactly 3 heads).
+        [q, kk, v] = splitFused(g, proj(x, 'qkv', i), factors, axis.indexOf(3));
         q = rows(q);
       } else {
         const heads = (y: Value, n: number, rowsDim: 1 | 'T') => g.reshape(y, [0, 0, n, dh], ['B', rowsDim, n, dh]);
