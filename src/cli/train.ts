@@ -21,6 +21,10 @@ export const TRAINING_FILE = 'training.json';
 
 interface TrainCliOptions {
   out?: string;
+  arch?: string;
+  kvHeads?: string;
+  ropeTheta?: string;
+  untied?: boolean;
   recipe?: string;
   layers?: string;
   heads?: string;
@@ -96,6 +100,10 @@ export function recipeFromFlags(o: TrainCliOptions, nLayerSoFar: number): Record
   const num = (v: string | undefined, flag: string) => (v === undefined ? undefined : parseNumber(v, flag));
   const nLayer = int(o.layers, '--layers');
   const out: Record<string, unknown> = {
+    arch: o.arch,
+    nKvHead: nonNeg(o.kvHeads, '--kv-heads'),
+    ropeTheta: num(o.ropeTheta, '--rope-theta'),
+    untied: o.untied,
     nLayer,
     nHead: int(o.heads, '--heads'),
     dModel: int(o.dModel, '--d-model'),
@@ -129,7 +137,7 @@ export function recipeFromFlags(o: TrainCliOptions, nLayerSoFar: number): Record
 }
 
 function flagName(key: string): string {
-  const map: Record<string, string> = { nLayer: 'layers', nHead: 'heads' };
+  const map: Record<string, string> = { nLayer: 'layers', nHead: 'heads', nKvHead: 'kv-heads' };
   return '--' + (map[key] ?? key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
 }
 
@@ -212,6 +220,11 @@ export function registerTrainCommand(program: Command): void {
     .description('train a small GPT-2-format model on IOI prompts and write it as a model directory (with training.json)')
     .requiredOption('--out <dir>', 'the model directory to write (config.json, model.safetensors, training.json)')
     .option('--recipe <file.json>', 'recipe fields as JSON (or a training.json to reproduce); flags override')
+    .option('--arch <gpt2|llama>', 'gpt2 (LayerNorm, learned positions, gelu, tied) or llama (RMSNorm, rotary, SwiGLU, grouped-query attention, untied); default gpt2')
+    .option('--kv-heads <n>', 'llama: key/value heads, dividing --heads (default 0: as many as query heads)')
+    .option('--rope-theta <x>', 'llama: rotary base (default 10000)')
+    .option('--untied', 'a separate unembedding matrix (default: tied for gpt2, untied for llama)')
+    .option('--no-untied', 'unembedding tied to the embedding')
     .option('--layers <n>', 'layers (default 2)')
     .option('--heads <n>', 'heads per layer (default 4)')
     .option('--d-model <n>', 'residual width (default 64)')

@@ -229,6 +229,8 @@ export function mergeRecipe(...layers: Record<string, unknown>[]): Recipe {
 export function resolveRecipe(...layers: Record<string, unknown>[]): Recipe {
   const r = mergeRecipe(...layers);
   if (r.dModel % r.nHead !== 0) fail(`dModel ${r.dModel} is not divisible by nHead ${r.nHead}`);
+  if (r.nKvHead > 0 && r.arch !== 'llama') fail(`nKvHead: grouped-query attention needs arch llama (arch is ${r.arch})`);
+  if (r.nKvHead > 0 && r.nHead % r.nKvHead !== 0) fail(`nKvHead: ${r.nKvHead} does not divide the ${r.nHead} query heads`);
   for (const k of ['attnOnly', 'mlpOnly'] as const) {
     const v = r[k];
     if (Array.isArray(v) && v.length !== r.nLayer) fail(`${k}: lists ${v.length} layers, the model has nLayer ${r.nLayer}`);

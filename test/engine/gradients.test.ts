@@ -77,12 +77,32 @@ test('metric gradient at hook_z, hook_mlp_out and hook_resid_pre of a whole GPT-
   }
 });
 
-test('training objective: weight gradients match finite differences (float64, tied and untied)', async () => {
+test('training objective: weight gradients match finite differences (float64; gpt2 tied and untied, llama GQA, gpt_neox)', async () => {
   const { buildObjective } = await import('../../src/train/objective.ts');
   const { toOrt } = await import('../../src/onnx/session.ts');
-  const { answerFeeds } = await import('../../src/model/hooked.ts');
-  for (const lmHead of [false, true]) {
-    const m = randomModel({ nLayer: 2, nHead: 2, dModel: 8, vocabSize: 20, nCtx: 8, seed: 41, lmHead });
+  const { answerFeeds, rotaryFeeds } = await import('../../src/model/hooked.ts');
+  const { randomHfModel, writeHfModelDir } = await import('../helpers/hf-random.ts');
+  const { loadModelDir } = await import('../../src/model/load.ts');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'carve-grad-'));
+  const hf = (spec: Parameters<typeof randomHfModel>[0]) => {
+    const d = join(dir, spec.arch);
+    writeHfModelDir(d, randomHfModel(spec));
+    return loadModelDir(d);
+  };
+  const models = [
+    randomModel({ nLayer: 2, nHead: 2, dModel: 8, vocabSize: 20, nCtx: 8, seed: 41, lmHead: false }),
+    randomModel({ nLayer: 2, nHead: 2, dModel: 8, vocabSize: 20, nCtx: 8, seed: 41, lmHead: true }),
+    // RMSNorm, rotary, SwiGLU and grouped-query attention (2 query heads per key/value head).
+    hf({ arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 8, vocab: 20, maxPos: 8, seed: 42, scale: 0.5 }),
+    // Fused per-head QKV, partial rotary, parallel residual, exact-erf gelu (float64 erf).
+    hf({ arch: 'gpt_neox', nLayer: 2, nHead: 2, dModel: 8, vocab: 20, maxPos: 8, seed: 43, rotaryPct: 0.5, scale: 0.5 }),
+  ];
+  test.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const m of models) {
+    const lmHead = !m.config.tied;
     const obj = buildObjective(m.config, 'float64', { ceWeight: 1, hingeWeight: 0.5, margin: 100 });
     const toks = [
       [3, 9, 12, 5],
@@ -110,12 +130,13 @@ test('training objective: weight gradients match finite differences (float64, ti
       f.answer_weights = toOrt({ data: af.weights, dims: [B, af.A] }, 'float64');
       f.target_flat = toOrt({ data: BigInt64Array.from(answers.map((a, b) => BigInt(b * V + a[0]))), dims: [B] }, 'int64');
       f.row_scale = toOrt({ data: Float64Array.from([0.5, 0.5]), dims: [B] }, 'float64');
+      if (m.config.positions.kind === 'rotary') Object.assign(f, rotaryFeeds(m.config, T, 'float64'));
       return f;
     };
     const base = await engine.run(obj.graph, feeds());
     const r = rng(3);
     const h = 1e-6;
-    assert.ok(!lmHead === !obj.weightNames.includes('lm_head.weight'));
+    assert.ok(!lmHead === !obj.weightNames.some((n) => n === 'lm_head.weight' || n === 'embed_out.weight'), m.config.arch);
     for (const name of obj.weightNames) {
       const grad = base[`grad:${name}`].data as Float64Array;
       const v = values.get(name)!;

@@ -147,7 +147,38 @@ test('carve train: writes a loadable F16 model with training.json; --recipe trai
     assert.deepEqual(r.attnOnly, [true, false, true]);
     assert.equal(recipeFromOptions({ out, attnOnly: true }).attnOnly, true);
     assert.deepEqual(recipeFromOptions({ out, layers: '3', attnOnly: '0,2' }).attnOnly, [true, false, true]);
+    bad({ arch: 'falcon' }, /--arch/);
+    bad({ arch: 'llama', heads: '4', kvHeads: '3' }, /does not divide/);
+    bad({ kvHeads: '2' }, /needs arch llama/);
+    const llama = recipeFromOptions({ out, arch: 'llama', heads: '4', kvHeads: '2', ropeTheta: '500000' });
+    assert.deepEqual([llama.arch, llama.nKvHead, llama.ropeTheta, llama.untied], ['llama', 2, 500000, 'auto']);
+    assert.equal(recipeFromOptions({ out, arch: 'llama', untied: false }).untied, false);
     assert.ok(!existsSync(join(dir, 'never')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('carve train --arch llama: RMSNorm, rotary, SwiGLU, grouped-query attention, untied; loads as a Llama and reproduces from its recipe', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'carve-train-llama-'));
+  try {
+    const out = join(dir, 'm');
+    const args = ['--arch', 'llama', '--layers', '1', '--heads', '4', '--kv-heads', '2', '--d-model', '16', '--steps', '4', '--batch', '8', '--warmup', '1', '--eval-every', '2', '--held-out-n', '10'];
+    await buildProgram().parseAsync(['node', 'carve', 'train', '--out', out, ...args]);
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    assert.equal(cfg.model_type, 'llama');
+    assert.equal(cfg.num_key_value_heads, 2);
+    assert.equal(cfg.hidden_act, 'silu');
+    assert.equal(cfg.tie_word_embeddings, false);
+    const model = loadModelDir(out);
+    assert.equal(model.config.norm.kind, 'rms');
+    assert.equal(model.config.positions.kind, 'rotary');
+    assert.ok(model.config.mlp.gated);
+    assert.ok(model.weights.has('lm_head.weight'));
+    assert.deepEqual(model.weights.get('model.layers.0.self_attn.k_proj.weight')!.shape, [8, 16]);
+    const again = join(dir, 'again');
+    await buildProgram().parseAsync(['node', 'carve', 'train', '--out', again, '--recipe', join(out, 'training.json')]);
+    assert.ok(readFileSync(join(again, 'model.safetensors')).equals(readFileSync(join(out, 'model.safetensors'))));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
