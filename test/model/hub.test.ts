@@ -8,6 +8,7 @@ import { CarveError } from '../../src/util/errors.ts';
 import { resolveModel, hfHubCacheDir, isPlausibleHubId, repoRoot } from '../../src/model/hub.ts';
 import { loadModelDir } from '../../src/model/load.ts';
 import { makeRandomGpt2 } from '../helpers/random-gpt2.ts';
+import { randomHfModel, writeHfModelDir } from '../helpers/hf-random.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'carve-hub-'));
 const savedEnv = { ...process.env };
@@ -129,6 +130,39 @@ test('offline and not cached: one clear CarveError', async () => {
   await expectError(resolveModel('gpt2', { fetch: offlineFetch }), /not in the Hugging Face cache/);
 });
 
+/** A fake hub serving the given repositories (id → files) at one commit each, as the hub's API does. */
+function fakeHub(repos: Record<string, Record<string, Buffer>>, commit: string, calls: string[]): typeof fetch {
+  return (async (input: string | URL | Request, init?: RequestInit) => {
+    const url = new URL(String(input));
+    calls.push(`${init?.method ?? 'GET'} ${url.pathname}`);
+    const json = (v: unknown) => new Response(JSON.stringify(v), { headers: { 'content-type': 'application/json' } });
+    const info = (files: Record<string, Buffer>, p: string) => ({ type: 'file', path: p, size: files[p]!.length, oid: createHash('sha1').update(files[p]!).digest('hex') });
+    for (const [id, files] of Object.entries(repos)) {
+      if (url.pathname === `/api/models/${id}/revision/main`) return json({ _id: 'x', id, sha: commit, private: false, lastModified: '2024-01-01T00:00:00Z' });
+      if (url.pathname === `/api/models/${id}/tree/${commit}`) return json(Object.keys(files).map((p) => info(files, p)));
+      if (url.pathname === `/api/models/${id}/paths-info/${commit}`) {
+        const { paths } = JSON.parse(String(init!.body)) as { paths: string[] };
+        return json(paths.filter((p) => files[p]).map((p) => info(files, p)));
+      }
+      const m = new RegExp(`^/${id}/resolve/([0-9a-f]{40})/(.+)$`).exec(url.pathname);
+      if (m && m[1] === commit && files[m[2]!]) {
+        const body = files[m[2]!]!;
+        const range = new Headers(init?.headers).get('range');
+        const etag = `"${createHash('sha256').update(body).digest('hex')}"`;
+        if (range) {
+          const [a, b] = range.replace('bytes=', '').split('-').map(Number) as [number, number];
+          return new Response(new Uint8Array(body.subarray(a, b + 1)), {
+            status: 206,
+            headers: { 'content-range': `bytes ${a}-${b}/${body.length}`, etag, 'content-length': String(b + 1 - a) },
+          });
+        }
+        return new Response(new Uint8Array(body), { headers: { etag, 'content-length': String(body.length) } });
+      }
+    }
+    return new Response('not found', { status: 404 });
+  }) as typeof fetch;
+}
+
 test('download into the cache from a (fake) hub, then offline reuse', async () => {
   const cache = join(tmp, 'dl-cache');
   process.env.HF_HUB_CACHE = cache;
@@ -136,37 +170,12 @@ test('download into the cache from a (fake) hub, then offline reuse', async () =
   const files: Record<string, Buffer> = {
     'config.json': readFileSync(join(src, 'config.json')),
     'model.safetensors': readFileSync(join(src, 'model.safetensors')),
+    'README.md': Buffer.from('not fetched'),
   };
   const commit = 'b'.repeat(40);
   const hub = 'https://fake-hub.test';
   const calls: string[] = [];
-  const fakeFetch = (async (input: string | URL | Request, init?: RequestInit) => {
-    const url = new URL(String(input));
-    calls.push(`${init?.method ?? 'GET'} ${url.pathname}`);
-    const json = (v: unknown) => new Response(JSON.stringify(v), { headers: { 'content-type': 'application/json' } });
-    if (url.pathname === '/api/models/tiny/gpt2/revision/main') {
-      return json({ _id: 'x', id: 'tiny/gpt2', sha: commit, private: false, lastModified: '2024-01-01T00:00:00Z' });
-    }
-    if (url.pathname === `/api/models/tiny/gpt2/paths-info/${commit}`) {
-      const { paths } = JSON.parse(String(init!.body)) as { paths: string[] };
-      return json(paths.map((p) => ({ path: p, type: 'file', size: files[p]!.length, oid: createHash('sha1').update(files[p]!).digest('hex') })));
-    }
-    const m = /^\/tiny\/gpt2\/resolve\/([0-9a-f]{40})\/(.+)$/.exec(url.pathname);
-    if (m && m[1] === commit && files[m[2]!]) {
-      const body = files[m[2]!]!;
-      const range = new Headers(init?.headers).get('range');
-      const etag = `"${createHash('sha256').update(body).digest('hex')}"`;
-      if (range) {
-        const [a, b] = range.replace('bytes=', '').split('-').map(Number) as [number, number];
-        return new Response(new Uint8Array(body.subarray(a, b + 1)), {
-          status: 206,
-          headers: { 'content-range': `bytes ${a}-${b}/${body.length}`, etag, 'content-length': String(b + 1 - a) },
-        });
-      }
-      return new Response(new Uint8Array(body), { headers: { etag, 'content-length': String(body.length) } });
-    }
-    return new Response('not found', { status: 404 });
-  }) as typeof fetch;
+  const fakeFetch = fakeHub({ 'tiny/gpt2': files }, commit, calls);
 
   const logs: string[] = [];
   const r = await resolveModel('tiny/gpt2', { fetch: fakeFetch, hubUrl: hub, log: (s) => logs.push(s) });
@@ -175,6 +184,7 @@ test('download into the cache from a (fake) hub, then offline reuse', async () =
   assert.ok(lstatSync(join(r.dir, 'model.safetensors')).isSymbolicLink());
   assert.deepEqual(readFileSync(join(r.dir, 'model.safetensors')), files['model.safetensors']);
   assert.equal(logs.length, 2);
+  assert.ok(!existsSync(join(r.dir, 'README.md')));
   assert.equal(loadModelDir(r.dir).config.vocabSize, 20);
 
   // Second time: straight from the cache, no network.
@@ -185,4 +195,26 @@ test('download into the cache from a (fake) hub, then offline reuse', async () =
 
   // A repository the hub does not know is reported with the hub's reason.
   await expectError(resolveModel('tiny/other', { fetch: fakeFetch, hubUrl: hub, log: () => {} }), /'tiny\/other' is not in the Hugging Face cache/);
+});
+
+test('a sharded checkpoint downloads its index, every shard and the tokenizer files; an incomplete snapshot is not used', async () => {
+  const cache = join(tmp, 'dl-cache-sharded');
+  process.env.HF_HUB_CACHE = cache;
+  const srcDir = join(tmp, 'hub-src-llama');
+  const model = randomHfModel({ arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: 32, seed: 5 });
+  const written = writeHfModelDir(srcDir, model, { shards: 3 });
+  writeFileSync(join(srcDir, 'tokenizer.json'), '{"version": "1.0"}');
+  const files: Record<string, Buffer> = {};
+  for (const f of [...written, 'tokenizer.json']) files[f] = readFileSync(join(srcDir, f));
+  const commit = 'c'.repeat(40);
+  const calls: string[] = [];
+  const logs: string[] = [];
+  const r = await resolveModel('tiny/llama', { fetch: fakeHub({ 'tiny/llama': files }, commit, calls), hubUrl: 'https://fake-hub.test', log: (s) => logs.push(s) });
+  for (const f of Object.keys(files)) assert.deepEqual(readFileSync(join(r.dir, f)), files[f], f);
+  assert.equal(logs.length, Object.keys(files).length);
+  assert.equal(loadModelDir(r.dir).config.arch, 'llama');
+  // A shard missing from the snapshot: the snapshot is incomplete, so offline it is not found.
+  rmSync(join(r.dir, 'model-00002-of-00003.safetensors'));
+  process.env.HF_HUB_OFFLINE = '1';
+  await expectError(resolveModel('tiny/llama'), /not in the Hugging Face cache/, /HF_HUB_OFFLINE/);
 });
