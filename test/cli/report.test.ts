@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { registerReportCommand } from '../../src/cli/report.ts';
-import { freshRun } from './helpers.ts';
+import { freshRun } from '../report/helpers.ts';
 
 test('`carve report RUN_DIR` writes report.html and names it on stderr', async () => {
   const dir = freshRun('cli');

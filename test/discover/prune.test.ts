@@ -8,7 +8,7 @@ import { computeReplacements } from '../../src/discover/replacements.ts';
 import { attributionAt, pruneOrder, type PruneCheckpoint, type PruneOptions, type PruneResult } from '../../src/discover/prune.ts';
 import { CarveError } from '../../src/util/errors.ts';
 import { randomModel } from '../helpers/random-model.ts';
-import { meanOf, naiveRemoval, randomTask, stdOf } from './naive-removal.ts';
+import { meanOf, naiveRemoval, randomTask, stdOf } from '../helpers/naive-removal.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.ts';
+import { carveInProcess, type CarveRun } from '../helpers/cli.ts';
 import { partialPath } from '../../src/cli/prune.ts';
 import { saveModelDir, loadModelDir } from '../../src/model/load.ts';
 import { writeJsonlTask } from '../../src/task/jsonl.ts';
@@ -12,7 +12,7 @@ import { HookedModel } from '../../src/model/hooked.ts';
 import { Engine } from '../../src/onnx/session.ts';
 import { pruneOrder, type PruneCheckpoint } from '../../src/discover/prune.ts';
 import { randomModel } from '../helpers/random-model.ts';
-import { randomTask } from './naive-removal.ts';
+import { randomTask } from '../helpers/naive-removal.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'carve-prune-cli-'));
 const modelDir = join(dir, 'model');
@@ -21,34 +21,14 @@ const taskFile = join(dir, 'task.jsonl');
 writeJsonlTask(taskFile, randomTask(4, 30, 8));
 const common = ['--model', modelDir, '--task', taskFile];
 
-/** `carve ...` in-process: stdout, stderr and the exit code. */
-async function carve(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  let stdout = '';
-  let stderr = '';
-  const out = process.stdout.write;
-  const err = process.stderr.write;
-  process.stdout.write = ((s: string | Uint8Array) => ((stdout += String(s)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => ((stderr += String(s)), true)) as typeof process.stderr.write;
-  const before = process.exitCode;
-  process.exitCode = 0;
-  try {
-    await main(['node', 'carve', ...args]);
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = before;
-  return { stdout, stderr, code };
-}
+const carve = carveInProcess;
 
-function assertUserError(r: { stdout: string; stderr: string; code: number }, pattern: RegExp, outFile: string): void {
+function assertUserError(r: CarveRun, pattern: RegExp, outFile: string): void {
   assert.equal(r.code, 2, r.stderr);
   const lines = r.stderr.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], /^carve: error: /);
   assert.match(lines[0], pattern);
-  assert.equal(r.stdout, '');
   assert.ok(!existsSync(outFile), 'no output file after a user error');
 }
 
@@ -68,9 +48,10 @@ test('carve prune writes the order, the steps and the extra fields, and no parti
   assert.equal(typeof res.corrupt_metric, 'number');
   assert.ok(!existsSync(partialPath(out)));
 
-  const acdc = await carve(['prune', '--order', 'acdc', '--metric', 'kl', '--threshold', '1e9', ...common]);
+  const acdcOut = join(dir, 'acdc.json');
+  const acdc = await carve(['prune', '--order', 'acdc', '--metric', 'kl', '--threshold', '1e9', ...common, '--out', acdcOut]);
   assert.equal(acdc.code, 0, acdc.stderr);
-  const a = JSON.parse(acdc.stdout);
+  const a = JSON.parse(readFileSync(acdcOut, 'utf8'));
   assert.deepEqual(a.kept, []);
   assert.equal(a.acdc_metric, 'kl');
   assert.equal(a.mean_over, 'clean');
