@@ -169,6 +169,8 @@ export class ExploreSession {
   private patterns = new Lru<{ heads: number[]; patterns: Float64Array[] }>(256);
   private computedScans: ScanView[] = [];
   private chain: Promise<unknown> = Promise.resolve();
+  /** How many evaluate calls served how many sets (batching at work). */
+  readonly stats = { evaluateCalls: 0, evaluatedSets: 0, cacheHits: 0 };
 
   constructor(
     readonly loaded: LoadedModel,
@@ -458,7 +460,10 @@ export class ExploreSession {
   private metricsOf(removed: Component[], ablation: Ablation): Promise<Float64Array> {
     const key = `${ablation}|${removed.map((c) => c.name).join(',')}`;
     const hit = this.results.get(key);
-    if (hit) return Promise.resolve(hit);
+    if (hit) {
+      this.stats.cacheHits++;
+      return Promise.resolve(hit);
+    }
     const running = this.inflight.get(key);
     if (running) return running;
     const p = new Promise<Float64Array>((resolve, reject) => {
@@ -488,6 +493,8 @@ export class ExploreSession {
     this.pending.delete(ablation);
     if (batch.length === 0) return;
     try {
+      this.stats.evaluateCalls++;
+      this.stats.evaluatedSets += batch.length;
       const out = await ev.evaluate(batch.map((b) => b.removed));
       batch.forEach((b, i) => b.resolve(out[i]));
     } catch (e) {
