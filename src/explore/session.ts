@@ -160,6 +160,8 @@ export class ExploreSession {
   readonly batchSize: number;
   readonly meanOver: MeanOver;
   readonly outDir: string | null;
+  /** The output directory as the user wrote it, for display. */
+  private readonly outDirAsGiven: string | null;
   readonly run: RunData | null;
   private readonly comps: Component[];
   private evaluators = new Map<Ablation, Promise<{ ev: ExactEvaluator; repl: Replacements }>>();
@@ -184,6 +186,7 @@ export class ExploreSession {
     this.batchSize = Math.max(1, opts.batchSize ?? 64);
     this.meanOver = opts.meanOver ?? 'clean';
     this.outDir = opts.outDir === undefined ? null : resolve(opts.outDir);
+    this.outDirAsGiven = opts.outDir ?? null;
     this.run = opts.run ?? null;
     this.results = new Lru(opts.cacheSize ?? 4096);
     this.comps = listComponents(this.model.config);
@@ -203,7 +206,7 @@ export class ExploreSession {
       components: this.comps.map((c) => c.name),
       ablations: ABLATIONS,
       can_write: this.outDir !== null,
-      out_dir: this.outDir,
+      out_dir: this.outDirAsGiven,
       run_dir: this.run?.dir ?? null,
     };
   }
@@ -352,7 +355,7 @@ export class ExploreSession {
     const removedSet = new Set(this.lookup(removed).map((c) => c.name));
     const kept = this.comps.filter((c) => !removedSet.has(c.name)).map((c) => c.name);
     writeFileAtomic(path, JSON.stringify(kept, null, 0) + '\n');
-    return { path, kept };
+    return { path: this.shownPath(name), kept };
   }
 
   /** Write a compressed model directory holding the kept components (as `carve compress --keep`). */
@@ -397,7 +400,7 @@ export class ExploreSession {
       layers: pruned.config.layers.map((l) => ({ source_layer: l.sourceLayer, heads: l.heads, mlp: l.mlp })),
     };
     saveModelDir(path, pruned, 'F32', { [COMPRESS_RECORD]: JSON.stringify(record, null, 2) + '\n' });
-    return { path, kept, metric: result.metric, std: result.std, n_params_before: before.n_params, n_params_after: after.n_params };
+    return { path: this.shownPath(name), kept, metric: result.metric, std: result.std, n_params_before: before.n_params, n_params_after: after.n_params };
   }
 
   // ------------------------------------------------------------ internals
@@ -428,6 +431,11 @@ export class ExploreSession {
       fail(`name: expected a plain file name (letters, digits, ".", "_", "-"; no "/" or ".."), got ${JSON.stringify(name)}`);
     }
     return join(this.outDir, name);
+  }
+
+  /** An output path as the user would write it: under --out-dir as given. */
+  private shownPath(name: string): string {
+    return join(this.outDirAsGiven ?? '', name);
   }
 
   /** The clean per-prompt metric (0 for KL, which is measured from the clean run). */

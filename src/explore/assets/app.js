@@ -140,6 +140,7 @@ function renderGrid() {
 }
 
 function toggle(name) {
+  status('');
   if (state.removed.has(name)) state.removed.delete(name);
   else state.removed.add(name);
   renderGrid();
@@ -443,7 +444,10 @@ async function start() {
   $('compute-exact').addEventListener('click', () => computeScan('exact'));
   $('compute-attr').addEventListener('click', () => computeScan('attribution'));
   $('compute-attr').disabled = info.metric_name !== 'logit-diff';
-  $('restore-all').addEventListener('click', () => setRemoved([]));
+  $('restore-all').addEventListener('click', () => {
+    status('');
+    setRemoved([]);
+  });
   for (const id of ['save-keep', 'compress', 'keep-name', 'compress-name']) {
     $(id).disabled = !info.can_write;
     if (!info.can_write) $(id).title = 'start carve explore with --out-dir DIR to write files';
