@@ -24,7 +24,7 @@ import type { LoadedModel } from '../model/types.ts';
 import type { MetricName } from '../model/readout.ts';
 import { CONFIG_FILE, WEIGHTS_FILE, saveModelDir } from '../model/load.ts';
 import { layerPatterns } from '../model/attention.ts';
-import { tokenString } from '../tokenizer/gpt2.ts';
+import { displayToken } from '../tokenizer/gpt2.ts';
 import { accuracy, mean, std } from '../task/metrics.ts';
 import { checkPair } from '../task/jsonl.ts';
 import type { Task } from '../task/types.ts';
@@ -120,14 +120,8 @@ function evaluatorMetric(m: ExploreMetric): MetricKind {
   fail(`--metric ${m}: the exact evaluator computes logit-diff and kl only`);
 }
 
-/** A token as the page shows it; ids the GPT-2 vocabulary does not cover show as <id>. */
-function tokenText(id: number): string {
-  try {
-    return tokenString(id);
-  } catch {
-    return `<${id}>`;
-  }
-}
+/** A token as the page shows it (the task's tokenizer is GPT-2's today). */
+const tokenText = displayToken;
 
 class Lru<V> {
   private map = new Map<string, V>();
