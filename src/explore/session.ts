@@ -117,7 +117,7 @@ const COMPRESS_RECORD = 'carve-compress.json';
 function evaluatorMetric(m: ExploreMetric): MetricKind {
   if (m === 'logit-diff') return 'logit_diff';
   if (m === 'kl') return 'kl';
-  fail(`--metric ${m}: the exact evaluator computes logit-diff and kl only`);
+  fail(`metric ${m}: the exact evaluator computes logit-diff and kl only`);
 }
 
 /** A token as the page shows it (the task's tokenizer is GPT-2's today). */

@@ -45,6 +45,11 @@ test('carve explore RUN_DIR: the URL first on stderr, on 127.0.0.1, with the run
     assert.ok(prompts[0].tokens.join('').includes('<script>'), 'prompt text comes as data (the page sets it as text)');
     const ev = await call(port, { method: 'POST', path: '/api/evaluate', headers: { 'Content-Type': 'application/json' }, body: '{"removed": ["L2H1"]}' });
     assert.equal(ev.status, 200, ev.text);
+    // The run's task pairs prompts of different lengths: resample ablation is a 400 saying so.
+    const rs = await call(port, { method: 'POST', path: '/api/evaluate', headers: { 'Content-Type': 'application/json' }, body: '{"removed": ["L2H1"], "ablation": "resample"}' });
+    assert.equal(rs.status, 400);
+    assert.match(rs.json.error ?? '', /resample ablation needs the corrupt prompt to have the clean prompt's length/);
+    assert.equal((await call(port, { path: '/api/components' })).status, 200);
   } finally {
     run.child.kill('SIGINT');
   }
@@ -58,6 +63,7 @@ test('carve explore: bad flags are one error line and exit 2', async () => {
     [['--port', '70000'], /--port: expected a port from 0 to 65535/],
     [['--metric', 'accuracy'], /--metric: expected one of logit-diff, prob-diff, kl/],
     [['/no/such/run'], /run directory \/no\/such\/run does not exist/],
+    [['--metric', 'prob-diff'], /metric prob-diff: the exact evaluator computes logit-diff and kl only/],
   ] as [string[], RegExp][]) {
     // In-process (main as bin/carve.js calls it): a process per case would cost seconds each.
     const written: string[] = [];
