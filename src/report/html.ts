@@ -22,7 +22,7 @@ export function scopeSvgIds(svg: string, prefix: string): string {
 
 export interface PageFigure {
   id: string;
-  section: 'scores' | 'curves' | 'scatter' | 'compressed';
+  section: 'scores' | 'attention' | 'curves' | 'scatter' | 'compressed';
   svg: string;
   /** Figure file names relative to the page, for the download links. */
   svgFile: string;
@@ -217,6 +217,10 @@ const SECTION_TEXT: Record<PageFigure['section'], { title: string; lead: string 
     title: 'Component scores',
     lead: 'One heatmap per scan: each cell is a head (columns H0\u2026) or the layer\u2019s MLP (last column). Red: removing it lowers the metric (the task needs it); blue: removing it helps; white: no effect. Hover a cell for its value \u00b1 std over prompts.',
   },
+  attention: {
+    title: 'Attention patterns',
+    lead: 'Where the heads that matter most look, on the task\u2019s first prompt: the heads with the largest |score| in the scan named under each figure. Hover a cell for its weight.',
+  },
   curves: {
     title: 'Pruning curves',
     lead: 'Components are removed together, in each method\u2019s order. A curve that stays near the clean line while many components are gone means those components were not needed.',
@@ -246,7 +250,7 @@ export function pageHtml(input: PageInput): string {
   ].filter((s) => s !== null);
 
   const sections: string[] = [];
-  for (const key of ['scores', 'curves', 'scatter'] as const) {
+  for (const key of ['scores', 'attention', 'curves', 'scatter'] as const) {
     const figs = input.figures.filter((f) => f.section === key);
     if (figs.length === 0) continue;
     sections.push(`<section id="${key}">

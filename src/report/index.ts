@@ -5,7 +5,8 @@ import { writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.ts';
 import { loadRun, type RunData } from './load-run.ts';
-import { evalSpec, heatmapSpec, keptSpec, pearson, pruneSpec, scatterData, scatterPairs, scatterSpec, seriesLabels, type VlSpec } from './specs.ts';
+import { attentionSpec, evalSpec, heatmapSpec, keptSpec, pearson, pruneSpec, scatterData, scatterPairs, scatterSpec, seriesLabels, type VlSpec } from './specs.ts';
+import { reportAttention, type AttentionOptions, type HeadAttention } from './attention.ts';
 import { renderSvg, svgToPng, findFont } from './render.ts';
 import { escapeHtml, pageHtml, type PageFigure } from './html.ts';
 
@@ -52,7 +53,7 @@ function orderScans(scans: RunData['scans']): RunData['scans'] {
 }
 
 /** Which figures a run supports, each with its caption. Pure: exposed for tests. */
-export function planFigures(run: RunData): PlannedFigure[] {
+export function planFigures(run: RunData, attention: HeadAttention[] = []): PlannedFigure[] {
   const figs: PlannedFigure[] = [];
   for (const scan of orderScans(run.scans)) {
     figs.push({
@@ -60,6 +61,14 @@ export function planFigures(run: RunData): PlannedFigure[] {
       section: 'scores',
       spec: heatmapSpec(scan),
       caption: `From <code>${escapeHtml(scan.file)}</code>. Each cell: the mean change in the metric when that component is ${escapeHtml(scan.method === 'exact' ? 'replaced' : 'replaced (estimated by ' + scan.method + ')')} under ${escapeHtml(scan.ablation)} ablation. Colours are centred on 0 and symmetric, so equal shades mean equal magnitudes.`,
+    });
+  }
+  for (const a of attention) {
+    figs.push({
+      name: `attention-${slug(a.name)}`,
+      section: 'attention',
+      spec: attentionSpec(a),
+      caption: `Head ${escapeHtml(a.name)} (score ${escapeHtml(a.score.toFixed(3))} in <code>${escapeHtml(a.scanFile)}</code>) on the first prompt of <code>${escapeHtml(a.taskFile)}</code>. Row: the token attending (query); column: the token it attends to (key); darker means more weight. Each row sums to 1.`,
     });
   }
   if (run.prunes.length > 0) {
@@ -101,10 +110,11 @@ export function planFigures(run: RunData): PlannedFigure[] {
   return figs;
 }
 
-export async function writeReport(runDir: string): Promise<ReportResult> {
+export async function writeReport(runDir: string, opts: AttentionOptions = {}): Promise<ReportResult> {
   const run = loadRun(runDir);
-  const planned = planFigures(run);
-  const warnings = [...run.warnings];
+  const attention = await reportAttention(run, opts);
+  const planned = planFigures(run, attention.heads);
+  const warnings = [...run.warnings, ...attention.warnings];
   if (findFont() === null) warnings.push('no font found: PNG figures are drawn without text (install fonts-dejavu-core)');
 
   const rendered: { fig: PlannedFigure; svg: string; png: Buffer }[] = [];

@@ -3,6 +3,7 @@
  * as data, never into a Vega expression string, so a hostile name can only ever be displayed.
  */
 import type { CompressedModelData, EvalData, PruneData, ScanData } from './load-run.ts';
+import type { HeadAttention } from './attention.ts';
 
 // Vega-Lite's own types are large and strict about unions; the specs are checked by compiling them.
 export type VlSpec = Record<string, unknown>;
@@ -453,6 +454,52 @@ export function evalSpec(evals: EvalData[]): VlSpec {
     data: { values: bars },
     hconcat: panels,
     spacing: 60,
+    config: CONFIG,
+  };
+}
+
+// ---------------------------------------------------------------- attention patterns
+
+export interface AttentionCell {
+  query: string;
+  key: string;
+  weight: number;
+  tip: string;
+}
+
+/** Token labels made unique by their position ("Mary 3"), as data: tokens repeat in a prompt. */
+export function tokenLabels(tokens: string[]): string[] {
+  return tokens.map((t, i) => `${t.trim() === '' ? JSON.stringify(t) : t.trim()} ${i}`);
+}
+
+export function attentionData(a: HeadAttention): { cells: AttentionCell[]; labels: string[] } {
+  const labels = tokenLabels(a.tokens);
+  const cells: AttentionCell[] = [];
+  a.pattern.forEach((row, q) =>
+    row.forEach((w, k) => {
+      // A causal model's query sees only keys up to itself; the rest stays blank.
+      if (k <= q) cells.push({ query: labels[q], key: labels[k], weight: w, tip: `${labels[q]} \u2192 ${labels[k]}: ${w.toFixed(3)}` });
+    }),
+  );
+  return { cells, labels };
+}
+
+export function attentionSpec(a: HeadAttention): VlSpec {
+  const { cells, labels } = attentionData(a);
+  const step = labels.length > 40 ? 10 : labels.length > 24 ? 14 : 18;
+  return {
+    $schema: SCHEMA,
+    title: { text: `${a.name} attention`, subtitle: `score ${fmt(a.score)} in ${a.scanFile} \u00b7 first prompt of ${a.taskFile}` },
+    data: { values: cells },
+    width: { step },
+    height: { step },
+    mark: { type: 'rect' },
+    encoding: {
+      x: { field: 'key', type: 'ordinal', sort: labels, title: 'key (attended to)', axis: { orient: 'top', labelAngle: -90, domain: false, ticks: false, labelFontSize: 10 } },
+      y: { field: 'query', type: 'ordinal', sort: labels, title: 'query (attending)', axis: { domain: false, ticks: false, labelFontSize: 10 } },
+      color: { field: 'weight', type: 'quantitative', scale: { scheme: 'blues', domain: [0, 1] }, legend: { title: 'weight', values: [0, 0.5, 1] } },
+      description: { field: 'tip' },
+    },
     config: CONFIG,
   };
 }

@@ -56,3 +56,8 @@ export function singleToken(text: string, where: string): number {
   }
   return ids[0]!;
 }
+
+/** A token for display whatever its id: tokenString, or `<id>` for ids outside GPT-2's vocabulary. */
+export function displayToken(id: number): string {
+  return Number.isInteger(id) && id >= 0 && id < VOCAB_SIZE ? tokenString(id) : `<${id}>`;
+}

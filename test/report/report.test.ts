@@ -28,7 +28,8 @@ test('writeReport writes the page and every figure as SVG and PNG; user text is 
   const dir = freshRun('report');
   const result = await writeReport(dir);
   assert.equal(result.html, join(dir, 'report.html'));
-  assert.equal(result.figures.length, 18);
+  // 9 figures from the run's files and 4 attention patterns (toy-ioi, which the scans name, is in the repo).
+  assert.equal(result.figures.length, 26);
   for (const f of result.figures) assert.ok(existsSync(f), f);
   assert.deepEqual(readdirSync(join(dir, 'figures')).sort(), result.figures.map((f) => f.slice(join(dir, 'figures').length + 1)).sort());
 
@@ -37,15 +38,16 @@ test('writeReport writes the page and every figure as SVG and PNG; user text is 
   assert.ok(html.includes('drink to &lt;script&gt;alert(1)&lt;/script&gt;'));
   assert.equal((html.match(/<script>/g) ?? []).length, 1);
   assert.ok(!/<script[^>]*\ssrc=|<link[^>]*\shref=|@import|url\(["']?https?:/i.test(html), 'no external resources');
-  assert.equal((html.match(/<svg /g) ?? []).length, 9, 'every figure inlined');
+  assert.equal((html.match(/<svg /g) ?? []).length, 13, 'every figure inlined');
+  assert.match(html, /<section id="attention">/);
   assert.ok(html.includes('<mark class="io">Mary</mark>'));
   assert.match(html, /model <b>toy-ioi<\/b>/);
 
   // A second report with fewer inputs leaves no stale figures behind.
   for (const f of readdirSync(dir)) if (f.startsWith('scan-ig')) writeFileSync(join(dir, f), '{}');
   const again = await writeReport(dir);
-  assert.equal(again.figures.length, 14, "its heatmap and its scatter are gone");
-  assert.equal(readdirSync(join(dir, "figures")).length, 14);
+  assert.equal(again.figures.length, 22, "its heatmap and its scatter are gone");
+  assert.equal(readdirSync(join(dir, "figures")).length, 22);
 });
 
 test('writeReport on an empty directory is a user error and writes nothing', async () => {
@@ -76,7 +78,7 @@ test('report.html renders in headless Chromium with every figure and no errors',
     const sizes = await page.$$eval('figure .fig > svg', (svgs) =>
       svgs.map((s) => ({ w: s.getBoundingClientRect().width, h: s.getBoundingClientRect().height, marks: s.querySelectorAll('[role="graphics-symbol"]').length })),
     );
-    assert.equal(sizes.length, 9);
+    assert.equal(sizes.length, 13);
     for (const s of sizes) {
       assert.ok(s.w > 50 && s.h > 50, `figure has a size: ${JSON.stringify(s)}`);
       assert.ok(s.marks > 0, 'figure has marks');
