@@ -8,6 +8,7 @@ import {
 } from 'gpt-tokenizer/encoding/gpt2';
 import ranks from 'gpt-tokenizer/bpeRanks/r50k_base';
 import { fail } from '../util/errors.ts';
+import type { Tokenizer } from './types.ts';
 
 /** `<|endoftext|>`: GPT-2's BOS, EOS and (in TransformerLens) pad token. */
 export const BOS_ID = 50256;
@@ -56,3 +57,20 @@ export function singleToken(text: string, where: string): number {
   }
   return ids[0]!;
 }
+
+/**
+ * GPT-2 BPE as a Tokenizer: no BOS from its post-processor (Hugging Face's GPT-2 tokenizer adds
+ * none), and a text's tokens do not depend on what precedes it, so a continuation encodes like
+ * any text.
+ */
+export const gpt2Tokenizer: Tokenizer = {
+  name: 'gpt2',
+  vocabSize: VOCAB_SIZE,
+  bos: { id: BOS_ID, text: BOS_TEXT },
+  addsBos: false,
+  encode,
+  encodeContinuation: encode,
+  decode,
+  tokenText: (id) => decode([id]),
+  tokenString,
+};
