@@ -11,7 +11,6 @@ import { scan } from '../src/discover/scan.ts';
 import { listComponents } from '../src/discover/components.ts';
 import { computeReplacements } from '../src/discover/replacements.ts';
 import { loadGpt2Small, ioiPrompts, median } from './gpt2-small.ts';
-import { answersOf } from '../src/task/types.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 0 });
 const model = new HookedModel(loadGpt2Small(), engine);
@@ -31,7 +30,7 @@ async function plainScan(): Promise<number[]> {
   const metricOf = (logits: Float32Array | Float64Array, T: number) =>
     task.pairs.reduce((s, p, b) => {
       const off = (b * T + p.clean.length - 1) * V;
-      return s + logits[off + p.correct] - logits[off + p.incorrect];
+      return s + logits[off + p.correct[0]!] - logits[off + p.incorrect[0]!];
     }, 0) / B;
   const cleanRun = await model.run({ tokens, logits: 'all' });
   const clean = metricOf(cleanRun.logits!.data, cleanRun.seqLen);
@@ -54,7 +53,7 @@ const time = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
 };
 
 // Warm both paths' sessions once so compile time is not counted against either.
-await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs.map(answersOf) });
+await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs });
 
 const results: Record<string, number> = {};
 if (!onlyPlain) {
@@ -62,7 +61,7 @@ if (!onlyPlain) {
   results.carve_exact_s = tCarve;
   const fwd: number[] = [];
   for (let i = 0; i < 5; i++) {
-    const [, t] = await time(() => model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs.map(answersOf) }));
+    const [, t] = await time(() => model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs }));
     fwd.push(t);
   }
   await scan(model, task, { ablation: 'mean', method: 'attribution', components: 'all', batchSize: 64 });

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { CONFIG_FILE, WEIGHTS_FILE } from './load.ts';
+import { TOKENIZER_FILES } from '../tokenizer/load.ts';
 
 export const TOY_MODEL = 'toy-ioi';
 const MODEL_FILES = [CONFIG_FILE, WEIGHTS_FILE];
@@ -96,8 +97,13 @@ async function download(cacheDir: string, id: string, opts: ResolveOptions): Pro
     const info = await hub.modelInfo({ name: id, revision: 'main', additionalFields: ['sha'], ...common });
     const sha = (info as { sha?: unknown }).sha;
     if (typeof sha !== 'string' || !/^[0-9a-f]{40}$/.test(sha)) throw new Error(`the hub gave no commit hash for ${id}`);
+    // The tokenizer files are fetched too when the repository has them (SPEC: text goes through
+    // tokenizer.json when the model has one); a repository without them keeps GPT-2 BPE.
+    const optional = (await hub.pathsInfo({ repo: { type: 'model', name: id }, paths: TOKENIZER_FILES, revision: sha, ...common }))
+      .filter((p) => p.type === 'file')
+      .map((p) => p.path);
     let snapshotFile = '';
-    for (const path of MODEL_FILES) {
+    for (const path of [...MODEL_FILES, ...TOKENIZER_FILES.filter((f) => optional.includes(f))]) {
       log(`carve: downloading ${id}/${path} into ${cacheDir}`);
       snapshotFile = await hub.downloadFileToCacheDir({ repo: { type: 'model', name: id }, path, revision: sha, cacheDir, ...common });
     }

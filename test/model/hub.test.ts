@@ -136,6 +136,8 @@ test('download into the cache from a (fake) hub, then offline reuse', async () =
   const files: Record<string, Buffer> = {
     'config.json': readFileSync(join(src, 'config.json')),
     'model.safetensors': readFileSync(join(src, 'model.safetensors')),
+    // The tokenizer comes along when the repository has one (tokenizer_config.json: it has not).
+    'tokenizer.json': Buffer.from(JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] } })),
   };
   const commit = 'b'.repeat(40);
   const hub = 'https://fake-hub.test';
@@ -149,7 +151,8 @@ test('download into the cache from a (fake) hub, then offline reuse', async () =
     }
     if (url.pathname === `/api/models/tiny/gpt2/paths-info/${commit}`) {
       const { paths } = JSON.parse(String(init!.body)) as { paths: string[] };
-      return json(paths.map((p) => ({ path: p, type: 'file', size: files[p]!.length, oid: createHash('sha1').update(files[p]!).digest('hex') })));
+      // As the hub: paths the repository lacks are left out.
+      return json(paths.filter((p) => files[p]).map((p) => ({ path: p, type: 'file', size: files[p]!.length, oid: createHash('sha1').update(files[p]!).digest('hex') })));
     }
     const m = /^\/tiny\/gpt2\/resolve\/([0-9a-f]{40})\/(.+)$/.exec(url.pathname);
     if (m && m[1] === commit && files[m[2]!]) {
@@ -174,7 +177,9 @@ test('download into the cache from a (fake) hub, then offline reuse', async () =
   assert.equal(readFileSync(join(cache, 'models--tiny--gpt2', 'refs', 'main'), 'utf8'), commit);
   assert.ok(lstatSync(join(r.dir, 'model.safetensors')).isSymbolicLink());
   assert.deepEqual(readFileSync(join(r.dir, 'model.safetensors')), files['model.safetensors']);
-  assert.equal(logs.length, 2);
+  assert.deepEqual(readFileSync(join(r.dir, 'tokenizer.json')), files['tokenizer.json']);
+  assert.ok(!existsSync(join(r.dir, 'tokenizer_config.json')));
+  assert.equal(logs.length, 3);
   assert.equal(loadModelDir(r.dir).config.vocabSize, 20);
 
   // Second time: straight from the cache, no network.

@@ -30,18 +30,18 @@ test('text form: prompts and single-token answers are encoded', () => {
   const p = t.pairs[0]!;
   assert.deepEqual(p.clean, encode(textRow.clean));
   assert.deepEqual(p.corrupt, encode(textRow.corrupt));
-  assert.equal(p.correct, encode(' Mary')[0]);
-  assert.equal(p.incorrect, encode(' John')[0]);
+  assert.deepEqual(p.correct, encode(' Mary'));
+  assert.deepEqual(p.incorrect, encode(' John'));
   assert.equal(p.cleanText, textRow.clean);
 });
 
 test('token form, and token fields win over text fields field by field', () => {
   const t = parseJsonlTask([line(tokenRow), line({ ...textRow, ...tokenRow }), line({ ...textRow, correct_token: 99 })].join('\n'), F);
-  assert.deepEqual(t.pairs[0], { clean: [464, 3290, 318], corrupt: [464, 3797, 318], correct: 257, incorrect: 262 });
+  assert.deepEqual(t.pairs[0], { clean: [464, 3290, 318], corrupt: [464, 3797, 318], correct: [257], incorrect: [262] });
   assert.deepEqual(t.pairs[1]!.clean, tokenRow.clean_tokens);
-  assert.equal(t.pairs[1]!.correct, 257);
-  assert.equal(t.pairs[2]!.correct, 99);
-  assert.equal(t.pairs[2]!.incorrect, encode(' John')[0]);
+  assert.deepEqual(t.pairs[1]!.correct, [257]);
+  assert.deepEqual(t.pairs[2]!.correct, [99]);
+  assert.deepEqual(t.pairs[2]!.incorrect, encode(' John'));
 });
 
 test('blank lines are skipped but counted, so later errors name the right line', () => {

@@ -32,11 +32,11 @@ test('data: the held-out set is the default IOI task; training batches are fresh
   const tok = f.tokens.data as BigInt64Array;
   b0.forEach((e, b) => {
     assert.equal(Number((f.flat_pos.data as BigInt64Array)[b]), b * T + e.tokens.length - 1);
-    assert.equal(Number((f.target_flat.data as BigInt64Array)[b]), b * V + e.correct);
+    assert.equal(Number((f.target_flat.data as BigInt64Array)[b]), b * V + e.correct[0]!);
     assert.equal(Number((f.metric_pos.data as BigInt64Array)[b]), e.tokens.length - 1);
     assert.deepEqual(f.answer_ids.dims, [8, 2]);
-    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b]), e.correct);
-    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b + 1]), e.incorrect);
+    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b]), e.correct[0]);
+    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b + 1]), e.incorrect[0]);
     assert.deepEqual(Array.from((f.answer_weights.data as Float32Array).subarray(2 * b, 2 * b + 2)), [1, -1]);
     for (let j = e.tokens.length; j < T; j++) assert.equal(tok[b * T + j], 0n);
     assert.ok(Math.abs((f.row_scale.data as Float32Array)[b] - 1 / 8) < 1e-9);
