@@ -18,12 +18,16 @@ const cache = new Map<string, Tokenizer>();
 export function loadTokenizer(modelDir: string): Tokenizer {
   const path = join(modelDir, TOKENIZER_FILE);
   if (!existsSync(path)) return gpt2Tokenizer;
-  const st = statSync(path);
-  const key = `${path}|${st.mtimeMs}|${st.size}`;
+  const configPath = join(modelDir, TOKENIZER_CONFIG_FILE);
+  const hasConfig = existsSync(configPath);
+  const stamp = (p: string) => {
+    const st = statSync(p);
+    return `${p}|${st.mtimeMs}|${st.size}`;
+  };
+  const key = stamp(path) + (hasConfig ? '|' + stamp(configPath) : '');
   let t = cache.get(key);
   if (!t) {
-    const configPath = join(modelDir, TOKENIZER_CONFIG_FILE);
-    t = readTokenizerJson(path, existsSync(configPath) ? configPath : undefined);
+    t = readTokenizerJson(path, hasConfig ? configPath : undefined);
     cache.set(key, t);
   }
   return t;
