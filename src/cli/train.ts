@@ -241,7 +241,7 @@ export function registerTrainCommand(program: Command): void {
     .option('--ce-weight <x>', 'weight of the full-vocabulary cross-entropy of IO (default 1)')
     .option('--hinge-weight <x>', 'weight of relu(margin - (logit[IO] - logit[S])) (default 1)')
     .option('--margin <x>', 'hinge margin (default 2)')
-    .option('--task <ioi|greater-than>', 'what to train on (default ioi); greater-than trains on answer sets with the cross-entropy of the correct set')
+    .option('--task <ioi|greater-than>', 'what to train on (default ioi); greater-than trains on answer sets (cross-entropy against the uniform distribution over the correct years)')
     .option('--seed <n>', 'init and data seed (default 0)')
     .option('--data-seed <n>', 'first IOI generator seed of the training batches (default 1000000 x (1 + seed))')
     .option('--prompt-type <t>', 'mixed|ABBA|BABA (default mixed)')

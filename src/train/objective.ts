@@ -15,9 +15,12 @@ export interface ObjectiveOptions {
   hingeWeight: number;
   margin: number;
   /**
-   * Answer sets (greater-than): the cross-entropy is that of the correct set, −log Σ_{c∈correct} p(c),
-   * from inputs correct_ids and correct_mask [B, C] (padding: mask 0), and the hinge is on the set logit difference
-   * (mean over the correct set − mean over the incorrect set). Off: one correct token (target_flat).
+   * Answer sets (greater-than): the cross-entropy is against the uniform distribution over the
+   * correct set, −(1/|C|) Σ_{c∈C} log p(c) — as if the text went on with any later year, which is
+   * what a model sees in natural text — from inputs correct_ids and correct_mask [B, C] (padding:
+   * mask 0); the hinge is on the set logit difference (mean over the correct set − mean over the
+   * incorrect set). The set's total probability, −log Σ p(c), would not do: always answering "99"
+   * satisfies it for every start year. Off: one correct token (target_flat).
    */
   sets?: boolean;
 }
@@ -52,9 +55,9 @@ export function buildObjective(cfg: ModelConfig, dtype: 'float32' | 'float64', o
       const B = g.slice(g.shapeOf(ids), g.ints([0]), g.ints([1]), [0], [1]);
       const rows = g.range(g.constant([0], [], 'int64'), g.squeeze(B, [0]), g.constant([1], [], 'int64'), 'B');
       const flat = g.add(ids, g.unsqueeze(g.mul(rows, g.constant([V], [], 'int64')), [1]));
-      const p = g.exp(g.gather(logp, flat)); // [B, C]
+      const lp = g.gather(logp, flat); // [B, C]
       const mask = g.input('correct_mask', ['B', 'C']);
-      nll = g.neg(g.log(g.reduceSum(g.mul(p, mask), [-1], false)));
+      nll = g.neg(g.div(g.reduceSum(g.mul(lp, mask), [-1], false), g.reduceSum(mask, [-1], false)));
     } else {
       const target = g.input('target_flat', ['B'], 'int64');
       nll = g.neg(g.gather(logp, target));
