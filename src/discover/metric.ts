@@ -11,7 +11,6 @@ import type { HookedModel, RunOptions } from '../model/hooked.ts';
 import { METRIC_NAMES, type MetricName } from '../model/readout.ts';
 import type { Task } from '../task/types.ts';
 import { logSoftmax } from '../task/metrics.ts';
-import { fail } from '../util/errors.ts';
 
 export { METRIC_NAMES, type MetricName };
 
@@ -27,11 +26,6 @@ export interface TaskMetric {
  */
 export function metricSign(name: MetricName): 1 | -1 {
   return name === 'kl' ? -1 : 1;
-}
-
-export function checkMetricName(name: string, where = '--metric'): MetricName {
-  if (!(METRIC_NAMES as readonly string[]).includes(name)) fail(`${where}: expected one of ${METRIC_NAMES.join(', ')}, got ${JSON.stringify(name)}`);
-  return name as MetricName;
 }
 
 /** The clean run's log-probabilities at each prompt's metric position (for kl), computed in float64. */

@@ -9,6 +9,7 @@ import {
 import ranks from 'gpt-tokenizer/bpeRanks/r50k_base';
 import { fail } from '../util/errors.ts';
 import type { Tokenizer } from './types.ts';
+import { singleToken as singleTokenOf } from './text.ts';
 
 /** `<|endoftext|>`: GPT-2's BOS, EOS and (in TransformerLens) pad token. */
 export const BOS_ID = 50256;
@@ -41,21 +42,9 @@ export function tokenString(id: number): string {
   return decode([id]);
 }
 
-/**
- * The one token that `text` encodes to. `where` names the source for the error message
- * (e.g. `tasks.jsonl:3: field "correct"`), since a multi-token answer is a user error.
- */
+/** The one GPT-2 token `text` encodes to, or a CarveError naming `where` (see text.ts singleToken). */
 export function singleToken(text: string, where: string): number {
-  const ids = encode(text);
-  if (ids.length !== 1) {
-    const shown = ids.map((id) => JSON.stringify(tokenString(id))).join(', ');
-    fail(
-      `${where}: ${JSON.stringify(text)} must be exactly one GPT-2 token, but it is ${ids.length}` +
-        (ids.length > 0 ? ` (${shown})` : '') +
-        (ids.length > 1 && !text.startsWith(' ') ? '; answers usually need a leading space, e.g. " Mary"' : ''),
-    );
-  }
-  return ids[0]!;
+  return singleTokenOf(gpt2Tokenizer, text, where);
 }
 
 /**
