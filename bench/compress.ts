@@ -16,7 +16,6 @@ import { listComponents } from '../src/discover/components.ts';
 import { pruneModel } from '../src/compress/prune-model.ts';
 import { countParams } from '../src/compress/count.ts';
 import { ioiPrompts, median, gpt2SmallInMemory } from './gpt2-small.ts';
-import { answersOf } from '../src/task/types.ts';
 
 const REPS = Number(process.env.REPS ?? 15);
 
@@ -25,7 +24,7 @@ async function main() {
   const full = gpt2SmallInMemory();
   const task = await ioiPrompts(25);
   const tokens = task.pairs.map((p) => p.clean);
-  const answers = task.pairs.map(answersOf);
+  const answers = task.pairs;
   const fullModel = new HookedModel(full, engine);
 
   const removed = new Set(

@@ -8,13 +8,12 @@ import { Engine } from '../src/onnx/session.ts';
 import { HookedModel } from '../src/model/hooked.ts';
 import { componentHooks } from '../src/discover/replacements.ts';
 import { loadGpt2Small, ioiPrompts, median } from './gpt2-small.ts';
-import { answersOf } from '../src/task/types.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 0 });
 const model = new HookedModel(loadGpt2Small(), engine);
 const task = await ioiPrompts(25);
 const tokens = task.pairs.map((p) => p.clean);
-const answers = task.pairs.map(answersOf);
+const answers = task.pairs;
 const { z, mlp } = componentHooks(model);
 const hooks = [...z.values(), ...mlp.values()];
 const forward = () => model.run({ tokens, logits: 'answers', answers });

@@ -55,7 +55,7 @@ async function main() {
 
   if (!PARTS.has('exact')) {
     if (attr) process.stdout.write(`greedy, attribution-guided (--verify 4), all ${n} steps: ${fmt(attr.seconds)} (${(attr.seconds / n).toFixed(2)} s/step)\n`);
-    if (acdc) process.stdout.write(`acdc (logit_diff, T = ${acdc.result.threshold}): ${fmt(acdc.seconds)}, removed ${acdc.result.steps.length - 1}, kept ${acdc.result.kept!.length}\n`);
+    if (acdc) process.stdout.write(`acdc (logit-diff, T = ${acdc.result.threshold}): ${fmt(acdc.seconds)}, removed ${acdc.result.steps.length - 1}, kept ${acdc.result.kept!.length}\n`);
     return;
   }
   // Exact greedy: the first 3 steps, then stop (by throwing from the checkpoint callback).
@@ -88,7 +88,7 @@ async function main() {
   const lines = [
     `bench/prune — ${model.name} (12 layers × 12 heads, d_model 768, vocab 50257), ${task.name}, mean ablation, ${n} components, ${THREADS || 'default'} threads`,
     attr ? `  greedy, attribution-guided (--verify 4), all ${n} steps: ${fmt(attr.seconds)} (${(attr.seconds / n).toFixed(2)} s/step)` : '',
-    acdc ? `  acdc (logit_diff, T = ${acdc.result.threshold}): ${fmt(acdc.seconds)} — removed ${acdc.result.steps.length - 1}, kept ${acdc.result.kept!.length}` : '',
+    acdc ? `  acdc (logit-diff, T = ${acdc.result.threshold}): ${fmt(acdc.seconds)} — removed ${acdc.result.steps.length - 1}, kept ${acdc.result.kept!.length}` : '',
     `  greedy, exact: setup ${fmt(setup)}, steps 1–3 ${stepTimes.map((s) => fmt(s)).join(', ')} (picked ${picked.join(', ')}); ` +
       `${(perConfig * 1000).toFixed(0)} ms per candidate configuration → estimated ${fmt(exactEstimate)} for all ${n} steps (${(n * (n + 1)) / 2} configurations)`,
   ];

@@ -14,7 +14,6 @@ import { scan } from '../src/discover/scan.ts';
 import { listComponents, type Component } from '../src/discover/components.ts';
 import { computeReplacements } from '../src/discover/replacements.ts';
 import type { Task } from '../src/task/types.ts';
-import { answersOf } from '../src/task/types.ts';
 import { ioiPrompts, median } from './gpt2-small.ts';
 import { BENCH_MODELS, benchModelNames, loadBenchModel } from './models.ts';
 
@@ -31,7 +30,7 @@ async function plainScan(model: HookedModel, task: Task, comps: Component[]): Pr
   const metricOf = (logits: Float32Array | Float64Array, T: number) =>
     task.pairs.reduce((s, p, b) => {
       const off = (b * T + p.clean.length - 1) * V;
-      return s + logits[off + p.correct] - logits[off + p.incorrect];
+      return s + logits[off + p.correct[0]!] - logits[off + p.incorrect[0]!];
     }, 0) / B;
   const cleanRun = await model.run({ tokens, logits: 'all' });
   const clean = metricOf(cleanRun.logits!.data, cleanRun.seqLen);
@@ -59,9 +58,9 @@ for (const name of benchModelNames()) {
   const model = new HookedModel(loadBenchModel(name), engine);
   const V = model.config.vocabSize;
   // GPT-2 token ids; the random models only need ids inside their vocabulary.
-  const task: Task = { name: ioi.name, pairs: ioi.pairs.map((p) => ({ ...p, clean: p.clean.map((t) => t % V), corrupt: p.corrupt.map((t) => t % V), correct: p.correct % V, incorrect: p.incorrect % V })) };
+  const task: Task = { name: ioi.name, pairs: ioi.pairs.map((p) => ({ ...p, clean: p.clean.map((t) => t % V), corrupt: p.corrupt.map((t) => t % V), correct: p.correct.map((t) => t % V), incorrect: p.incorrect.map((t) => t % V) })) };
   const comps = listComponents(model.config, 'all');
-  const forwardRun = () => model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs.map(answersOf) });
+  const forwardRun = () => model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs });
   await forwardRun(); // compile once, for neither side to pay
   const r: Record<string, unknown> = { model: BENCH_MODELS[name].label, components: comps.length };
   const [carve, tCarve] = await time(() => scan(model, task, { ablation: 'mean', method: 'exact', components: 'all', batchSize: 64 }));

@@ -6,6 +6,8 @@ import { Engine, DEVICES, type Device } from '../onnx/session.ts';
 import { resolveModel } from '../model/hub.ts';
 import { loadModelDir } from '../model/load.ts';
 import { HookedModel } from '../model/hooked.ts';
+import { loadTokenizer } from '../tokenizer/load.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
 
 export interface EngineCliOptions {
   model?: string;
@@ -16,7 +18,7 @@ export interface EngineCliOptions {
 
 export function addModelOptions(cmd: Command): Command {
   return cmd
-    .option('--model <dir|hub-id|toy-ioi>', 'a GPT-2-format model directory, a Hugging Face hub id, or the embedded toy-ioi', 'toy-ioi')
+    .option('--model <dir|hub-id|toy-ioi>', 'a model directory (Hugging Face layout), a Hugging Face hub id, or the embedded toy-ioi', 'toy-ioi')
     .option('--device <cpu|webgpu|cuda>', 'onnxruntime execution provider', 'cpu')
     .option('--threads <n>', 'intra-op threads (0: one per core)', '0');
 }
@@ -55,10 +57,16 @@ export function parseChoice<T extends string>(value: string | undefined, flag: s
 
 /** Resolve, load and wrap the model named by --model, on the engine named by --device/--threads. */
 export async function loadHookedModel(opts: EngineCliOptions): Promise<HookedModel> {
+  return (await loadModelAndTokenizer(opts)).model;
+}
+
+/** The model named by --model and its tokenizer (the directory's tokenizer.json, else GPT-2 BPE). */
+export async function loadModelAndTokenizer(opts: EngineCliOptions): Promise<{ model: HookedModel; tokenizer: Tokenizer; dir: string; name: string }> {
   const engine = engineFrom(opts);
   const { dir, name } = await resolveModel(opts.model ?? 'toy-ioi');
+  const tokenizer = loadTokenizer(dir);
   const loaded = loadModelDir(dir, name);
-  return new HookedModel(loaded, engine);
+  return { model: new HookedModel(loaded, engine), tokenizer, dir, name };
 }
 
 /** JSON to --out (atomically) or stdout. */

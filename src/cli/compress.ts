@@ -13,6 +13,11 @@
  *    whose first K removals leave the metric there, with the removal order from `--from PRUNE.json`
  *    or, without it, single-component exact scores (highest, i.e. least needed, first). Every K is
  *    evaluated exactly, with this model, task and ablation, whatever numbers the file carries.
+ *
+ * The metric is `--metric` (default: the task's own; discover/metric.ts); with kl, "at least F × the
+ * clean metric" means nothing (the clean KL is 0), so --target needs logit-diff or prob-diff. The
+ * source model's tokenizer files (tokenizer.json ...) are copied into DIR, so DIR tokenises as the
+ * original does.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,10 +33,13 @@ import { canonicalOrder, findComponent, listComponents, type Component } from '.
 import { computeReplacements, type MeanOver, type Replacements } from '../discover/replacements.ts';
 import { evaluateRemovals } from '../discover/evaluate.ts';
 import type { Task } from '../task/types.ts';
+import type { MetricName } from '../model/readout.ts';
+import { metricSign } from '../discover/metric.ts';
+import { loadTokenizer, TOKENIZER_FILES } from '../tokenizer/load.ts';
 import { pruneModel, type FoldableAblation } from '../compress/prune-model.ts';
 import { countParams } from '../compress/count.ts';
 import { addModelOptions, engineFrom, parseChoice, parseNonNegativeInt, parseNumber, parsePositiveInt, type EngineCliOptions } from './common.ts';
-import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { checkTaskVocabulary, DEFAULT_BATCH_SIZE } from './eval.ts';
 import { progressBar } from '../util/progress.ts';
 
@@ -145,7 +153,7 @@ export function parsePruneFile(path: string, text: string): PruneOrder {
 function checkOutDir(out: string): void {
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) fail(`--out ${out}: exists and is not a directory`);
-  const ours = new Set([CONFIG_FILE, WEIGHTS_FILE, COMPRESS_RECORD]);
+  const ours = new Set([CONFIG_FILE, WEIGHTS_FILE, COMPRESS_RECORD, ...TOKENIZER_FILES]);
   const foreign = readdirSync(out).filter((f) => !ours.has(f));
   if (foreign.length > 0) {
     fail(`--out ${out}: the directory exists and holds other files (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); choose a new directory`);
@@ -179,9 +187,10 @@ export async function chooseByTarget(
   order: Component[],
   target: number,
   batchSize: number,
+  metric: MetricName = 'logit-diff',
 ): Promise<{ steps: TargetStep[]; count: number; clean: Float64Array }> {
   const configs = order.map((_, k) => order.slice(0, k + 1));
-  const { clean, metrics } = await evaluateRemovals(model, task, repl, configs, { batchSize, onProgress: progress('evaluating removal steps') });
+  const { clean, metrics } = await evaluateRemovals(model, task, repl, configs, { batchSize, metric, onProgress: progress('evaluating removal steps') });
   const steps: TargetStep[] = [{ removed: 0, component: null, metric: mean(clean), std: std(clean) }];
   metrics.forEach((m, k) => steps.push({ removed: k + 1, component: order[k].name, metric: mean(m), std: std(m) }));
   const threshold = target * mean(clean);
@@ -192,14 +201,31 @@ export async function chooseByTarget(
   return { steps, count, clean };
 }
 
-/** Components by single-component exact score, highest (least needed) first; ties in layer order. */
-export async function orderByScores(model: HookedModel, task: Task, repl: Replacements, batchSize: number): Promise<{ order: Component[]; scores: Map<string, number> }> {
+/** Components by single-component exact score, least needed first (highest score; kl: lowest); ties in layer order. */
+export async function orderByScores(
+  model: HookedModel,
+  task: Task,
+  repl: Replacements,
+  batchSize: number,
+  metric: MetricName = 'logit-diff',
+): Promise<{ order: Component[]; scores: Map<string, number> }> {
   const comps = listComponents(model.config);
-  const { clean, metrics } = await evaluateRemovals(model, task, repl, comps.map((c) => [c]), { batchSize, onProgress: progress('scoring components') });
+  const { clean, metrics } = await evaluateRemovals(model, task, repl, comps.map((c) => [c]), { batchSize, metric, onProgress: progress('scoring components') });
   const base = mean(clean);
   const scores = new Map(comps.map((c, i) => [c.name, mean(metrics[i]) - base]));
-  const order = comps.map((c, i) => ({ c, i })).sort((a, b) => scores.get(b.c.name)! - scores.get(a.c.name)! || a.i - b.i).map((x) => x.c);
+  const sign = metricSign(metric);
+  const order = comps.map((c, i) => ({ c, i })).sort((a, b) => sign * (scores.get(b.c.name)! - scores.get(a.c.name)!) || a.i - b.i).map((x) => x.c);
   return { order, scores };
+}
+
+/** The source directory's tokenizer files, to travel with the compressed weights. */
+function tokenizerFiles(dir: string): Record<string, Uint8Array> {
+  const files: Record<string, Uint8Array> = {};
+  for (const f of TOKENIZER_FILES) {
+    const path = join(dir, f);
+    if (existsSync(path)) files[f] = readFileSync(path);
+  }
+  return files;
 }
 
 const fmtInt = (x: number) => x.toLocaleString('en-US');
@@ -217,7 +243,7 @@ export function registerCompressCommand(program: Command): void {
     .option('--mean-over <clean|corrupt>', 'prompts the mean ablation averages over', 'clean')
     .option('--batch-size <n>', 'rows per onnxruntime run', String(DEFAULT_BATCH_SIZE))
     .option('--out <dir>', 'the model directory to write (required)');
-  addTaskOptions(addModelOptions(cmd)).action(async (opts: CompressCliOptions) => {
+  addMetricOption(addTaskOptions(addModelOptions(cmd))).action(async (opts: CompressCliOptions) => {
     // Everything that can be checked without the model, first.
     if (opts.ablation === 'resample') {
       fail('--ablation resample cannot be folded into a smaller model: the replacement differs per prompt (the output on the paired corrupt prompt); use zero or mean');
@@ -242,6 +268,9 @@ export function registerCompressCommand(program: Command): void {
       target = parseNumber(opts.target, '--target');
       if (target < 0 || target > 1) fail(`--target: expected a fraction of the clean metric from 0 to 1, got ${JSON.stringify(opts.target)}`);
     }
+    if (target !== undefined && parseMetric(opts.metric) === 'kl') {
+      fail('--target with --metric kl: the clean KL divergence is 0, so "at least F x the clean metric" means nothing; use logit-diff or prob-diff (or --keep / --count with kl)');
+    }
     const keepNames = opts.keep !== undefined ? parseKeepFile(opts.keep, readText(opts.keep, 'keep')) : undefined;
     const prune = opts.from !== undefined ? parsePruneFile(opts.from, readText(opts.from, 'prune')) : undefined;
     if (prune && count !== undefined && count > prune.components.length) {
@@ -250,9 +279,12 @@ export function registerCompressCommand(program: Command): void {
 
     const engine = engineFrom(opts);
     const { dir, name } = await resolveModel(opts.model ?? 'toy-ioi');
+    const tokenizer = loadTokenizer(dir);
     const loaded = loadModelDir(dir, name);
     const cfg: ModelConfig = loaded.config;
-    const task = taskFromOptions(opts, { nCtx: cfg.nCtx });
+    const task = taskFromOptions(opts, { nCtx: cfg.nCtx }, tokenizer);
+    const metric = metricFor(opts, task);
+    if (target !== undefined && metric === 'kl') fail('--target needs a metric where higher is better (logit-diff or prob-diff); the task\'s default here is kl');
     checkTaskVocabulary(task, cfg.vocabSize);
     // Names are checked against the model before any long computation.
     const keepComps = keepNames?.map((n) => findComponent(cfg, n.name, n.where));
@@ -278,8 +310,8 @@ export function registerCompressCommand(program: Command): void {
       removed = pruneComps!.slice(0, count);
       selection = { by: 'count', from: opts.from, count, prune_order: prune!.order ?? null, prune_ablation: prune!.ablation ?? null };
     } else {
-      const order = pruneComps ?? (await orderByScores(model, task, repl, batchSize)).order;
-      const chosen = await chooseByTarget(model, task, repl, order, target!, batchSize);
+      const order = pruneComps ?? (await orderByScores(model, task, repl, batchSize, metric)).order;
+      const chosen = await chooseByTarget(model, task, repl, order, target!, batchSize, metric);
       steps = chosen.steps;
       removed = order.slice(0, chosen.count);
       const cleanMean = mean(chosen.clean);
@@ -290,7 +322,7 @@ export function registerCompressCommand(program: Command): void {
     }
 
     // The metric of the original model with exactly these components ablated (what eval on DIR gives).
-    const final = await evaluateRemovals(model, task, repl, [removed], { batchSize });
+    const final = await evaluateRemovals(model, task, repl, [removed], { batchSize, metric });
     const evaluated = { clean: final.clean, ablated: final.metrics[0] };
     const removedSet = new Set(removed.map((c) => c.name));
     const kept = all.filter((c) => !removedSet.has(c.name));
@@ -309,6 +341,7 @@ export function registerCompressCommand(program: Command): void {
       kept: kept.map((c) => c.name),
       removed: canonicalOrder(cfg, removed).map((c) => c.name),
       removal_order: removed.map((c) => c.name),
+      metric_name: metric,
       clean_metric: mean(evaluated.clean),
       clean_std: std(evaluated.clean),
       metric: mean(evaluated.ablated),
@@ -323,7 +356,7 @@ export function registerCompressCommand(program: Command): void {
     writeDirAtomic(out, (tmp) => {
       // saveModelDir builds its own temporary directory and moves it onto `tmp`: the whole of DIR
       // (model and record) appears at once.
-      saveModelDir(tmp, pruned);
+      saveModelDir(tmp, pruned, 'F32', tokenizerFiles(dir));
       writeFileAtomic(join(tmp, COMPRESS_RECORD), JSON.stringify(record, null, 2) + '\n');
     });
 
@@ -331,7 +364,7 @@ export function registerCompressCommand(program: Command): void {
     const nMlps = removed.length - nHeads;
     const lines = [
       `carve compress: kept ${kept.length} of ${all.length} components (removed ${nHeads} heads, ${nMlps} MLPs); ${pruned.config.layers.length} of ${cfg.layers.length} layers remain`,
-      `  metric ${record.metric.toFixed(4)} ± ${record.std.toFixed(4)} with ${ablation} ablation (clean ${record.clean_metric.toFixed(4)})`,
+      `  ${metric} ${record.metric.toFixed(4)} ± ${record.std.toFixed(4)} with ${ablation} ablation (clean ${record.clean_metric.toFixed(4)})`,
       `  parameters ${fmtInt(before.n_params)} -> ${fmtInt(after.n_params)} (-${pct(before.n_params, after.n_params)}%); ` +
         `non-embedding ${fmtInt(before.n_params_non_embedding)} -> ${fmtInt(after.n_params_non_embedding)} (-${pct(before.n_params_non_embedding, after.n_params_non_embedding)}%)`,
       `  wrote ${out}`,

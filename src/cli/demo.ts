@@ -12,6 +12,7 @@ import { fail } from '../util/errors.ts';
 interface DemoOptions {
   out: string;
   model: string;
+  task: string;
   n: string;
   quick?: boolean;
   target: string;
@@ -20,6 +21,7 @@ interface DemoOptions {
 }
 
 interface ScanJson {
+  metric_name?: string;
   clean_metric: number;
   corrupt_metric: number;
   components: { name: string; head: number | null; score: number }[];
@@ -31,7 +33,8 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
     .description('run the whole pipeline on the embedded toy-ioi model and write a report (offline; seconds on 2 cores)')
     .option('--out <dir>', 'where to write everything', 'carve-out/demo')
     .option('--model <dir|hub-id|toy-ioi>', 'the model (the demo is made for toy-ioi)', 'toy-ioi')
-    .option('--n <count>', 'IOI prompts', '25')
+    .option('--task <ioi|greater-than>', 'the built-in task to run the pipeline on (greater-than: its metric is prob-diff)', 'ioi')
+    .option('--n <count>', 'prompts', '25')
     .option('--target <f>', 'compress to the smallest set keeping at least F x the clean metric', '0.8')
     .option('--threads <n>', 'intra-op threads (0: one per core)', '0')
     .option('--device <cpu|webgpu|cuda>', 'onnxruntime execution provider', 'cpu')
@@ -40,14 +43,15 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
       const dir = opts.out;
       const n = opts.quick ? '8' : opts.n;
       const common = ['--model', opts.model, '--threads', opts.threads, '--device', opts.device];
-      const task = ['--task', 'ioi', '--n', n, '--seed', '1'];
+      if (opts.task !== 'ioi' && opts.task !== 'greater-than') fail(`--task: the demo runs a built-in task, ioi or greater-than; got ${JSON.stringify(opts.task)}`);
+      const task = ['--task', opts.task, '--n', n, '--seed', '1'];
       const started = Date.now();
       const step = async (label: string, argv: string[]) => {
         process.stderr.write(`\n== ${label}: carve ${argv.join(' ')}\n`);
         await runCommand(argv);
       };
       const f = (name: string) => join(dir, name);
-      await step('the task', ['task', 'ioi', '--n', n, '--seed', '1', '--show', '5', '--out', f('task.jsonl')]);
+      await step('the task', ['task', opts.task, '--model', opts.model, '--n', n, '--seed', '1', '--show', '5', '--out', f('task.jsonl')]);
       for (const [ablation, method] of [
         ['mean', 'exact'],
         ['mean', 'attribution'],
@@ -88,13 +92,14 @@ function summary(dir: string, seconds: number): string {
   const record = readJson<{ kept: string[]; removed: string[] }>(join(dir, 'compressed', 'carve-compress.json'));
   const needed = [...scan.components].sort((a, b) => a.score - b.score).filter((c) => c.score < 0).slice(0, 5);
   const pct = (a: number, b: number) => `${(100 * (1 - a / b)).toFixed(0)}%`;
+  const metric = scan.metric_name === 'prob-diff' ? 'probability difference' : 'logit difference';
   const lines = [
     `carve demo finished in ${seconds.toFixed(0)} s; everything is in ${dir}/ (open ${join(dir, 'report.html')})`,
-    `clean logit difference ${scan.clean_metric.toFixed(2)}, corrupt ${scan.corrupt_metric.toFixed(2)}`,
+    `clean ${metric} ${scan.clean_metric.toFixed(2)}, corrupt ${scan.corrupt_metric.toFixed(2)}`,
     `components the task needs most (mean ablation, exact): ${needed.map((c) => `${c.name} (${c.score.toFixed(2)})`).join(', ')}`,
     `compressed model: kept ${record.kept.length} of ${record.kept.length + record.removed.length} components: ${record.kept.join(', ')}`,
     `  non-embedding parameters ${original.n_params_non_embedding} -> ${compressed.n_params_non_embedding} (-${pct(compressed.n_params_non_embedding, original.n_params_non_embedding)}), all parameters -${pct(compressed.n_params, original.n_params)}`,
-    `  logit difference ${original.metric.toFixed(2)} -> ${compressed.metric.toFixed(2)}, accuracy ${(100 * original.accuracy).toFixed(0)}% -> ${(100 * compressed.accuracy).toFixed(0)}%, ${original.ms_per_prompt.toFixed(2)} -> ${compressed.ms_per_prompt.toFixed(2)} ms per prompt`,
+    `  ${metric} ${original.metric.toFixed(2)} -> ${compressed.metric.toFixed(2)}, accuracy ${(100 * original.accuracy).toFixed(0)}% -> ${(100 * compressed.accuracy).toFixed(0)}%, ${original.ms_per_prompt.toFixed(2)} -> ${compressed.ms_per_prompt.toFixed(2)} ms per prompt`,
   ];
   return lines.join('\n') + '\n';
 }

@@ -1,24 +1,30 @@
 /**
  * `carve eval`: how well a model (full or compressed) does the task, how big it is and how fast it
- * runs it: {"model", "task", "n_prompts", "metric", "std", "accuracy", "n_params",
+ * runs it: {"model", "task", "n_prompts", "metric_name", "metric", "std", "accuracy", "n_params",
  * "n_params_non_embedding", "ms_per_prompt"}.
  *  - metric, std: mean and standard deviation (Bessel-corrected, as src/task/metrics.ts) over prompts
- *    of logit[correct] − logit[incorrect] at the metric position;
- *  - accuracy: the share of prompts with logit[correct] > logit[incorrect];
- *  - ms_per_prompt: a batched forward over all the task's prompts, computing only the answer pair's
- *    logits, timed after a warm-up run; the median of 5 repetitions, divided by the number of prompts.
+ *    of the metric at the metric position: `--metric logit-diff` (mean logit of the correct set −
+ *    mean logit of the incorrect set; one token each: logit[correct] − logit[incorrect]) or
+ *    `prob-diff`; default: the task's own (logit-diff; greater-than: prob-diff). `kl` compares a run
+ *    with the clean run of the same model, which eval does not have apart from the model itself;
+ *  - accuracy: the share of prompts whose highest-logit answer among correct ∪ incorrect is in the
+ *    correct set (one each: logit[correct] > logit[incorrect]);
+ *  - ms_per_prompt: a batched forward over all the task's prompts, computing only what the metric
+ *    needs, timed after a warm-up run; the median of 5 repetitions, divided by the number of prompts.
  */
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { resolveModel } from '../model/hub.ts';
 import { loadModelDir } from '../model/load.ts';
 import { HookedModel } from '../model/hooked.ts';
-import { accuracy, mean, std } from '../task/metrics.ts';
+import { mean, setAccuracy, std } from '../task/metrics.ts';
 import type { Task } from '../task/types.ts';
 import { countParams } from '../compress/count.ts';
 import { cleanMetrics } from '../discover/scan.ts';
+import type { MetricName } from '../model/readout.ts';
+import { loadTokenizer } from '../tokenizer/load.ts';
 import { addModelOptions, engineFrom, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
-import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 
 export const DEFAULT_BATCH_SIZE = 64;
 const TIMING_REPEATS = 5;
@@ -27,6 +33,7 @@ export interface EvalResult {
   model: string;
   task: string;
   n_prompts: number;
+  metric_name: MetricName;
   metric: number;
   std: number;
   accuracy: number;
@@ -38,7 +45,7 @@ export interface EvalResult {
 /** A token id the model cannot embed would make onnxruntime fail deep inside a run: say so up front. */
 export function checkTaskVocabulary(task: Task, vocabSize: number): void {
   task.pairs.forEach((p, i) => {
-    const fields: [string, number[]][] = [['clean', p.clean], ['corrupt', p.corrupt], ['correct', [p.correct]], ['incorrect', [p.incorrect]]];
+    const fields: [string, number[]][] = [['clean', p.clean], ['corrupt', p.corrupt], ['correct', p.correct], ['incorrect', p.incorrect]];
     for (const [field, ids] of fields) {
       for (const t of ids) {
         if (!Number.isSafeInteger(t) || t < 0 || t >= vocabSize) {
@@ -59,18 +66,33 @@ function median(xs: number[]): number {
 export async function evaluateModel(
   model: HookedModel,
   task: Task,
-  opts: { batchSize: number; repeats?: number },
+  opts: { batchSize: number; repeats?: number; metric?: Exclude<MetricName, 'kl'> },
 ): Promise<Pick<EvalResult, 'metric' | 'std' | 'accuracy' | 'ms_per_prompt'> & { metrics: Float64Array }> {
+  const metric = { name: opts.metric ?? 'logit-diff' } as const;
   // This first pass also warms up: the graph is compiled and the session's buffers allocated.
-  const metrics = await cleanMetrics(model, task, opts.batchSize);
+  const { metrics, answerLogits } = await cleanMetrics(model, task, opts.batchSize, metric);
   const times: number[] = [];
   for (let i = 0; i < (opts.repeats ?? TIMING_REPEATS); i++) {
     const t0 = process.hrtime.bigint();
-    await cleanMetrics(model, task, opts.batchSize);
+    await cleanMetrics(model, task, opts.batchSize, metric);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  return { metrics, metric: mean(metrics), std: std(metrics), accuracy: accuracy(metrics), ms_per_prompt: median(times) / task.pairs.length };
+  return { metrics, metric: mean(metrics), std: std(metrics), accuracy: setAccuracy(answerLogits, task.pairs), ms_per_prompt: median(times) / task.pairs.length };
 }
+
+/** eval's metric: kl needs a clean run of another model to compare with, which eval does not have. */
+export function evalMetric(metric: MetricName): Exclude<MetricName, 'kl'> {
+  if (metric === 'kl') {
+    fail('--metric kl: carve eval measures one model on its own, and a model\'s KL divergence from its own clean run is 0; use logit-diff or prob-diff (scan, prune and compress take kl)');
+  }
+  return metric;
+}
+
+const METRIC_LABEL: Record<MetricName, string> = {
+  'logit-diff': 'logit difference',
+  'prob-diff': 'probability difference',
+  kl: 'KL divergence from the clean run',
+};
 
 interface EvalCliOptions extends EngineCliOptions, TaskCliOptions {
   json?: boolean;
@@ -82,7 +104,7 @@ export function formatEvalTable(r: EvalResult): string {
   const rows: [string, string][] = [
     ['model', r.model],
     ['task', `${r.task} (${r.n_prompts} prompts)`],
-    ['metric', `${r.metric.toFixed(4)} ± ${r.std.toFixed(4)} (logit difference, mean ± std)`],
+    ['metric', `${r.metric.toFixed(4)} ± ${r.std.toFixed(4)} (${METRIC_LABEL[r.metric_name]}, mean ± std)`],
     ['accuracy', `${(100 * r.accuracy).toFixed(1)}%`],
     ['parameters', n(r.n_params)],
     ['non-embedding', n(r.n_params_non_embedding)],
@@ -99,20 +121,25 @@ export function registerEvalCommand(program: Command): void {
     .option('--json', 'print JSON (the default when --out is given or stdout is not a terminal)')
     .option('--out <file>', 'write the JSON here')
     .option('--batch-size <n>', 'prompts per onnxruntime run', String(DEFAULT_BATCH_SIZE));
-  addTaskOptions(addModelOptions(cmd)).action(async (opts: EvalCliOptions) => {
+  addMetricOption(addTaskOptions(addModelOptions(cmd))).action(async (opts: EvalCliOptions) => {
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
+    const given = parseMetric(opts.metric);
+    if (given) evalMetric(given);
     const engine = engineFrom(opts);
     const { dir, name } = await resolveModel(opts.model ?? 'toy-ioi');
+    const tokenizer = loadTokenizer(dir);
     const loaded = loadModelDir(dir, name);
-    const task = taskFromOptions(opts, { nCtx: loaded.config.nCtx });
+    const task = taskFromOptions(opts, { nCtx: loaded.config.nCtx }, tokenizer);
+    const metric = evalMetric(metricFor(opts, task));
     checkTaskVocabulary(task, loaded.config.vocabSize);
     const model = new HookedModel(loaded, engine);
-    const r = await evaluateModel(model, task, { batchSize });
+    const r = await evaluateModel(model, task, { batchSize, metric });
     const counts = countParams(loaded);
     const result: EvalResult = {
       model: name,
       task: task.name,
       n_prompts: task.pairs.length,
+      metric_name: metric,
       metric: r.metric,
       std: r.std,
       accuracy: r.accuracy,

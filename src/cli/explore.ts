@@ -19,6 +19,7 @@ import { ExploreSession } from '../explore/session.ts';
 import { startExploreServer } from '../explore/server.ts';
 import { addModelOptions, engineFrom, parseChoice, parseNonNegativeInt, parsePositiveInt, type EngineCliOptions } from './common.ts';
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { loadTokenizer } from '../tokenizer/load.ts';
 import { checkTaskVocabulary, DEFAULT_BATCH_SIZE } from './eval.ts';
 
 export const DEFAULT_PORT = 8765;
@@ -46,7 +47,7 @@ export function registerExploreCommand(program: Command): void {
     .option('--host <addr>', 'address to serve on (anything but loopback exposes the model to your network)', '127.0.0.1')
     .option('--port <n>', 'port to serve on (0: any free port)', String(DEFAULT_PORT))
     .option('--out-dir <dir>', 'where the page may write keep files and compressed models (nothing is written without it)')
-    .option('--metric <logit-diff|kl>', 'the task metric', 'logit-diff')
+    .option('--metric <logit-diff|prob-diff|kl>', 'the task metric', 'logit-diff')
     .option('--mean-over <clean|corrupt>', 'mean ablation: average over the clean or the corrupt prompts', 'clean')
     .option('--batch-size <rows>', 'rows (prompts × configurations) per onnxruntime run', String(DEFAULT_BATCH_SIZE));
   addTaskOptions(addModelOptions(cmd)).action(async (runDir: string | undefined, opts: ExploreCliOptions, self: Command) => {
@@ -70,9 +71,10 @@ export function registerExploreCommand(program: Command): void {
     const engine = engineFrom(opts);
     const { dir, name } = await resolveModel(modelSpec, { log: (m) => later.push(m) });
     const loaded = loadModelDir(dir, name);
-    const task = taskFromOptions(taskOpts, { nCtx: loaded.config.nCtx });
+    const tokenizer = loadTokenizer(dir);
+    const task = taskFromOptions(taskOpts, { nCtx: loaded.config.nCtx }, tokenizer);
     checkTaskVocabulary(task, loaded.config.vocabSize);
-    const session = new ExploreSession(loaded, task, engine, { metric, meanOver, batchSize, outDir: opts.outDir, run });
+    const session = new ExploreSession(loaded, task, engine, { metric, meanOver, batchSize, outDir: opts.outDir, run, tokenizer });
 
     const served = await startExploreServer(session, { host, port });
     process.stderr.write(`carve explore: ${served.url}\n`);

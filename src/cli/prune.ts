@@ -6,19 +6,17 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
-import { addModelOptions, loadHookedModel, parseChoice, parseNumber, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
-import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { addModelOptions, loadModelAndTokenizer, parseChoice, parseNumber, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
+import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { addAblationOptions } from './scan.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { progressBar } from '../util/progress.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
-import type { MetricKind } from '../discover/evaluate.ts';
 import {
   DEFAULT_ACDC_THRESHOLD,
   DEFAULT_VERIFY,
-  METRIC_KINDS,
   PRUNE_METHODS,
   PRUNE_ORDERS,
   pruneOrder,
@@ -37,7 +35,6 @@ export interface PruneCliOptions extends EngineCliOptions, TaskCliOptions {
   meanOver: string;
   verify?: string;
   threshold?: string;
-  metric?: string;
   resume?: boolean;
   batchSize: string;
 }
@@ -80,11 +77,11 @@ export function registerPruneCommand(program: Command): void {
     .option('--method <exact|attribution>', 'exact patching, or attribution scores (greedy: checked exactly with --verify)', 'exact')
     .option('--verify <K>', `greedy attribution: candidates checked exactly per step (default ${DEFAULT_VERIFY})`)
     .option('--threshold <T>', `acdc: remove when the metric gets worse by less than T (default ${DEFAULT_ACDC_THRESHOLD})`)
-    .option('--metric <logit_diff|kl>', 'acdc: the metric its decisions use (default logit_diff); steps always report the logit difference')
     .option('--components <heads|mlps|all>', 'which components to prune', 'all')
     .option('--resume', 'continue from FILE.partial.json of an interrupted run with the same model, task and options', false)
     .option('--out <file>', 'write the JSON here (default: stdout); with it, partial results go to FILE.partial.json');
   addAblationOptions(cmd);
+  addMetricOption(cmd);
   addTaskOptions(cmd);
   addModelOptions(cmd).action(async (opts: PruneCliOptions) => {
     const order = parseChoice<PruneOrder>(opts.order, '--order', PRUNE_ORDERS);
@@ -96,7 +93,7 @@ export function registerPruneCommand(program: Command): void {
     const pruneOpts: PruneOptions = { order, ablation, method, components, meanOver, batchSize };
     if (opts.verify !== undefined) pruneOpts.verify = parsePositiveInt(opts.verify, '--verify');
     if (opts.threshold !== undefined) pruneOpts.threshold = parseNumber(opts.threshold, '--threshold');
-    if (opts.metric !== undefined) pruneOpts.metric = parseChoice<MetricKind>(opts.metric, '--metric', METRIC_KINDS);
+    pruneOpts.metric = parseMetric(opts.metric);
     resolvePruneOptions(pruneOpts); // flag combinations, before any loading
     if (opts.resume && !opts.out) fail('--resume needs --out FILE: the partial result lives in FILE.partial.json');
     const partial = opts.out ? partialPath(opts.out) : undefined;
@@ -105,8 +102,9 @@ export function registerPruneCommand(program: Command): void {
       if (existsSync(partial)) resume = readCheckpoint(partial);
       else process.stderr.write(`carve: no ${partial} to resume from; starting from the beginning\n`);
     }
-    const model = await loadHookedModel(opts);
-    const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' });
+    const { model, tokenizer } = await loadModelAndTokenizer(opts);
+    const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
+    pruneOpts.metric = metricFor(opts, task);
     const bar = progressBar(`prune ${order}`);
     let result;
     try {

@@ -1,9 +1,11 @@
 /** `carve run`: the model's next-token prediction after a prompt. */
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
-import { encode, tokenString } from '../tokenizer/gpt2.ts';
+import { gpt2Tokenizer } from '../tokenizer/gpt2.ts';
+import { promptTokens, wantsBos } from '../tokenizer/text.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
 import { logSumExp } from '../task/metrics.ts';
-import { addModelOptions, loadHookedModel, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
+import { addModelOptions, loadModelAndTokenizer, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addTaskOptions } from './task-options.ts';
 import type { HookedModel } from '../model/hooked.ts';
 
@@ -12,7 +14,7 @@ export interface Prediction {
   top: { id: number; token: string; logit: number; prob: number }[];
 }
 
-export async function predictNext(model: HookedModel, tokens: number[], top: number): Promise<Prediction> {
+export async function predictNext(model: HookedModel, tokens: number[], top: number, tokenizer: Tokenizer = gpt2Tokenizer): Promise<Prediction> {
   if (tokens.length === 0) fail('the prompt is empty');
   if (tokens.length > model.config.nCtx) fail(`the prompt has ${tokens.length} tokens, more than the model's context of ${model.config.nCtx}`);
   for (const t of tokens) {
@@ -24,7 +26,7 @@ export async function predictNext(model: HookedModel, tokens: number[], top: num
   const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, top);
   return {
     tokens,
-    top: order.map((id) => ({ id, token: tokenString(id), logit: logits[id], prob: Math.exp(logits[id] - lse) })),
+    top: order.map((id) => ({ id, token: id < tokenizer.vocabSize ? tokenizer.tokenString(id) : `<${id}>`, logit: logits[id], prob: Math.exp(logits[id] - lse) })),
   };
 }
 
@@ -35,6 +37,7 @@ export function parseTokenList(text: string): number[] {
 }
 
 interface RunCliOptions extends EngineCliOptions {
+  prependBos?: boolean;
   prompt?: string;
   tokens?: string;
   top: string;
@@ -42,7 +45,7 @@ interface RunCliOptions extends EngineCliOptions {
 }
 
 export function registerRunCommand(program: Command): void {
-  // Every command takes the task options (SPEC); run predicts after one prompt and does not use them.
+  // Every command takes the task options (SPEC); run uses only --prepend-bos / --no-prepend-bos (for --prompt).
   addTaskOptions(addModelOptions(
     program
       .command('run')
@@ -55,9 +58,11 @@ export function registerRunCommand(program: Command): void {
   )).action(async (opts: RunCliOptions) => {
     if ((opts.prompt === undefined) === (opts.tokens === undefined)) fail('give exactly one of --prompt TEXT or --tokens IDS');
     const top = parsePositiveInt(opts.top, '--top');
-    const tokens = opts.prompt !== undefined ? encode(opts.prompt) : parseTokenList(opts.tokens!);
-    const model = await loadHookedModel(opts);
-    const pred = await predictNext(model, tokens, top);
+    const given = opts.tokens !== undefined ? parseTokenList(opts.tokens) : undefined;
+    const { model, tokenizer } = await loadModelAndTokenizer(opts);
+    // Text goes through the model's tokenizer, with BOS as its post-processor (or --prepend-bos) says.
+    const tokens = given ?? promptTokens(tokenizer, opts.prompt!, wantsBos(tokenizer, opts.prependBos));
+    const pred = await predictNext(model, tokens, top, tokenizer);
     if (opts.json || opts.out || !process.stdout.isTTY) {
       writeJson(opts.out, pred);
     } else {

@@ -1,7 +1,7 @@
 /** `carve scan`: the score of every component, exact or by attribution, under a replacement. */
 import type { Command } from 'commander';
-import { addModelOptions, loadHookedModel, parseChoice, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
-import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { addModelOptions, loadModelAndTokenizer, parseChoice, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
+import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { scan, SCAN_METHODS, type ScanMethod } from '../discover/scan.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
@@ -33,6 +33,7 @@ export function registerScanCommand(program: Command): void {
     .option('--steps <K>', 'ig: interpolation points along each path', '8')
     .option('--out <file>', 'write the JSON here (default: stdout)');
   addAblationOptions(cmd);
+  addMetricOption(cmd);
   addTaskOptions(cmd);
   addModelOptions(cmd).action(async (opts: ScanCliOptions) => {
     const ablation = parseChoice<Ablation>(opts.ablation, '--ablation', ABLATIONS);
@@ -41,13 +42,16 @@ export function registerScanCommand(program: Command): void {
     const meanOver = parseChoice<MeanOver>(opts.meanOver, '--mean-over', ['clean', 'corrupt']);
     const steps = parsePositiveInt(opts.steps, '--steps');
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
-    const model = await loadHookedModel(opts);
-    const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' });
+    parseMetric(opts.metric);
+    const { model, tokenizer } = await loadModelAndTokenizer(opts);
+    const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
+    const metric = metricFor(opts, task);
     const bar = progressBar(`scan ${method}/${ablation}`);
     const result = await scan(model, task, {
       ablation,
       method,
       components,
+      metric,
       meanOver,
       steps,
       batchSize,

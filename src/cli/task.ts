@@ -1,8 +1,15 @@
-/** `carve task ioi [options] --out FILE.jsonl`: write a task and show its first prompts. */
+/**
+ * `carve task ioi|greater-than|FILE.jsonl [options] [--model M] --out FILE.jsonl`: write a task and
+ * show its first prompts. With --model, text is tokenised by that model's tokenizer (its
+ * tokenizer.json, else GPT-2 BPE); without, by GPT-2 BPE.
+ */
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { writeJsonlTask, taskToJsonl } from '../task/jsonl.ts';
-import { decode } from '../tokenizer/gpt2.ts';
+import { gpt2Tokenizer } from '../tokenizer/gpt2.ts';
+import { loadTokenizer } from '../tokenizer/load.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
+import { resolveModel } from '../model/hub.ts';
 import type { Task } from '../task/types.ts';
 import { addIoiOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 
@@ -40,12 +47,21 @@ export function highlightNames(text: string, marks: { name: string; color: strin
 const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));
 const padLeft = (s: string, n: number): string => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
 
+/** An answer set as text: `" Mary"`, or for a set its size and range, `{"33" … "99"} (67)`. */
+function showSet(ids: number[], tok: Tokenizer): string {
+  const t = (id: number) => JSON.stringify(tok.tokenText(id));
+  if (ids.length === 1) return t(ids[0]!);
+  if (ids.length <= 4) return `{${ids.map(t).join(', ')}}`;
+  return `{${t(ids[0]!)} … ${t(ids[ids.length - 1]!)}} (${ids.length})`;
+}
+
 /**
  * A table of the first `rows` prompts: for IOI, the kind, template index, IO and S, then the clean
  * prompt (IO green, S red) and under it the corrupt one (its new names yellow and magenta). The answer
  * is shown after "→" since the prompt itself stops before it.
  */
-export function formatTaskTable(task: Task, rows: number, color: boolean): string {
+export function formatTaskTable(task: Task, rows: number, color: boolean, tok: Tokenizer = gpt2Tokenizer): string {
+  const decode = (ids: number[]) => tok.decode(ids);
   const dim = (s: string) => (color ? `${ANSI.dim}${s}${ANSI.reset}` : s);
   const shown = task.pairs.slice(0, rows);
   const out: string[] = [];
@@ -72,7 +88,7 @@ export function formatTaskTable(task: Task, rows: number, color: boolean): strin
     });
   } else {
     shown.forEach((p, i) => {
-      const answer = `${JSON.stringify(decode([p.correct]))} vs ${JSON.stringify(decode([p.incorrect]))}`;
+      const answer = `${showSet(p.correct, tok)} vs ${showSet(p.incorrect, tok)}`;
       out.push(`${padLeft(String(i), 3)}  ${p.cleanText ?? decode(p.clean)} → ${answer}`);
       out.push(`${' '.repeat(5)}${dim(p.corruptText ?? decode(p.corrupt))}`);
     });
@@ -83,23 +99,26 @@ export function formatTaskTable(task: Task, rows: number, color: boolean): strin
 interface TaskCommandOptions extends TaskCliOptions {
   out?: string;
   show?: string;
+  model?: string;
 }
 
 export function registerTaskCommand(program: Command): void {
   const cmd = program
     .command('task')
     .description('write a task as JSONL (text and token fields, plus IOI names and positions) and show its first prompts on stderr')
-    .argument('[task]', '"ioi" for the built-in generator, or a JSONL file to check and rewrite', 'ioi');
+    .argument('[task]', '"ioi" or "greater-than" for a built-in generator, or a JSONL file to check and rewrite', 'ioi');
   addIoiOptions(cmd)
+    .option('--model <dir|hub-id|toy-ioi>', "tokenise for this model (its tokenizer.json, else GPT-2 BPE); default: GPT-2 BPE")
     .option('--out <file>', 'where to write the JSONL (default: stdout)')
     .option('--show <k>', 'how many prompts to show on stderr', '10')
-    .action((taskArg: string, opts: TaskCommandOptions) => {
+    .action(async (taskArg: string, opts: TaskCommandOptions) => {
       const show = Number(opts.show);
       if (!/^\d+$/.test(String(opts.show).trim()) || !Number.isSafeInteger(show)) fail(`--show: expected a non-negative integer, got ${JSON.stringify(opts.show)}`);
-      const task = taskFromOptions({ ...opts, task: taskArg });
-      if (opts.out) writeJsonlTask(opts.out, task);
-      else process.stdout.write(taskToJsonl(task));
-      if (show > 0) process.stderr.write(formatTaskTable(task, show, useColor(process.stderr)));
+      const tokenizer = opts.model !== undefined ? loadTokenizer((await resolveModel(opts.model)).dir) : gpt2Tokenizer;
+      const task = taskFromOptions({ ...opts, task: taskArg }, {}, tokenizer);
+      if (opts.out) writeJsonlTask(opts.out, task, tokenizer);
+      else process.stdout.write(taskToJsonl(task, tokenizer));
+      if (show > 0) process.stderr.write(formatTaskTable(task, show, useColor(process.stderr), tokenizer));
       if (opts.out) process.stderr.write(`wrote ${task.pairs.length} prompt pairs to ${opts.out}\n`);
     });
 }

@@ -1,6 +1,6 @@
 /**
- * `carve train --out DIR [--recipe FILE.json] [flags]`: train a small GPT-2-format model on IOI
- * prompts (src/train/) and write it as a model directory, with `training.json` beside the weights
+ * `carve train --out DIR [--recipe FILE.json] [flags]`: train a small task model on IOI (or, with
+ * `--task greater-than`, greater-than) prompts (src/train/) and write it as a model directory, with `training.json` beside the weights
  * recording the full recipe, the data seeds and the held-out figures of the saved (rounded) model.
  */
 import { readFileSync } from 'node:fs';
@@ -50,6 +50,7 @@ interface TrainCliOptions {
   dataSeed?: string;
   promptType?: string;
   prependBos?: boolean;
+  task?: string;
   evalEvery?: string;
   heldOutN?: string;
   heldOutSeed?: string;
@@ -126,6 +127,7 @@ export function recipeFromFlags(o: TrainCliOptions, nLayerSoFar: number): Record
     dataSeed: nonNeg(o.dataSeed, '--data-seed'),
     promptType: o.promptType,
     prependBos: o.prependBos,
+    task: o.task,
     evalEvery: int(o.evalEvery, '--eval-every'),
     heldOutN: int(o.heldOutN, '--held-out-n'),
     heldOutSeed: nonNeg(o.heldOutSeed, '--held-out-seed'),
@@ -195,10 +197,16 @@ export function trainingRecord(res: TrainResult, saved: Omit<EvalLog, 'step'>, a
     reproduce: `carve train --recipe ${TRAINING_FILE} --out DIR (same recipe and threads: bit-identical weights)`,
     recipe: r,
     data: {
-      generator: 'ioi (src/task/ioi.ts generateIoiPrompts; prompts without the final IO name, answer pair (IO, S))',
+      generator:
+        r.task === 'greater-than'
+          ? 'greater-than (src/task/greater-than.ts generateGreaterThan; clean prompts, answer sets (years after / up to the start year))'
+          : 'ioi (src/task/ioi.ts generateIoiPrompts; prompts without the final IO name, answer pair (IO, S))',
       trainSeeds: [data.dataSeed, data.dataSeed + r.steps - 1],
       trainSeedRule: 'step s (0-based) draws batch prompts from the generator with seed trainSeeds[0] + s',
-      heldOut: { seed: data.heldOutSeed, n: data.heldOutN, promptType: r.promptType, same_as: `--task ioi --seed ${data.heldOutSeed} --n ${data.heldOutN} --prompt-type ${r.promptType}${r.prependBos ? ' --prepend-bos' : ''}` },
+      heldOut:
+        r.task === 'greater-than'
+          ? { seed: data.heldOutSeed, n: data.heldOutN, same_as: `--task greater-than --seed ${data.heldOutSeed} --n ${data.heldOutN}${r.prependBos ? ' --prepend-bos' : ''}` }
+          : { seed: data.heldOutSeed, n: data.heldOutN, promptType: r.promptType, same_as: `--task ioi --seed ${data.heldOutSeed} --n ${data.heldOutN} --prompt-type ${r.promptType}${r.prependBos ? ' --prepend-bos' : ''}` },
     },
     model: { ...parameterCounts(res.config), dtype: r.dtype, layers: res.config.layers },
     final: {
@@ -217,7 +225,7 @@ export function trainingRecord(res: TrainResult, saved: Omit<EvalLog, 'step'>, a
 export function registerTrainCommand(program: Command): void {
   program
     .command('train')
-    .description('train a small GPT-2-format model on IOI prompts and write it as a model directory (with training.json)')
+    .description('train a small task model (IOI or greater-than prompts) and write it as a model directory (with training.json)')
     .requiredOption('--out <dir>', 'the model directory to write (config.json, model.safetensors, training.json)')
     .option('--recipe <file.json>', 'recipe fields as JSON (or a training.json to reproduce); flags override')
     .option('--arch <gpt2|llama>', 'gpt2 (LayerNorm, learned positions, gelu, tied) or llama (RMSNorm, rotary, SwiGLU, grouped-query attention, untied); default gpt2')
@@ -246,6 +254,7 @@ export function registerTrainCommand(program: Command): void {
     .option('--ce-weight <x>', 'weight of the full-vocabulary cross-entropy of IO (default 1)')
     .option('--hinge-weight <x>', 'weight of relu(margin - (logit[IO] - logit[S])) (default 1)')
     .option('--margin <x>', 'hinge margin (default 2)')
+    .option('--task <ioi|greater-than>', 'what to train on (default ioi); greater-than trains on answer sets (cross-entropy against the uniform distribution over the correct years)')
     .option('--seed <n>', 'init and data seed (default 0)')
     .option('--data-seed <n>', 'first IOI generator seed of the training batches (default 1000000 x (1 + seed))')
     .option('--prompt-type <t>', 'mixed|ABBA|BABA (default mixed)')
@@ -265,11 +274,12 @@ export function registerTrainCommand(program: Command): void {
       const log = (s: string) => process.stderr.write(s + '\n');
       const tty = process.stderr.isTTY === true && !process.env.CI;
       const arch = `${recipe.nLayer} layer${recipe.nLayer === 1 ? '' : 's'} x ${recipe.nHead} heads, d_model ${recipe.dModel}${recipe.attnOnly === true ? ', attention-only' : Array.isArray(recipe.attnOnly) ? `, attention-only layers ${recipe.attnOnly.flatMap((a, i) => (a ? [i] : [])).join(',')}` : ''}`;
-      log(`carve train: ${arch}; ${recipe.steps} steps of ${recipe.batch} ${recipe.promptType} IOI prompts, lr ${recipe.lr} (${recipe.schedule}), seed ${recipe.seed}`);
+      const prompts = recipe.task === 'greater-than' ? 'greater-than' : `${recipe.promptType} IOI`;
+      log(`carve train: ${arch}; ${recipe.steps} steps of ${recipe.batch} ${prompts} prompts, lr ${recipe.lr} (${recipe.schedule}), seed ${recipe.seed}`);
       const bar = progressBar('train');
       let lastEval: EvalLog | undefined;
       let recentLoss: number[] = [];
-      const evalText = (e: EvalLog) => `held-out acc ${f(e.accuracy)} logit diff ${f(e.logitDiff)}`;
+      const evalText = (e: EvalLog) => `held-out acc ${f(e.accuracy)} logit diff ${f(e.logitDiff)}${e.probDiff !== undefined ? ` prob diff ${f(e.probDiff)}` : ''}`;
       const res = await train(recipe, {
         engine,
         onStep: (s) => {
@@ -297,7 +307,9 @@ export function registerTrainCommand(program: Command): void {
       writeFileAtomic(join(out, TRAINING_FILE), JSON.stringify(record, null, 2) + '\n');
       log(
         `wrote ${out}: ${recipe.dtype} weights; held-out (n ${savedEval.n}, seed ${recipe.heldOutSeed}): accuracy ${f(savedEval.accuracy)}, ` +
-          `logit diff ${f(savedEval.logitDiff)} ± ${f(savedEval.logitDiffStd)}; ${seconds.toFixed(1)} s, ${res.timing.msPerStep.toFixed(0)} ms/step`,
+          `logit diff ${f(savedEval.logitDiff)} ± ${f(savedEval.logitDiffStd)}` +
+          (savedEval.probDiff !== undefined ? `, prob diff ${f(savedEval.probDiff)} ± ${f(savedEval.probDiffStd!)}` : '') +
+          `; ${seconds.toFixed(1)} s, ${res.timing.msPerStep.toFixed(0)} ms/step`,
       );
       if (opts.json) writeJson(undefined, { out, final: record.final, timing: record.timing });
       await engine.release();

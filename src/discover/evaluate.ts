@@ -6,27 +6,29 @@
  *  - configurations share runs along the batch axis (rows = prompt × configuration), with per-row
  *    keep masks, so one compiled graph serves every configuration that starts at the same layer;
  *  - rows are ordered by prompt length and each chunk is padded only to its own longest prompt;
- *  - only the two answer logits at the metric position are computed (or, for KL, one position).
+ *  - the last layer runs only at the metric position, and for logit-diff only the answers' rows of
+ *    the unembedding are computed.
+ * The metric is any of SPEC's (discover/metric.ts), computed inside the graph.
  */
 import type { FloatArray, HookedModel, RunResult } from '../model/hooked.ts';
-import { answersOf, type Task } from '../task/types.ts';
+import type { Task } from '../task/types.ts';
 import type { Component } from './components.ts';
 import { removalInterventions, type Replacements } from './replacements.ts';
 import { allocLike, collectActivations } from './activations.ts';
-import { klFromClean, logSoftmax } from '../task/metrics.ts';
-
-export type MetricKind = 'logit_diff' | 'kl';
+import { metricRun, prepareMetric, range, type MetricName, type TaskMetric } from './metric.ts';
 
 export interface EvaluateOptions {
   batchSize: number;
-  metric?: MetricKind;
+  /** Default logit-diff. */
+  metric?: MetricName;
   onProgress?: (done: number, total: number) => void;
 }
 
 export class ExactEvaluator {
-  /** Per prompt: the clean metric (logit difference), and for KL the clean log-probabilities. */
+  /** Per prompt: the clean metric (0 for kl: the clean run does not diverge from itself). */
   clean!: Float64Array;
-  private cleanLogP: Float64Array[] = [];
+  /** The metric and what it compares against (kl: the clean log-probabilities), for callers' own runs. */
+  taskMetric!: TaskMetric;
   /** Cached clean hook_resid_pre per layer position: [N, tMax, d]. */
   private resid: FloatArray[] = [];
   /**
@@ -46,12 +48,12 @@ export class ExactEvaluator {
     readonly model: HookedModel,
     readonly task: Task,
     readonly repl: Replacements,
-    readonly metric: MetricKind,
+    readonly metric: MetricName,
     readonly batchSize: number,
   ) {}
 
   static async create(model: HookedModel, task: Task, repl: Replacements, opts: EvaluateOptions): Promise<ExactEvaluator> {
-    const ev = new ExactEvaluator(model, task, repl, opts.metric ?? 'logit_diff', Math.max(1, opts.batchSize));
+    const ev = new ExactEvaluator(model, task, repl, opts.metric ?? 'logit-diff', Math.max(1, opts.batchSize));
     await ev.prepare();
     return ev;
   }
@@ -61,19 +63,13 @@ export class ExactEvaluator {
     const prompts = task.pairs.map((p) => p.clean);
     const hooks = model.config.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre'));
     this.clean = new Float64Array(prompts.length);
-    // One pass gives the residual streams to start from and the clean metric (or distributions).
+    this.taskMetric = await prepareMetric(model, task, this.metric, this.batchSize);
+    const kl = this.metric === 'kl';
+    // One pass gives the residual streams to start from and the clean metric.
     const acts = await collectActivations(model, prompts, hooks, this.batchSize, {
-      options: (s, e) => ({
-        logits: this.metric === 'kl' ? 'last' : 'answers',
-        answers: task.pairs.slice(s, e).map(answersOf),
-      }),
+      options: (s, e) => (kl ? {} : metricRun(this.taskMetric, task, range(s, e))),
       result: (s, out) => {
-        const B = out.metric!.length;
-        for (let b = 0; b < B; b++) this.clean[s + b] = out.metric![b];
-        if (this.metric === 'kl') {
-          const V = model.config.vocabSize;
-          for (let b = 0; b < B; b++) this.cleanLogP.push(logSoftmax(out.logits!.data.subarray(b * V, (b + 1) * V)));
-        }
+        if (!kl) out.metric!.forEach((m, b) => (this.clean[s + b] = m));
       },
     });
     this.resid = hooks.map((h) => acts.values.get(h)!);
@@ -121,11 +117,11 @@ export class ExactEvaluator {
     const baseNames = new Set(this.base.map((c) => c.name));
     configs.forEach((cfg, i) => {
       if (cfg.length === 0) {
-        results[i] = this.metric === 'kl' ? new Float64Array(N) : Float64Array.from(this.clean);
+        results[i] = Float64Array.from(this.clean);
         return;
       }
       const names = new Set(cfg.map((c) => c.name));
-      const fromBase = this.baseMetric !== undefined && this.metric !== 'kl' && [...baseNames].every((n) => names.has(n));
+      const fromBase = this.baseMetric !== undefined && [...baseNames].every((n) => names.has(n));
       const extra = fromBase ? cfg.filter((c) => !baseNames.has(c.name)) : cfg;
       if (extra.length === 0) {
         results[i] = Float64Array.from(this.baseMetric!);
@@ -193,21 +189,15 @@ export class ExactEvaluator {
       if (cfg.layers[pos].mlp && mr && (mr.shape === 'const' || touched.has(pos))) mlpLayers.push(pos);
     }
     const { z, mlp } = removalInterventions(model, repl, rows, T, this.lengths, zLayers, mlpLayers);
-    const pairs = rows.map((r) => this.task.pairs[r.prompt]);
     const out = await model.run({
       resid: { data: resid, dims: [R, T, d] },
       startLayer: start,
       lengths: rows.map((r) => this.lengths[r.prompt]),
-      logits: this.metric === 'kl' ? 'last' : 'answers',
-      answers: pairs.map(answersOf),
+      ...metricRun(this.taskMetric, this.task, rows.map((r) => r.prompt)),
       z,
       mlp,
       hooks,
     });
-    if (this.metric === 'kl') {
-      const V = cfg.vocabSize;
-      return { values: Float64Array.from(rows, (r, b) => klFromClean(this.cleanLogP[r.prompt], out.logits!.data.subarray(b * V, (b + 1) * V))), out };
-    }
     return { values: Float64Array.from(out.metric!), out };
   }
 

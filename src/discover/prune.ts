@@ -11,14 +11,17 @@
  *    of them are evaluated exactly; the best of those is taken.
  *  - acdc: node-level ACDC (Conmy et al. 2023): visit components from the last layer to the first
  *    (a layer's MLP before its heads, heads by descending index); remove one for good when, with
- *    those already removed, the metric gets worse by less than the threshold T. With the logit
- *    difference: current − new < T; with KL (from the clean run's next-token distribution):
+ *    those already removed, the metric gets worse by less than the threshold T. With logit-diff or
+ *    prob-diff: current − new < T; with KL (from the clean run's next-token distribution):
  *    new − current < T — ACDC's rule F(H_new) − F(H) < τ for a metric F to minimise. After a
- *    removal, the current value is the new one. The default T is 0.05 (logit units, or nats).
+ *    removal, the current value is the new one. The default T is 0.05 (logit units, probability, or nats).
  *
- * Every metric reported is the exact metric (logit difference, mean and std over prompts) with
- * exactly the listed components replaced, from ExactEvaluator, which takes the removed set
- * explicitly per configuration. Ties are broken by canonical component order.
+ * The metric (`metric`, default logit-diff; discover/metric.ts) is the one every order uses and
+ * every step reports: "better" is higher for logit-diff and prob-diff and lower for kl, so scores
+ * rank least-needed first and greedy removes what leaves the best metric under either. Every metric
+ * reported is exact (mean and std over prompts) with exactly the listed components replaced, from
+ * ExactEvaluator, which takes the removed set explicitly per configuration. Ties are broken by
+ * canonical component order.
  *
  * Long runs can be checkpointed and resumed: `hooks.onCheckpoint` receives, after every step, all
  * the state needed to continue, and `hooks.resume` continues from such a checkpoint when its
@@ -28,21 +31,20 @@
  */
 import { createHash } from 'node:crypto';
 import type { FloatArray, HookedModel } from '../model/hooked.ts';
-import { answersOf, type Task } from '../task/types.ts';
+import type { Task } from '../task/types.ts';
 import { fail } from '../util/errors.ts';
 import { mean, std } from '../task/metrics.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
 import { computeReplacements, componentHooks, removalInterventions, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
-import { ExactEvaluator, type MetricKind } from './evaluate.ts';
+import { ExactEvaluator } from './evaluate.ts';
 import { corruptMetrics, dotDelta, sliceOf } from './scan.ts';
+import { METRIC_NAMES, metricRun, metricSign, range, type MetricName, type TaskMetric } from './metric.ts';
 
 export type PruneOrder = 'scores' | 'greedy' | 'acdc';
 export const PRUNE_ORDERS: readonly PruneOrder[] = ['scores', 'greedy', 'acdc'];
 export type PruneMethod = 'exact' | 'attribution';
 export const PRUNE_METHODS: readonly PruneMethod[] = ['exact', 'attribution'];
-export const METRIC_KINDS: readonly MetricKind[] = ['logit_diff', 'kl'];
-
-/** ACDC's default threshold: logit-difference units (or nats for KL) per removal. */
+/** ACDC's default threshold: metric units (logits, probability, or nats for KL) per removal. */
 export const DEFAULT_ACDC_THRESHOLD = 0.05;
 /** Attribution-guided greedy: how many of the best-ranked candidates are checked exactly. */
 export const DEFAULT_VERIFY = 4;
@@ -60,8 +62,8 @@ export interface PruneOptions {
   verify?: number;
   /** acdc only (default 0.05). */
   threshold?: number;
-  /** acdc only: the metric its decisions use (default logit_diff). */
-  metric?: MetricKind;
+  /** The metric every order uses and every step reports (default logit-diff). */
+  metric?: MetricName;
   /** Rows per onnxruntime run (prompts × configurations). Not part of the fingerprint. */
   batchSize?: number;
 }
@@ -75,17 +77,15 @@ export interface ResolvedPruneOptions {
   mean_over?: MeanOver;
   verify?: number;
   threshold?: number;
-  metric?: MetricKind;
+  metric: MetricName;
 }
 
 export interface PruneStep {
   removed: number;
   component: string | null;
-  /** Mean logit difference over prompts with the first `removed` components replaced. */
+  /** The metric (mean over prompts) with the first `removed` components replaced. */
   metric: number;
   std: number;
-  /** acdc with metric kl: mean KL from the clean run. */
-  kl?: number;
 }
 
 export interface PruneCheckpoint {
@@ -119,6 +119,7 @@ export interface PruneResult {
   order: PruneOrder;
   ablation: Ablation;
   method: PruneMethod;
+  metric_name: MetricName;
   model: string;
   task: string;
   components: ComponentKind;
@@ -129,7 +130,6 @@ export interface PruneResult {
   mean_over?: MeanOver;
   verify?: number;
   threshold?: number;
-  acdc_metric?: MetricKind;
   /** acdc: the components kept, in canonical order. */
   kept?: string[];
   steps: PruneStep[];
@@ -141,7 +141,9 @@ export function resolvePruneOptions(opts: PruneOptions): ResolvedPruneOptions {
   const method = opts.method ?? 'exact';
   if (!PRUNE_METHODS.includes(method)) fail(`--method: expected one of ${PRUNE_METHODS.join(', ')}, got ${JSON.stringify(method)}`);
   if (order === 'acdc' && method !== 'exact') fail('--method attribution: the acdc order is exact only');
-  const r: ResolvedPruneOptions = { order, ablation: opts.ablation, method, components: opts.components ?? 'all' };
+  const metric = opts.metric ?? 'logit-diff';
+  if (!METRIC_NAMES.includes(metric)) fail(`--metric: expected one of ${METRIC_NAMES.join(', ')}, got ${JSON.stringify(metric)}`);
+  const r: ResolvedPruneOptions = { order, ablation: opts.ablation, method, components: opts.components ?? 'all', metric };
   if (opts.ablation === 'mean') r.mean_over = opts.meanOver ?? 'clean';
   if (opts.verify !== undefined) {
     if (order !== 'greedy' || method !== 'attribution') fail('--verify applies only to --order greedy --method attribution');
@@ -152,14 +154,7 @@ export function resolvePruneOptions(opts: PruneOptions): ResolvedPruneOptions {
     if (order !== 'acdc') fail('--threshold applies only to --order acdc');
     if (!Number.isFinite(opts.threshold)) fail(`--threshold: expected a finite number, got ${opts.threshold}`);
   }
-  if (opts.metric !== undefined) {
-    if (!METRIC_KINDS.includes(opts.metric)) fail(`--metric: expected one of ${METRIC_KINDS.join(', ')}, got ${JSON.stringify(opts.metric)}`);
-    if (order !== 'acdc' && opts.metric !== 'logit_diff') fail('--metric kl applies only to --order acdc');
-  }
-  if (order === 'acdc') {
-    r.threshold = opts.threshold ?? DEFAULT_ACDC_THRESHOLD;
-    r.metric = opts.metric ?? 'logit_diff';
-  }
+  if (order === 'acdc') r.threshold = opts.threshold ?? DEFAULT_ACDC_THRESHOLD;
   return r;
 }
 
@@ -178,7 +173,7 @@ export function modelFingerprint(model: HookedModel): string {
   return h.digest('hex');
 }
 
-/** sha256 over the prompt pairs (tokens and answers). */
+/** sha256 over the prompt pairs (tokens and answer sets). */
 export function taskFingerprint(task: Task): string {
   const h = createHash('sha256');
   for (const p of task.pairs) h.update(JSON.stringify([p.clean, p.corrupt, p.correct, p.incorrect]));
@@ -218,6 +213,9 @@ interface Ctx {
   byName: Map<string, Component>;
   repl: Replacements;
   ev: ExactEvaluator;
+  metric: TaskMetric;
+  /** +1: higher is better (logit-diff, prob-diff); −1: lower is (kl). */
+  sign: 1 | -1;
   batchSize: number;
   hooks: PruneHooks;
   checkpoint: (extra: Partial<PruneCheckpoint>, steps: PruneStep[]) => Promise<void>;
@@ -253,7 +251,8 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
   }
 
   const repl = await computeReplacements(model, task, opts.ablation, opts.mean_over ?? 'clean', batchSize);
-  const ev = await ExactEvaluator.create(model, task, repl, { batchSize });
+  const ev = await ExactEvaluator.create(model, task, repl, { batchSize, metric: opts.metric });
+  const metric = ev.taskMetric;
   const label = `${opts.order}${opts.order === 'greedy' ? '/' + opts.method : ''}`;
   const ctx: Ctx = {
     model,
@@ -263,6 +262,8 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
     byName,
     repl,
     ev,
+    metric,
+    sign: metricSign(opts.metric),
     batchSize,
     hooks,
     checkpoint: async (extra, steps) => {
@@ -286,11 +287,12 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
   else if (opts.order === 'greedy') steps = await greedyOrder(ctx);
   else ({ steps, kept } = await acdcOrder(ctx));
 
-  const corrupt = await corruptMetrics(model, task, batchSize);
+  const corrupt = await corruptMetrics(model, task, batchSize, metric);
   const result: Omit<PruneResult, 'steps'> = {
     order: opts.order,
     ablation: opts.ablation,
     method: opts.method,
+    metric_name: opts.metric,
     model: model.name,
     task: task.name,
     components: opts.components,
@@ -303,7 +305,6 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
   if (opts.verify !== undefined) result.verify = opts.verify;
   if (opts.order === 'acdc') {
     result.threshold = opts.threshold;
-    result.acdc_metric = opts.metric;
     result.kept = kept;
   }
   return { ...result, steps };
@@ -333,10 +334,11 @@ async function scoresOrder(ctx: Ctx): Promise<PruneStep[]> {
       );
       scores = metrics.map((m) => mean(m.map((v, p) => v - clean[p])));
     } else {
-      const per = await attributionAt(ctx.model, ctx.task, ctx.repl, [], comps, { batchSize: ctx.batchSize });
+      const per = await attributionAt(ctx.model, ctx.task, ctx.repl, [], comps, { batchSize: ctx.batchSize, metric: ctx.metric });
       scores = per.map((p) => mean(p));
     }
-    ranking = rankDescending(scores).map((i) => comps[i]);
+    // Least needed first: the highest score, or for kl the lowest (the smallest divergence).
+    ranking = rankDescending(scores.map((v) => ctx.sign * v)).map((i) => comps[i]);
     steps = [stepOf(0, null, clean)];
     await ctx.checkpoint({ ranking: ranking.map((c) => c.name) }, steps);
   }
@@ -372,8 +374,8 @@ async function greedyOrder(ctx: Ctx): Promise<PruneStep[]> {
     const remaining = comps.filter((c) => !gone.has(c.name));
     let candidates = remaining;
     if (!exact && opts.verify! < remaining.length) {
-      const per = await attributionAt(ctx.model, ctx.task, ctx.repl, removed, remaining, { batchSize: ctx.batchSize, scope: comps });
-      const top = new Set(rankDescending(per.map((p) => mean(p))).slice(0, opts.verify!));
+      const per = await attributionAt(ctx.model, ctx.task, ctx.repl, removed, remaining, { batchSize: ctx.batchSize, scope: comps, metric: ctx.metric });
+      const top = new Set(rankDescending(per.map((p) => ctx.sign * mean(p))).slice(0, opts.verify!));
       // Evaluated in canonical order: with verify ≥ remaining this is exactly exact greedy's call.
       candidates = remaining.filter((_, i) => top.has(i));
     }
@@ -386,7 +388,7 @@ async function greedyOrder(ctx: Ctx): Promise<PruneStep[]> {
       candidates.map((c) => [...removed, c]),
       (done, all) => ctx.progress(base + (done / all) * stepUnits, total),
     );
-    const best = argmax(metrics.map((m) => mean(m)));
+    const best = argmax(metrics.map((m) => ctx.sign * mean(m)));
     removed.push(candidates[best]);
     steps.push(stepOf(removed.length, candidates[best], metrics[best]));
     ctx.progress(units(removed.length), total);
@@ -396,18 +398,16 @@ async function greedyOrder(ctx: Ctx): Promise<PruneStep[]> {
 }
 
 async function acdcOrder(ctx: Ctx): Promise<{ steps: PruneStep[]; kept: string[] }> {
-  const { comps, ev, byName, opts, hooks } = ctx;
+  const { comps, ev, byName, opts, hooks, sign } = ctx;
   const n = comps.length;
   const T = opts.threshold!;
-  const useKl = opts.metric === 'kl';
-  const klEv = useKl ? await ExactEvaluator.create(ctx.model, ctx.task, ctx.repl, { batchSize: ctx.batchSize, metric: 'kl' }) : null;
   // Last layer first; within a layer the MLP before the heads, heads by descending index.
   const visit = [...comps].reverse();
   const cp = hooks.resume;
-  const steps: PruneStep[] = cp ? cp.steps.map((s) => ({ ...s })) : [{ ...stepOf(0, null, ev.clean), ...(useKl ? { kl: 0 } : {}) }];
+  const steps: PruneStep[] = cp ? cp.steps.map((s) => ({ ...s })) : [stepOf(0, null, ev.clean)];
   const removed: Component[] = steps.slice(1).map((s) => byName.get(s.component!)!);
   let visited = 0;
-  let current = useKl ? 0 : mean(ev.clean);
+  let current = mean(ev.clean);
   if (cp) {
     const where = hooks.resumeSource ?? 'resume checkpoint';
     if (!Number.isSafeInteger(cp.visited) || cp.visited! < removed.length || cp.visited! > n) fail(`${where}: "visited" must be an integer from ${removed.length} to ${n}`);
@@ -419,23 +419,13 @@ async function acdcOrder(ctx: Ctx): Promise<{ steps: PruneStep[]; kept: string[]
   for (; visited < n; ) {
     const c = visit[visited];
     const config = [...removed, c];
-    let accept: boolean;
-    let value: number;
-    let ld: Float64Array | undefined;
-    if (klEv) {
-      const [kl] = await klEv.evaluate([config]);
-      value = mean(kl);
-      accept = value - current < T;
-    } else {
-      [ld] = await ev.evaluate([config]);
-      value = mean(ld);
-      accept = current - value < T;
-    }
-    if (accept) {
-      if (!ld) [ld] = await ev.evaluate([config]);
+    const [m] = await ev.evaluate([config]);
+    const value = mean(m);
+    // How much worse the metric gets: current − new for logit-diff and prob-diff, new − current for kl.
+    if (sign * (current - value) < T) {
       removed.push(c);
       current = value;
-      steps.push({ ...stepOf(removed.length, c, ld), ...(klEv ? { kl: value } : {}) });
+      steps.push(stepOf(removed.length, c, m));
     }
     visited++;
     ctx.progress(visited, n);
@@ -452,6 +442,8 @@ export interface AttributionAtOptions {
    * removed now: one compiled graph then serves every step. Default: removed ∪ targets.
    */
   scope?: Component[];
+  /** Default logit-diff. */
+  metric?: TaskMetric;
 }
 
 /**
@@ -476,6 +468,7 @@ export async function attributionAt(
   const zLayers = [...new Set(scope.filter((c) => c.head !== null).map((c) => c.pos))].sort((a, b) => a - b);
   const mlpLayers = [...new Set(scope.filter((c) => c.head === null).map((c) => c.pos))].sort((a, b) => a - b);
   const N = task.pairs.length;
+  const metric = opts.metric ?? { name: 'logit-diff' };
   const taskLengths = task.pairs.map((p) => p.clean.length);
   const per = targets.map(() => new Float64Array(N));
   for (let s = 0; s < N; s += batchSize) {
@@ -485,8 +478,7 @@ export async function attributionAt(
     const { z: zIv, mlp: mlpIv } = removalInterventions(model, repl, rows, T, taskLengths, zLayers, mlpLayers);
     const out = await model.run({
       tokens: chunk.map((p) => p.clean),
-      logits: 'answers',
-      answers: chunk.map(answersOf),
+      ...metricRun(metric, task, range(s, s + chunk.length)),
       hooks,
       gradients: hooks,
       z: zIv,

@@ -12,8 +12,9 @@
  *    component's own output is what makes carve's ig converge to carve's exact score.
  */
 import type { FloatArray, HookedModel, Intervention } from '../model/hooked.ts';
-import { answersOf, type Task } from '../task/types.ts';
+import type { Task } from '../task/types.ts';
 import { mean, std } from '../task/metrics.ts';
+import { metricRun, prepareMetric, range, type MetricName, type TaskMetric } from './metric.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
 import { computeReplacements, componentHooks, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
 import { ExactEvaluator } from './evaluate.ts';
@@ -26,6 +27,8 @@ export interface ScanOptions {
   ablation: Ablation;
   method: ScanMethod;
   components: ComponentKind;
+  /** Default logit-diff. */
+  metric?: MetricName;
   meanOver?: MeanOver;
   /** ig: number of interpolation points. */
   steps?: number;
@@ -47,6 +50,7 @@ export interface ScanResult {
   task: string;
   ablation: Ablation;
   method: ScanMethod;
+  metric_name: MetricName;
   n_prompts: number;
   clean_metric: number;
   clean_std: number;
@@ -56,19 +60,49 @@ export interface ScanResult {
   components: ComponentScore[];
 }
 
-/** Metric of the unablated model on the clean or corrupt prompts (clean answers), per prompt. */
-async function promptMetrics(model: HookedModel, task: Task, batchSize: number, which: 'clean' | 'corrupt'): Promise<Float64Array> {
+/**
+ * Metric of the unablated model on the clean or corrupt prompts (clean answers), per prompt. With
+ * `answerLogits`, also each prompt's answer logits (correct set first, then incorrect) for accuracy.
+ */
+async function promptMetrics(
+  model: HookedModel,
+  task: Task,
+  batchSize: number,
+  which: 'clean' | 'corrupt',
+  metric: TaskMetric,
+  answerLogits?: Float64Array[],
+): Promise<Float64Array> {
   const out = new Float64Array(task.pairs.length);
   for (let s = 0; s < task.pairs.length; s += batchSize) {
     const chunk = task.pairs.slice(s, s + batchSize);
-    const r = await model.run({ tokens: chunk.map((p) => p[which]), logits: 'answers', answers: chunk.map(answersOf) });
-    chunk.forEach((_, b) => (out[s + b] = r.metric![b]));
+    const r = await model.run({ tokens: chunk.map((p) => p[which]), ...metricRun(metric, task, range(s, s + chunk.length)) });
+    chunk.forEach((p, b) => {
+      out[s + b] = r.metric![b];
+      if (answerLogits) {
+        const A = r.answerLogits!.dims[1];
+        answerLogits[s + b] = Float64Array.from(r.answerLogits!.data.subarray(b * A, b * A + p.correct.length + p.incorrect.length));
+      }
+    });
   }
   return out;
 }
 
-export const corruptMetrics = (model: HookedModel, task: Task, batchSize: number) => promptMetrics(model, task, batchSize, 'corrupt');
-export const cleanMetrics = (model: HookedModel, task: Task, batchSize: number) => promptMetrics(model, task, batchSize, 'clean');
+/** The metric of the unablated model on the corrupt prompts (KL: from the clean run's distribution). */
+export async function corruptMetrics(model: HookedModel, task: Task, batchSize: number, metric: TaskMetric = { name: 'logit-diff' }): Promise<Float64Array> {
+  return promptMetrics(model, task, batchSize, 'corrupt', metric);
+}
+
+/** The metric of the unablated model on the clean prompts, and each prompt's answer logits. */
+export async function cleanMetrics(
+  model: HookedModel,
+  task: Task,
+  batchSize: number,
+  metric: TaskMetric = { name: 'logit-diff' },
+): Promise<{ metrics: Float64Array; answerLogits: Float64Array[] }> {
+  const answerLogits: Float64Array[] = [];
+  const metrics = await promptMetrics(model, task, batchSize, 'clean', metric, answerLogits);
+  return { metrics, answerLogits };
+}
 
 function summary(c: Component, perPrompt: ArrayLike<number>): ComponentScore {
   return { name: c.name, layer: c.layer, head: c.head, score: mean(perPrompt), std: std(perPrompt) };
@@ -104,7 +138,16 @@ export function dotDelta(
   return s;
 }
 
-async function igScores(model: HookedModel, task: Task, repl: Replacements, comps: Component[], steps: number, batchSize: number, progress: ScanOptions['onProgress']): Promise<Float64Array[]> {
+async function igScores(
+  model: HookedModel,
+  task: Task,
+  repl: Replacements,
+  comps: Component[],
+  steps: number,
+  batchSize: number,
+  metric: TaskMetric,
+  progress: ScanOptions['onProgress'],
+): Promise<Float64Array[]> {
   const N = task.pairs.length;
   const cfg = model.config;
   const d = cfg.dModel;
@@ -167,8 +210,7 @@ async function igScores(model: HookedModel, task: Task, repl: Replacements, comp
         resid: { data: resid, dims: [R, T, d] },
         startLayer: pos,
         lengths: chunk.map((row) => acts.lengths[row.prompt]),
-        logits: 'answers',
-        answers: chunk.map((row) => answersOf(task.pairs[row.prompt])),
+        ...metricRun(metric, task, chunk.map((row) => row.prompt)),
         z: isMlp ? undefined : iv,
         mlp: isMlp ? iv : undefined,
         gradients: [hook],
@@ -204,6 +246,7 @@ async function attributionScan(
   ablation: Ablation,
   meanOver: MeanOver,
   batchSize: number,
+  metric: TaskMetric,
   progress: ScanOptions['onProgress'],
 ): Promise<{ perPrompt: Float64Array[]; clean: Float64Array; corrupt: Float64Array }> {
   const N = task.pairs.length;
@@ -214,7 +257,7 @@ async function attributionScan(
   const needCorruptActs = ablation === 'resample' || (ablation === 'mean' && meanOver === 'corrupt');
   const corrupt = new Float64Array(N);
   const corruptActs = await collectActivations(model, task.pairs.map((p) => p.corrupt), needCorruptActs ? hooks : [], batchSize, {
-    options: (st, e) => ({ logits: 'answers', answers: task.pairs.slice(st, e).map(answersOf) }),
+    options: (st, e) => metricRun(metric, task, range(st, e)),
     result: (st, out) => {
       out.metric!.forEach((m, b) => (corrupt[st + b] = m));
       progress?.(Math.min(st + batchSize, N), 2 * N, 'attribution');
@@ -230,7 +273,7 @@ async function attributionScan(
   const clean = new Float64Array(N);
   for (let s = 0; s < N; s += batchSize) {
     const chunk = task.pairs.slice(s, s + batchSize);
-    const out = await model.run({ tokens: chunk.map((p) => p.clean), logits: 'answers', answers: chunk.map(answersOf), hooks, gradients: hooks });
+    const out = await model.run({ tokens: chunk.map((p) => p.clean), ...metricRun(metric, task, range(s, s + chunk.length)), hooks, gradients: hooks });
     const T = out.seqLen;
     chunk.forEach((_, b) => (clean[s + b] = out.metric![b]));
     for (const h of hooks) {
@@ -292,30 +335,33 @@ async function attributionScan(
 export async function scan(model: HookedModel, task: Task, opts: ScanOptions): Promise<ScanResult> {
   const batchSize = opts.batchSize ?? 64;
   const meanOver = opts.meanOver ?? 'clean';
+  const metricName = opts.metric ?? 'logit-diff';
   const comps = listComponents(model.config, opts.components);
   let perPrompt: Float64Array[];
   let clean: Float64Array;
   let corrupt: Float64Array;
+  const metric = await prepareMetric(model, task, metricName, batchSize);
   if (opts.method === 'attribution') {
-    ({ perPrompt, clean, corrupt } = await attributionScan(model, task, comps, opts.ablation, meanOver, batchSize, opts.onProgress));
+    ({ perPrompt, clean, corrupt } = await attributionScan(model, task, comps, opts.ablation, meanOver, batchSize, metric, opts.onProgress));
   } else {
     const repl = await computeReplacements(model, task, opts.ablation, meanOver, batchSize);
     if (opts.method === 'exact') {
-      const evaluator = await ExactEvaluator.create(model, task, repl, { batchSize });
+      const evaluator = await ExactEvaluator.create(model, task, repl, { batchSize, metric: metricName });
       clean = evaluator.clean;
       const metrics = await evaluator.evaluate(comps.map((c) => [c]), (done, total) => opts.onProgress?.(done, total, 'exact'));
       perPrompt = metrics.map((m) => m.map((v, p) => v - clean[p]));
     } else {
-      perPrompt = await igScores(model, task, repl, comps, opts.steps ?? 8, batchSize, opts.onProgress);
-      clean = await cleanMetrics(model, task, batchSize);
+      perPrompt = await igScores(model, task, repl, comps, opts.steps ?? 8, batchSize, metric, opts.onProgress);
+      clean = (await cleanMetrics(model, task, batchSize, metric)).metrics;
     }
-    corrupt = await corruptMetrics(model, task, batchSize);
+    corrupt = await corruptMetrics(model, task, batchSize, metric);
   }
   const result: ScanResult = {
     model: model.name,
     task: task.name,
     ablation: opts.ablation,
     method: opts.method,
+    metric_name: metricName,
     n_prompts: task.pairs.length,
     clean_metric: mean(clean),
     clean_std: std(clean),

@@ -24,13 +24,14 @@ import type { LoadedModel } from '../model/types.ts';
 import type { MetricName } from '../model/readout.ts';
 import { CONFIG_FILE, WEIGHTS_FILE, saveModelDir } from '../model/load.ts';
 import { layerPatterns } from '../model/attention.ts';
-import { displayToken } from '../tokenizer/gpt2.ts';
+import { gpt2Tokenizer } from '../tokenizer/gpt2.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
 import { accuracy, mean, std } from '../task/metrics.ts';
 import { checkPair } from '../task/jsonl.ts';
 import type { Task } from '../task/types.ts';
 import { canonicalOrder, findComponent, listComponents, type Component } from '../discover/components.ts';
 import { ABLATIONS, computeReplacements, removalInterventions, type Ablation, type MeanOver, type Replacements } from '../discover/replacements.ts';
-import { ExactEvaluator, type MetricKind } from '../discover/evaluate.ts';
+import { ExactEvaluator } from '../discover/evaluate.ts';
 import { scan } from '../discover/scan.ts';
 import { pruneModel } from '../compress/prune-model.ts';
 import { countParams } from '../compress/count.ts';
@@ -50,6 +51,8 @@ export interface SessionOptions {
   run?: RunData;
   /** Evaluated sets kept in memory. */
   cacheSize?: number;
+  /** The model's tokenizer, for showing tokens (default GPT-2's). */
+  tokenizer?: Tokenizer;
 }
 
 export interface EvaluateResult {
@@ -113,15 +116,7 @@ const OUTPUT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 /** carve compress's record file, so a directory written here reads like one written by the CLI. */
 const COMPRESS_RECORD = 'carve-compress.json';
 
-/** The evaluator's name for the metric; prob-diff is not one it computes yet. */
-function evaluatorMetric(m: ExploreMetric): MetricKind {
-  if (m === 'logit-diff') return 'logit_diff';
-  if (m === 'kl') return 'kl';
-  fail(`metric ${m}: the exact evaluator computes logit-diff and kl only`);
-}
 
-/** A token as the page shows it (the task's tokenizer is GPT-2's today). */
-const tokenText = displayToken;
 
 class Lru<V> {
   private map = new Map<string, V>();
@@ -151,6 +146,7 @@ interface Pending {
 export class ExploreSession {
   readonly model: HookedModel;
   readonly metric: ExploreMetric;
+  private readonly tokenizer: Tokenizer;
   readonly batchSize: number;
   readonly meanOver: MeanOver;
   readonly outDir: string | null;
@@ -175,7 +171,7 @@ export class ExploreSession {
     opts: SessionOptions = {},
   ) {
     this.metric = opts.metric ?? 'logit-diff';
-    evaluatorMetric(this.metric);
+    this.tokenizer = opts.tokenizer ?? gpt2Tokenizer;
     this.model = new HookedModel(loaded, engine);
     this.batchSize = Math.max(1, opts.batchSize ?? 64);
     this.meanOver = opts.meanOver ?? 'clean';
@@ -222,13 +218,19 @@ export class ExploreSession {
         }
       } else {
         p.clean.forEach((t, pos) => {
-          if (t === p.correct) marks.push({ pos, kind: 'io', label: 'correct' });
-          else if (t === p.incorrect) marks.push({ pos, kind: 's', label: 'incorrect' });
+          if (p.correct.includes(t)) marks.push({ pos, kind: 'io', label: 'correct' });
+          else if (p.incorrect.includes(t)) marks.push({ pos, kind: 's', label: 'incorrect' });
         });
       }
       marks.push({ pos: p.clean.length - 1, kind: 'end', label: 'metric position' });
-      return { index: i, tokens: p.clean.map(tokenText), correct: tokenText(p.correct), incorrect: tokenText(p.incorrect), marks };
+      const set = (ids: number[]) => ids.map((id) => this.tokenText(id)).join(' | ');
+      return { index: i, tokens: p.clean.map((id) => this.tokenText(id)), correct: set(p.correct), incorrect: set(p.incorrect), marks };
     });
+  }
+
+  /** A token as the page shows it: the model tokenizer's readable form, or `<id>` outside its vocabulary. */
+  private tokenText(id: number): string {
+    return Number.isInteger(id) && id >= 0 && id < this.tokenizer.vocabSize ? this.tokenizer.tokenString(id) : `<${id}>`;
   }
 
   scans(): ScanView[] {
@@ -286,8 +288,7 @@ export class ExploreSession {
         }),
       };
     } else {
-      if (this.metric !== 'logit-diff') fail(`attribution scores are computed for the logit-diff metric only (this session uses ${this.metric})`);
-      const r = await this.exclusive(() => scan(this.model, this.task, { ablation: abl, method: 'attribution', components: 'all', meanOver: this.meanOver, batchSize: this.batchSize }));
+      const r = await this.exclusive(() => scan(this.model, this.task, { ablation: abl, method: 'attribution', components: 'all', meanOver: this.meanOver, batchSize: this.batchSize, metric: this.metric }));
       view = {
         id: `computed:attribution:${abl}`,
         label: `attribution scores, ${abl} ablation (computed here)`,
@@ -337,7 +338,7 @@ export class ExploreSession {
     const T = this.task.pairs[prompt].clean.length;
     const flat = got.patterns[got.heads.indexOf(head)];
     const pattern = Array.from({ length: T }, (_, q) => Array.from(flat.subarray(q * T, (q + 1) * T)));
-    return { tokens: this.task.pairs[prompt].clean.map(tokenText), pattern, prompt, layer, head };
+    return { tokens: this.task.pairs[prompt].clean.map((id) => this.tokenText(id)), pattern, prompt, layer, head };
   }
 
   // ------------------------------------------------------------ writing
@@ -449,7 +450,7 @@ export class ExploreSession {
     if (!e) {
       e = this.exclusive(async () => {
         const repl = await computeReplacements(this.model, this.task, ablation, this.meanOver, this.batchSize);
-        const ev = await ExactEvaluator.create(this.model, this.task, repl, { batchSize: this.batchSize, metric: evaluatorMetric(this.metric) });
+        const ev = await ExactEvaluator.create(this.model, this.task, repl, { batchSize: this.batchSize, metric: this.metric });
         return { ev, repl };
       });
       this.evaluators.set(ablation, e);

@@ -12,13 +12,14 @@ import { fileURLToPath } from 'node:url';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { CONFIG_FILE, INDEX_FILE, WEIGHTS_FILE } from './load.ts';
+import { TOKENIZER_FILES } from '../tokenizer/load.ts';
 
 /** The default `--model`. */
 export const TOY_MODEL = 'toy-ioi';
 /** Names of the models shipped in the repository: a directory under models/ with this pattern. */
 const EMBEDDED_NAME = /^toy-[a-z0-9-]+$/;
 /** Files fetched beside the weights when the repository has them (the tokenizer, chiefly). */
-const OPTIONAL_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
+const OPTIONAL_FILES = [...new Set([...TOKENIZER_FILES, 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'])];
 
 /** The shard files an index names, or undefined when the index is unreadable. */
 function shardsOf(indexPath: string): string[] | undefined {

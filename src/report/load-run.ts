@@ -21,6 +21,8 @@ export interface ScanData {
   task: string | null;
   ablation: string;
   method: string;
+  /** The metric the scan used (`metric_name`; files from before it existed: null, i.e. logit-diff). */
+  metricName: string | null;
   nPrompts: number | null;
   cleanMetric: number | null;
   cleanStd: number | null;
@@ -40,6 +42,7 @@ export interface PruneData {
   order: string;
   ablation: string;
   method: string;
+  metricName: string | null;
   cleanMetric: number | null;
   corruptMetric: number | null;
   steps: PruneStep[];
@@ -50,6 +53,7 @@ export interface EvalData {
   /** A short display name: "original"/"compressed" from the demo's file names, else the model field. */
   label: string;
   model: string | null;
+  metricName: string | null;
   metric: number;
   std: number | null;
   accuracy: number;
@@ -61,8 +65,9 @@ export interface EvalData {
 export interface TaskPrompt {
   clean: string | null;
   corrupt: string | null;
-  correct: string | null;
-  incorrect: string | null;
+  /** A single answer's text, or an answer set's texts. */
+  correct: string | string[] | null;
+  incorrect: string | string[] | null;
   io: string | null;
   s: string | null;
   /** Token-form tasks carry no text; the ids stand in for it. */
@@ -179,6 +184,7 @@ function parseScan(file: string, o: Obj): ScanData {
     task: f.optStr(o, 'task'),
     ablation: f.str(o, 'ablation', 'unknown'),
     method: f.str(o, 'method', 'unknown'),
+    metricName: f.optStr(o, 'metric_name'),
     nPrompts: f.optNum(o, 'n_prompts'),
     cleanMetric: f.optNum(o, 'clean_metric'),
     cleanStd: f.optNum(o, 'clean_std'),
@@ -201,6 +207,7 @@ function parsePrune(file: string, o: Obj): PruneData {
     order: f.str(o, 'order', 'unknown'),
     ablation: f.str(o, 'ablation', 'unknown'),
     method: f.str(o, 'method', 'unknown'),
+    metricName: f.optStr(o, 'metric_name'),
     cleanMetric: f.optNum(o, 'clean_metric'),
     corruptMetric: f.optNum(o, 'corrupt_metric'),
     steps,
@@ -221,6 +228,7 @@ function parseEval(file: string, o: Obj): EvalData {
     file,
     label: evalLabel(file, model),
     model,
+    metricName: f.optStr(o, 'metric_name'),
     metric: f.num(o, 'metric'),
     std: f.optNum(o, 'std'),
     accuracy: f.num(o, 'accuracy'),
@@ -261,6 +269,14 @@ function optText(o: Obj, key: string): string | null {
   return typeof v === 'string' ? v : null;
 }
 
+/** An answer as text, or an answer set as its members' texts. */
+function answerText(o: Obj, key: string): string | string[] | null {
+  const v = o[key];
+  if (typeof v === 'string') return v;
+  if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'string')) return null;
+  return v as string[];
+}
+
 /** Reads only the prompts shown, so a huge task file costs a line count, not a parse of every line. */
 function parseTask(file: string, text: string): TaskData | null {
   const lines = text.split('\n').map((l) => l.trim());
@@ -283,8 +299,8 @@ function parseTask(file: string, text: string): TaskData | null {
     prompts.push({
       clean,
       corrupt: optText(o, 'corrupt'),
-      correct: optText(o, 'correct'),
-      incorrect: optText(o, 'incorrect'),
+      correct: answerText(o, 'correct'),
+      incorrect: answerText(o, 'incorrect'),
       io: optText(o, 'io') ?? optText(o, 'IO'),
       s: optText(o, 's') ?? optText(o, 'S'),
       cleanTokens: tokens,

@@ -21,6 +21,9 @@ const CONFIG = {
 };
 
 /** Compact numbers for labels: enough digits to compare, few enough to fit a cell. */
+/** Axis titles by metric_name. */
+const METRIC_TITLES: Record<string, string> = { 'logit-diff': 'logit difference', 'prob-diff': 'probability difference', kl: 'KL divergence from the clean run' };
+
 export function fmt(x: number): string {
   const a = Math.abs(x);
   let s: string;
@@ -214,7 +217,7 @@ export function pruneSpec(prunes: PruneData[], scans: ScanData[]): VlSpec {
       {
         data: { values: points },
         mark: { type: 'area', opacity: 0.15 },
-        encoding: { x, y: { field: 'lo', type: 'quantitative', title: 'metric (logit difference)' }, y2: { field: 'hi' }, color },
+        encoding: { x, y: { field: 'lo', type: 'quantitative', title: `metric (${METRIC_TITLES[prunes.find((p) => p.metricName)?.metricName ?? 'logit-diff'] ?? prunes[0]!.metricName})` }, y2: { field: 'hi' }, color },
       },
       {
         data: { values: points },

@@ -15,9 +15,16 @@
  *     then of an object. [A] is IO, [B] is S.
  *   - the ABBA/BABA label compares `text.index(IO)` with `text.index(S)`: substring positions, not
  *     word positions (see `labelKind`).
+ *
+ * Other tokenizers: every name must be one token where it follows a word (" Mary"), since it is
+ * both an answer and a position. The generator keeps the names of NAMES that are (in list order)
+ * and draws from that list, so prompts stay deterministic for a seed; with GPT-2 every name is one
+ * token and nothing changes. The task's name and notes say how many names were kept.
  */
 import { fail } from '../util/errors.ts';
-import { BOS_ID, BOS_TEXT, encode, singleToken } from '../tokenizer/gpt2.ts';
+import { gpt2Tokenizer } from '../tokenizer/gpt2.ts';
+import { isSingleToken, singleToken, tokenizerLabel, wantsBos } from '../tokenizer/text.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
 import { ABBA_TEMPLATES, BABA_TEMPLATES, NAMES, OBJECTS, PLACES } from './ioi-data.ts';
 import { DEFAULT_FLIP, flipPrompt, flipSeed, parseFlip, type FlippedPrompt } from './flip.ts';
 import { PyRandom } from './random-python.ts';
@@ -25,7 +32,7 @@ import { NpRandomState } from './random-numpy.ts';
 import type { IoiInfo, IoiKind, IoiOptions, IoiPromptType, IoiTask, PromptPair } from './types.ts';
 
 export const IOI_PROMPT_TYPES: readonly IoiPromptType[] = ['mixed', 'ABBA', 'BABA'];
-export const IOI_DEFAULTS: IoiOptions = { n: 25, seed: 1, promptType: 'mixed', flip: DEFAULT_FLIP, prependBos: false };
+export const IOI_DEFAULTS: IoiOptions = { n: 25, seed: 1, promptType: 'mixed', flip: DEFAULT_FLIP };
 
 /** numpy's legacy seeding only takes [0, 2^32); the reference seeds numpy with seed and the flip seed. */
 const MAX_NUMPY_SEED = 4294967295;
@@ -71,8 +78,8 @@ export function labelKind(text: string, io: string, s: string): IoiKind {
 /** `str.replace(old, new)` in Python replaces every occurrence. */
 const replaceAll = (s: string, from: string, to: string): string => s.split(from).join(to);
 
-/** The clean prompts of `IOIDataset(prompt_type, N, seed)`; no tokenizer involved. */
-export function generateIoiPrompts(n: number, seed: number, promptType: IoiPromptType): IoiPrompt[] {
+/** The clean prompts of `IOIDataset(prompt_type, N, seed)`, drawing names from `names` (default: the reference's list). */
+export function generateIoiPrompts(n: number, seed: number, promptType: IoiPromptType, names: readonly string[] = NAMES): IoiPrompt[] {
   const rng = new PyRandom(seed);
   const templates = ioiTemplates(promptType, rng);
   const prompts: IoiPrompt[] = [];
@@ -83,9 +90,9 @@ export function generateIoiPrompts(n: number, seed: number, promptType: IoiPromp
     let s = '';
     let third = '';
     while (new Set([io, s, third]).size < 3) {
-      io = rng.choice(NAMES);
-      s = rng.choice(NAMES);
-      third = rng.choice(NAMES);
+      io = rng.choice(names);
+      s = rng.choice(names);
+      third = rng.choice(names);
     }
     const place = rng.choice(PLACES);
     const object = rng.choice(OBJECTS);
@@ -97,16 +104,23 @@ export function generateIoiPrompts(n: number, seed: number, promptType: IoiPromp
 }
 
 /** The corrupt prompts of `IOIDataset.gen_flipped_prompts(flip)`, in our fixed name order (see flip.ts). */
-export function flipIoiPrompts(prompts: readonly IoiPrompt[], seed: number, flip: string): FlippedPrompt[] {
+export function flipIoiPrompts(prompts: readonly IoiPrompt[], seed: number, flip: string, names: readonly string[] = NAMES): FlippedPrompt[] {
   const parsed = parseFlip(flip);
   const fseed = flipSeed(seed, flip);
   if (fseed > MAX_NUMPY_SEED) fail(`--seed: ${seed} plus the flip string's character codes exceeds numpy's seed limit 2**32 - 1`);
   const rng = new NpRandomState(fseed);
-  return prompts.map((p) => flipPrompt(p.text, p.kind, parsed, NAMES, rng));
+  return prompts.map((p) => flipPrompt(p.text, p.kind, parsed, names, rng));
 }
 
-const COMMA = 11; // ','
-const PERIOD = 13; // '.'
+/**
+ * The names of NAMES that are one token after a word for this tokenizer, in list order. The
+ * prompts need three different names.
+ */
+export function ioiNames(tok: Tokenizer): string[] {
+  const kept = NAMES.filter((n) => isSingleToken(tok, ' ' + n));
+  if (kept.length < 3) fail(`ioi: only ${kept.length} of the ${NAMES.length} IOI names are one token for ${tokenizerLabel(tok)} (with a leading space); the task needs at least 3`);
+  return kept;
+}
 
 /**
  * The reference's `word_idx` for one prompt, as token indices into the clean prompt.
@@ -119,13 +133,20 @@ const PERIOD = 13; // '.'
  *        the token it meant. Kept as is, like the rest.
  *   IO-1, IO+1, S1-1, S1+1 follow from IO and S1.
  */
-export function ioiPositions(p: IoiPrompt, ioTok: number, sTok: number, fullTokens: readonly number[], prependBos: boolean): Record<string, number> {
+export function ioiPositions(
+  p: IoiPrompt,
+  ioTok: number,
+  sTok: number,
+  fullTokens: readonly number[],
+  prependBos: boolean,
+  tok: Tokenizer = gpt2Tokenizer,
+): Record<string, number> {
   const bos = prependBos ? 1 : 0;
-  const withoutLast = encode(p.text.split(' ').slice(0, -1).join(' '));
+  const withoutLast = tok.encode(p.text.split(' ').slice(0, -1).join(' '));
   const io = withoutLast.indexOf(ioTok);
   const s1 = withoutLast.indexOf(sTok);
   const s2 = withoutLast.lastIndexOf(sTok);
-  if (io < 0 || s1 < 0) throw new Error(`IOI: names of ${JSON.stringify(p.text)} not found among its tokens`);
+  if (io < 0 || s1 < 0) fail(`ioi: ${tokenizerLabel(tok)} does not give the names of ${JSON.stringify(p.text)} their own tokens inside the sentence`);
   const positions: Record<string, number> = {
     IO: io + bos,
     'IO-1': io + bos - 1,
@@ -138,11 +159,13 @@ export function ioiPositions(p: IoiPrompt, ioTok: number, sTok: number, fullToke
     starts: 0,
   };
   let punct: number | undefined;
-  for (const [mark, tok] of [[',', COMMA], ['.', PERIOD]] as const) {
+  for (const mark of [',', '.']) {
     if (!p.text.includes(mark)) continue;
-    const first = fullTokens.indexOf(tok);
+    const ids = tok.encodeContinuation(mark); // GPT-2: ',' is 11, '.' is 13
+    if (ids.length !== 1) continue;
+    const first = fullTokens.indexOf(ids[0]!);
     if (first < 0) continue; // the reference would raise here; no IOI template gets this far
-    punct = fullTokens.lastIndexOf(tok);
+    punct = fullTokens.lastIndexOf(ids[0]!);
   }
   if (punct !== undefined) positions.punct = punct;
   return positions;
@@ -158,10 +181,11 @@ function checkOptions(opts: IoiOptions): void {
   }
 }
 
-function ioiName(o: IoiOptions): string {
+function ioiName(o: IoiOptions, nNames: number): string {
   let name = `ioi(n=${o.n},seed=${o.seed},${o.promptType}`;
   if (o.flip !== DEFAULT_FLIP) name += `,flip=${o.flip}`;
   if (o.prependBos) name += ',bos';
+  if (nNames !== NAMES.length) name += `,names=${nNames}/${NAMES.length}`;
   return name + ')';
 }
 
@@ -176,31 +200,35 @@ function withoutAnswer(text: string, io: string): string {
  * The IOI task. Clean prompt: the reference's sentence minus its final IO token (the reference feeds
  * the whole sentence and reads the logits at `end`, which is the same under causal attention).
  * Corrupt prompt: the flipped sentence, truncated the same way. The answer is the clean IO and the
- * foil the clean S, for both runs, as in the reference.
+ * foil the clean S, for both runs, as in the reference. BOS starts every prompt when
+ * `prependBos` says so, or, left undefined, when the tokenizer's post-processor adds one.
  */
-export function generateIoi(options: Partial<IoiOptions> = {}): IoiTask {
-  const opts: IoiOptions = { ...IOI_DEFAULTS, ...options };
-  checkOptions(opts);
-  const prompts = generateIoiPrompts(opts.n, opts.seed, opts.promptType);
-  const flipped = flipIoiPrompts(prompts, opts.seed, opts.flip);
-  const bosText = opts.prependBos ? BOS_TEXT : '';
+export function generateIoi(options: Partial<IoiOptions> = {}, tok: Tokenizer = gpt2Tokenizer): IoiTask {
+  const given: IoiOptions = { ...IOI_DEFAULTS, ...options };
+  checkOptions(given);
+  const opts: IoiOptions = { ...given, prependBos: wantsBos(tok, options.prependBos) };
+  const names = ioiNames(tok);
+  const prompts = generateIoiPrompts(opts.n, opts.seed, opts.promptType, names);
+  const flipped = flipIoiPrompts(prompts, opts.seed, opts.flip, names);
+  const bosTok = opts.prependBos ? tok.bos! : undefined;
+  const bosText = bosTok ? bosTok.text : '';
+  const bos = bosTok ? [bosTok.id] : [];
   const pairs: PromptPair[] = [];
   const ioi: IoiInfo[] = [];
   prompts.forEach((p, i) => {
     const f = flipped[i]!;
-    const ioTok = singleToken(' ' + p.io, `IOI name ${p.io}`);
-    const sTok = singleToken(' ' + p.s, `IOI name ${p.s}`);
-    const full = encode(p.text);
-    const corruptFull = encode(f.text);
+    const ioTok = singleToken(tok, ' ' + p.io, `IOI name ${p.io}`);
+    const sTok = singleToken(tok, ' ' + p.s, `IOI name ${p.s}`);
+    const full = tok.encode(p.text);
+    const corruptFull = tok.encode(f.text);
     if (full[full.length - 1] !== ioTok || corruptFull[corruptFull.length - 1] !== ioTok) {
-      throw new Error(`IOI: prompt ${i} does not end with its IO token`);
+      fail(`ioi: ${tokenizerLabel(tok)} does not end ${JSON.stringify(p.text)} with the token of " ${p.io}" alone, so the prompt cannot stop just before the answer`);
     }
-    const bos = opts.prependBos ? [BOS_ID] : [];
     pairs.push({
       clean: [...bos, ...full.slice(0, -1)],
       corrupt: [...bos, ...corruptFull.slice(0, -1)],
-      correct: ioTok,
-      incorrect: sTok,
+      correct: [ioTok],
+      incorrect: [sTok],
       cleanText: bosText + withoutAnswer(p.text, p.io),
       corruptText: bosText + withoutAnswer(f.text, p.io),
     });
@@ -209,7 +237,7 @@ export function generateIoi(options: Partial<IoiOptions> = {}): IoiTask {
       s: p.s,
       templateIndex: p.templateIndex,
       kind: p.kind,
-      positions: ioiPositions(p, ioTok, sTok, full, opts.prependBos),
+      positions: ioiPositions(p, ioTok, sTok, full, opts.prependBos!, tok),
       text: p.text,
       corruptFullText: f.text,
       corruptIo: f.io,
@@ -218,5 +246,9 @@ export function generateIoi(options: Partial<IoiOptions> = {}): IoiTask {
       object: p.object,
     });
   });
-  return { name: ioiName(opts), pairs, ioi, options: opts };
+  const notes =
+    names.length < NAMES.length
+      ? [`ioi: ${names.length} of the ${NAMES.length} names are one token for ${tokenizerLabel(tok)}; prompts draw from those (dropped: ${NAMES.filter((n) => !names.includes(n)).join(', ')})`]
+      : undefined;
+  return { name: ioiName(opts, names.length), pairs, ioi, options: opts, ...(notes ? { notes } : {}) };
 }

@@ -1,18 +1,50 @@
 /**
  * Task metrics as pure functions over plain arrays. A "row" is one prompt's logits (or
- * log-probabilities) over the vocabulary at its metric position.
+ * log-probabilities) over the vocabulary at its metric position. Answers are sets (SPEC "Answer
+ * sets and metrics"); the model computes the same metrics inside its graph (src/model/readout.ts).
  */
 
 export type Row = ArrayLike<number>;
 
 export interface Answer {
-  correct: number;
-  incorrect: number;
+  correct: readonly number[];
+  incorrect: readonly number[];
 }
 
-/** logit[correct] − logit[incorrect] for one prompt. */
+const meanAt = (row: Row, ids: readonly number[]) => ids.reduce((s, id) => s + row[id]!, 0) / ids.length;
+
+/** Mean logit over the correct set − mean logit over the incorrect set (one each: logit[c] − logit[i]). */
 export function logitDiff(row: Row, answer: Answer): number {
-  return row[answer.correct]! - row[answer.incorrect]!;
+  return meanAt(row, answer.correct) - meanAt(row, answer.incorrect);
+}
+
+/** Σ p(correct set) − Σ p(incorrect set), softmax over the whole row, in float64. */
+export function probDiff(row: Row, answer: Answer): number {
+  const lse = logSumExp(row);
+  const mass = (ids: readonly number[]) => ids.reduce((s, id) => s + Math.exp(row[id]! - lse), 0);
+  return mass(answer.correct) - mass(answer.incorrect);
+}
+
+/**
+ * Whether a prompt is answered correctly: the highest logit among correct ∪ incorrect belongs to the
+ * correct set (ties count as wrong). `answerLogits` holds the correct set's logits, then the
+ * incorrect set's; with one answer each this is logit[correct] > logit[incorrect].
+ */
+export function answeredCorrectly(answerLogits: ArrayLike<number>, nCorrect: number): boolean {
+  let bestC = -Infinity;
+  let bestI = -Infinity;
+  for (let j = 0; j < answerLogits.length; j++) {
+    if (j < nCorrect) bestC = Math.max(bestC, answerLogits[j]!);
+    else bestI = Math.max(bestI, answerLogits[j]!);
+  }
+  return bestC > bestI;
+}
+
+/** Share of prompts answered correctly (see answeredCorrectly), from each prompt's answer logits. */
+export function setAccuracy(answerLogits: readonly ArrayLike<number>[], answers: readonly Answer[]): number {
+  if (answerLogits.length !== answers.length) throw new RangeError(`setAccuracy: ${answerLogits.length} rows for ${answers.length} prompts`);
+  if (answers.length === 0) return NaN;
+  return answerLogits.filter((l, i) => answeredCorrectly(l, answers[i]!.correct.length)).length / answers.length;
 }
 
 /** Per-prompt logit differences. */

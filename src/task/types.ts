@@ -1,20 +1,19 @@
 /** The task types every other part of carve consumes. */
 
+import type { MetricName } from '../model/readout.ts';
+
+/**
+ * One prompt pair. `correct` and `incorrect` are answer sets (one token each for IOI; years for
+ * greater-than), disjoint and non-empty; the pair is what the model's metric readout takes
+ * (src/model/hooked.ts `Answers`).
+ */
 export interface PromptPair {
   clean: number[]; // token ids, no padding
   corrupt: number[];
-  correct: number; // answer token id
-  incorrect: number;
+  correct: number[];
+  incorrect: number[];
   cleanText?: string;
   corruptText?: string;
-}
-
-/**
- * A pair's answer sets, as the model's metric readout takes them (src/model/hooked.ts `Answers`).
- * Today every pair has one token each.
- */
-export function answersOf(p: PromptPair): { correct: number[]; incorrect: number[] } {
-  return { correct: [p.correct], incorrect: [p.incorrect] };
 }
 
 export type IoiKind = 'ABBA' | 'BABA';
@@ -39,6 +38,10 @@ export interface IoiInfo {
 export interface Task {
   name: string; // e.g. "ioi(n=25,seed=1,mixed)" or the jsonl path
   pairs: PromptPair[];
+  /** The metric commands use when `--metric` is not given (greater-than: prob-diff); default logit-diff. */
+  defaultMetric?: MetricName;
+  /** Things the user should know about how the task was made (e.g. IOI names dropped for this tokenizer); the CLI prints them. */
+  notes?: string[];
   /** IOI only: per-prompt names and positions (keys like IO, S1, S2, end ... in token indices of the clean prompt). */
   ioi?: IoiInfo[];
 }
@@ -50,7 +53,8 @@ export interface IoiOptions {
   seed: number;
   promptType: IoiPromptType;
   flip: string;
-  prependBos: boolean;
+  /** Start every prompt with BOS; undefined: as the tokenizer's post-processor does. */
+  prependBos?: boolean;
 }
 
 export interface IoiTask extends Task {

@@ -8,6 +8,8 @@ import {
 } from 'gpt-tokenizer/encoding/gpt2';
 import ranks from 'gpt-tokenizer/bpeRanks/r50k_base';
 import { fail } from '../util/errors.ts';
+import type { Tokenizer } from './types.ts';
+import { singleToken as singleTokenOf } from './text.ts';
 
 /** `<|endoftext|>`: GPT-2's BOS, EOS and (in TransformerLens) pad token. */
 export const BOS_ID = 50256;
@@ -40,24 +42,28 @@ export function tokenString(id: number): string {
   return decode([id]);
 }
 
-/**
- * The one token that `text` encodes to. `where` names the source for the error message
- * (e.g. `tasks.jsonl:3: field "correct"`), since a multi-token answer is a user error.
- */
+/** The one GPT-2 token `text` encodes to, or a CarveError naming `where` (see text.ts singleToken). */
 export function singleToken(text: string, where: string): number {
-  const ids = encode(text);
-  if (ids.length !== 1) {
-    const shown = ids.map((id) => JSON.stringify(tokenString(id))).join(', ');
-    fail(
-      `${where}: ${JSON.stringify(text)} must be exactly one GPT-2 token, but it is ${ids.length}` +
-        (ids.length > 0 ? ` (${shown})` : '') +
-        (ids.length > 1 && !text.startsWith(' ') ? '; answers usually need a leading space, e.g. " Mary"' : ''),
-    );
-  }
-  return ids[0]!;
+  return singleTokenOf(gpt2Tokenizer, text, where);
 }
 
 /** A token for display whatever its id: tokenString, or `<id>` for ids outside GPT-2's vocabulary. */
 export function displayToken(id: number): string {
   return Number.isInteger(id) && id >= 0 && id < VOCAB_SIZE ? tokenString(id) : `<${id}>`;
 }
+/**
+ * GPT-2 BPE as a Tokenizer: no BOS from its post-processor (Hugging Face's GPT-2 tokenizer adds
+ * none), and a text's tokens do not depend on what precedes it, so a continuation encodes like
+ * any text.
+ */
+export const gpt2Tokenizer: Tokenizer = {
+  name: 'gpt2',
+  vocabSize: VOCAB_SIZE,
+  bos: { id: BOS_ID, text: BOS_TEXT },
+  addsBos: false,
+  encode,
+  encodeContinuation: encode,
+  decode,
+  tokenText: (id) => decode([id]),
+  tokenString,
+};

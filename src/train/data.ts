@@ -1,6 +1,7 @@
 /**
  * Training and held-out data for task models: IOI prompts from carve's generator (src/task/ioi.ts),
- * tokenised and packed into the feeds of `buildObjective` (objective.ts).
+ * or greater-than prompts (src/task/greater-than.ts), tokenised and packed into the feeds of
+ * `buildObjective` (objective.ts).
  *
  * ## Seed scheme
  * - Training step s (0-based) draws a fresh batch: `generateIoiPrompts(n, dataSeed + s, promptType)`,
@@ -15,14 +16,25 @@
  *
  * Each prompt is the sentence without its final IO name (as in the IOI task); the answer pair is
  * (IO, S): the loss and the metric look at the last token of the prompt.
+ *
+ * greater-than follows the same scheme: step s draws `--task greater-than --n batch --seed
+ * dataSeed + s`, the held-out set is `--task greater-than --n heldOutN --seed heldOutSeed`; the
+ * answers are the sets of two-digit year tokens after and up to the start year.
  */
 import type * as ort from 'onnxruntime-node';
 import { fail } from '../util/errors.ts';
-import { encode, singleToken } from '../tokenizer/gpt2.ts';
+import { gpt2Tokenizer } from '../tokenizer/gpt2.ts';
+import { singleToken } from '../tokenizer/text.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
 import { generateIoiPrompts, IOI_PROMPT_TYPES } from '../task/ioi.ts';
+import { generateGreaterThan } from '../task/greater-than.ts';
 import { toOrt } from '../onnx/session.ts';
 import type { IoiPromptType } from '../task/types.ts';
 import { answerFeeds } from '../model/hooked.ts';
+
+/** The tasks carve can train on. */
+export type TrainTask = 'ioi' | 'greater-than';
+export const TRAIN_TASKS: readonly TrainTask[] = ['ioi', 'greater-than'];
 
 /** The pad token (right padding); it never reaches the metric position under causal attention. */
 export const TRAIN_PAD = 0;
@@ -30,8 +42,10 @@ export const DATA_SEED_BASE = 1_000_000;
 
 export interface Example {
   tokens: number[];
-  correct: number;
-  incorrect: number;
+  /** The answer sets (IOI: IO and S, one token each). */
+  correct: number[];
+  incorrect: number[];
+  /** IOI's template index (-1 for other tasks). */
   templateIndex: number;
 }
 
@@ -44,6 +58,8 @@ export interface CurriculumPhase {
 }
 
 export interface DataSpec {
+  /** Default ioi. */
+  task?: TrainTask;
   promptType: IoiPromptType;
   /** Phases in order; after the last one, `promptType` with every template. */
   curriculum?: CurriculumPhase[];
@@ -96,18 +112,20 @@ export function phaseAt(spec: DataSpec, step: number): { promptType: IoiPromptTy
   return { promptType: spec.promptType };
 }
 
-const tokenCache = new Map<string, number>();
-function nameToken(name: string): number {
-  let t = tokenCache.get(name);
+const tokenCache = new Map<Tokenizer, Map<string, number>>();
+function nameToken(tok: Tokenizer, name: string): number {
+  if (!tokenCache.has(tok)) tokenCache.set(tok, new Map());
+  const cache = tokenCache.get(tok)!;
+  let t = cache.get(name);
   if (t === undefined) {
-    t = singleToken(' ' + name, `IOI name ${name}`);
-    tokenCache.set(name, t);
+    t = singleToken(tok, ' ' + name, `IOI name ${name}`);
+    cache.set(name, t);
   }
   return t;
 }
 
 /** `n` IOI examples from one generator seed, optionally restricted to some templates. */
-export function ioiExamples(n: number, seed: number, promptType: IoiPromptType, templates?: number[], prependBos = false): Example[] {
+export function ioiExamples(n: number, seed: number, promptType: IoiPromptType, templates?: number[], prependBos = false, tok: Tokenizer = gpt2Tokenizer): Example[] {
   const allowed = templates ? new Set(templates) : undefined;
   // A longer draw with the same seed extends a shorter one, so filtering stays deterministic.
   let draw = allowed ? Math.ceil((n * 15) / allowed.size) + 8 : n;
@@ -123,28 +141,36 @@ export function ioiExamples(n: number, seed: number, promptType: IoiPromptType, 
       prompts = generateIoiPrompts(draw, seed, promptType);
     }
   }
+  if (prependBos && !tok.bos) fail(`prependBos: ${tok.name} has no BOS token`);
   return prompts.map((p) => {
-    const full = encode(p.text);
-    const io = nameToken(p.io);
+    const full = tok.encode(p.text);
+    const io = nameToken(tok, p.io);
     if (full[full.length - 1] !== io) throw new Error(`IOI: ${JSON.stringify(p.text)} does not end with its IO token`);
     return {
-      tokens: prependBos ? [50256, ...full.slice(0, -1)] : full.slice(0, -1),
-      correct: io,
-      incorrect: nameToken(p.s),
+      tokens: prependBos ? [tok.bos!.id, ...full.slice(0, -1)] : full.slice(0, -1),
+      correct: [io],
+      incorrect: [nameToken(tok, p.s)],
       templateIndex: p.templateIndex,
     };
   });
 }
 
+/** `n` greater-than examples: the clean prompts of `--task greater-than --n n --seed seed`. */
+export function greaterThanExamples(n: number, seed: number, prependBos = false, tok: Tokenizer = gpt2Tokenizer): Example[] {
+  return generateGreaterThan({ n, seed, prependBos }, tok).pairs.map((p) => ({ tokens: p.clean, correct: p.correct, incorrect: p.incorrect, templateIndex: -1 }));
+}
+
 /** The training batch of step `step`. */
-export function trainBatch(spec: DataSpec, step: number, batch: number): Example[] {
+export function trainBatch(spec: DataSpec, step: number, batch: number, tok: Tokenizer = gpt2Tokenizer): Example[] {
+  if (spec.task === 'greater-than') return greaterThanExamples(batch, spec.dataSeed + step, spec.prependBos, tok);
   const { promptType, templates } = phaseAt(spec, step);
-  return ioiExamples(batch, spec.dataSeed + step, promptType, templates, spec.prependBos);
+  return ioiExamples(batch, spec.dataSeed + step, promptType, templates, spec.prependBos, tok);
 }
 
 /** The held-out set (see the seed scheme above). */
-export function heldOut(spec: DataSpec): Example[] {
-  return ioiExamples(spec.heldOutN, spec.heldOutSeed, spec.promptType, undefined, spec.prependBos);
+export function heldOut(spec: DataSpec, tok: Tokenizer = gpt2Tokenizer): Example[] {
+  if (spec.task === 'greater-than') return greaterThanExamples(spec.heldOutN, spec.heldOutSeed, spec.prependBos, tok);
+  return ioiExamples(spec.heldOutN, spec.heldOutSeed, spec.promptType, undefined, spec.prependBos, tok);
 }
 
 /** Refuse a training seed range that contains the held-out seed. */
@@ -156,12 +182,18 @@ export function checkSeeds(spec: DataSpec, steps: number): void {
   }
 }
 
-/** Feeds for buildObjective (float32): tokens, flat_pos, metric_pos, answer_ids/answer_weights, target_flat, row_scale. */
-export function objectiveFeeds(examples: Example[], vocabSize: number, nCtx: number): Record<string, ort.Tensor> {
+/**
+ * Feeds for buildObjective (float32): tokens, flat_pos, metric_pos, answer_ids/answer_weights
+ * (logit-diff weights: the hinge is on the set logit difference), row_scale, and for the
+ * cross-entropy either target_flat (one correct token per example) or, with `sets`, correct_ids
+ * and correct_mask [B, C] (each row's correct set, padded with mask 0).
+ */
+export function objectiveFeeds(examples: Example[], vocabSize: number, nCtx: number, sets = false): Record<string, ort.Tensor> {
   const B = examples.length;
   let T = 0;
   for (const e of examples) T = Math.max(T, e.tokens.length);
-  if (T > nCtx) fail(`an IOI prompt has ${T} tokens, more than the model's context of ${nCtx}`);
+  if (T > nCtx) fail(`a training prompt has ${T} tokens, more than the model's context of ${nCtx}`);
+  if (!sets && examples.some((e) => e.correct.length !== 1)) throw new Error('objectiveFeeds: answer sets need sets = true');
   const tokens = new BigInt64Array(B * T).fill(BigInt(TRAIN_PAD));
   const flatPos = new BigInt64Array(B);
   const metricPos = new BigInt64Array(B);
@@ -170,16 +202,25 @@ export function objectiveFeeds(examples: Example[], vocabSize: number, nCtx: num
     e.tokens.forEach((t, j) => (tokens[b * T + j] = BigInt(t)));
     flatPos[b] = BigInt(b * T + e.tokens.length - 1);
     metricPos[b] = BigInt(e.tokens.length - 1);
-    target[b] = BigInt(b * vocabSize + e.correct);
+    target[b] = BigInt(b * vocabSize + e.correct[0]!);
   });
-  const answers = answerFeeds(examples.map((e) => ({ correct: [e.correct], incorrect: [e.incorrect] })), 'logit-diff');
+  const answers = answerFeeds(examples, 'logit-diff');
+  const ce: Record<string, ort.Tensor> = {};
+  if (sets) {
+    const C = Math.max(...examples.map((e) => e.correct.length));
+    const ids = new BigInt64Array(B * C);
+    const mask = new Float32Array(B * C);
+    examples.forEach((e, b) => e.correct.forEach((id, j) => ((ids[b * C + j] = BigInt(id)), (mask[b * C + j] = 1))));
+    ce.correct_ids = toOrt({ data: ids, dims: [B, C] }, 'int64');
+    ce.correct_mask = toOrt({ data: mask, dims: [B, C] }, 'float32');
+  } else ce.target_flat = toOrt({ data: target, dims: [B] }, 'int64');
   return {
     tokens: toOrt({ data: tokens, dims: [B, T] }, 'int64'),
     flat_pos: toOrt({ data: flatPos, dims: [B] }, 'int64'),
     metric_pos: toOrt({ data: metricPos, dims: [B] }, 'int64'),
     answer_ids: toOrt({ data: answers.ids, dims: [B, answers.A] }, 'int64'),
     answer_weights: toOrt({ data: Float32Array.from(answers.weights), dims: [B, answers.A] }, 'float32'),
-    target_flat: toOrt({ data: target, dims: [B] }, 'int64'),
+    ...ce,
     row_scale: toOrt({ data: new Float32Array(B).fill(1 / B), dims: [B] }, 'float32'),
   };
 }

@@ -14,6 +14,15 @@ export interface ObjectiveOptions {
   /** Weight of a hinge on the logit difference: mean over rows of relu(margin − (logit[correct] − logit[incorrect])). */
   hingeWeight: number;
   margin: number;
+  /**
+   * Answer sets (greater-than): the cross-entropy is against the uniform distribution over the
+   * correct set, −(1/|C|) Σ_{c∈C} log p(c) — as if the text went on with any later year, which is
+   * what a model sees in natural text — from inputs correct_ids and correct_mask [B, C] (padding:
+   * mask 0); the hinge is on the set logit difference (mean over the correct set − mean over the
+   * incorrect set). The set's total probability, −log Σ p(c), would not do: always answering "99"
+   * satisfies it for every start year. Off: one correct token (target_flat).
+   */
+  sets?: boolean;
 }
 
 export interface ObjectiveGraph {
@@ -25,7 +34,8 @@ export interface ObjectiveGraph {
 /**
  * Inputs: tokens [B, T], flat_pos [B] (b·T + metric position), metric_pos [B], answer_ids and
  * answer_weights [B, A] (readout.ts), rope_cos/rope_sin for rotary models, target_flat [B]
- * (b·V + correct token), row_scale [B] (1/B for a plain mean). Outputs: loss, metric [B], grads.
+ * (b·V + correct token) or with `sets` correct_ids and correct_mask [B, C], row_scale [B] (1/B for a plain mean).
+ * Outputs: loss, metric [B], answer_logits [B, A], grads.
  */
 export function buildObjective(cfg: ModelConfig, dtype: 'float32' | 'float64', opts: ObjectiveOptions): ObjectiveGraph {
   const g = new Graph(dtype);
@@ -33,11 +43,25 @@ export function buildObjective(cfg: ModelConfig, dtype: 'float32' | 'float64', o
   const rowScale = g.input('row_scale', ['B']);
   const metric = fv.metric!;
   g.output(metric, 'metric');
+  if (opts.sets) g.output(fv.answerLogits!, 'answer_logits');
   const terms: Value[] = [];
   if (opts.ceWeight > 0) {
     const logp = g.reshape(g.logSoftmax(fv.logits!, -1), [-1], ['BV']);
-    const target = g.input('target_flat', ['B'], 'int64');
-    const nll = g.neg(g.gather(logp, target));
+    let nll: Value;
+    if (opts.sets) {
+      // Row b's answer a sits at b·V + id in the flattened log-probabilities.
+      const V = cfg.vocabSize;
+      const ids = g.input('correct_ids', ['B', 'C'], 'int64');
+      const B = g.slice(g.shapeOf(ids), g.ints([0]), g.ints([1]), [0], [1]);
+      const rows = g.range(g.constant([0], [], 'int64'), g.squeeze(B, [0]), g.constant([1], [], 'int64'), 'B');
+      const flat = g.add(ids, g.unsqueeze(g.mul(rows, g.constant([V], [], 'int64')), [1]));
+      const lp = g.gather(logp, flat); // [B, C]
+      const mask = g.input('correct_mask', ['B', 'C']);
+      nll = g.neg(g.div(g.reduceSum(g.mul(lp, mask), [-1], false), g.reduceSum(mask, [-1], false)));
+    } else {
+      const target = g.input('target_flat', ['B'], 'int64');
+      nll = g.neg(g.gather(logp, target));
+    }
     g.output(nll, 'nll');
     terms.push(g.mul(g.reduceSum(g.mul(nll, rowScale), [0], false), opts.ceWeight));
   }

@@ -1,6 +1,6 @@
 /**
- * The training loop for small GPT-2 or Llama-architecture task models: seeded init (init.ts), fresh IOI batches
- * every step (data.ts), the objective graph with weight gradients (objective.ts) compiled once,
+ * The training loop for small GPT-2 or Llama-architecture task models: seeded init (init.ts), fresh IOI
+ * or greater-than batches every step (data.ts), the objective graph with weight gradients (objective.ts) compiled once,
  * AdamW in place on the Float32Arrays the graph reads (adamw.ts), held-out accuracy and logit
  * difference every `evalEvery` steps.
  *
@@ -22,7 +22,8 @@ import { countParams } from '../compress/count.ts';
 import { buildObjective } from './objective.ts';
 import { initModel, type InitSpec } from './init.ts';
 import { AdamW, decaysByDefault, lrAt, SCHEDULES, type Param, type Schedule } from './adamw.ts';
-import { checkCurriculum, checkSeeds, dataSeedFor, heldOut, objectiveFeeds, trainBatch, type CurriculumPhase, type DataSpec, type Example } from './data.ts';
+import { checkCurriculum, checkSeeds, dataSeedFor, heldOut, objectiveFeeds, trainBatch, TRAIN_TASKS, type CurriculumPhase, type DataSpec, type Example, type TrainTask } from './data.ts';
+import { answeredCorrectly } from '../task/metrics.ts';
 import { IOI_PROMPT_TYPES } from '../task/ioi.ts';
 import type { Activation, ModelConfig, Weights } from '../model/types.ts';
 import type { IoiPromptType } from '../task/types.ts';
@@ -74,6 +75,8 @@ export interface Recipe {
   hingeWeight: number;
   margin: number;
   // Data
+  /** What to train on: IOI, or greater-than (answer sets; cross-entropy of the correct set). */
+  task: TrainTask;
   seed: number;
   /** First IOI generator seed of the training batches; -1: 1,000,000 · (1 + seed). */
   dataSeed: number;
@@ -118,6 +121,7 @@ export const DEFAULT_RECIPE: Recipe = {
   ceWeight: 1,
   hingeWeight: 1,
   margin: 2,
+  task: 'ioi',
   seed: 0,
   dataSeed: -1,
   promptType: 'mixed',
@@ -190,6 +194,7 @@ const CHECKS: Record<keyof Recipe, Check> = {
   ceWeight: num(0),
   hingeWeight: num(0),
   margin: num(-Infinity),
+  task: oneOf(TRAIN_TASKS),
   seed: int(0, 4294967295),
   dataSeed: (v, k) => (v === -1 ? -1 : int(0)(v, k)),
   promptType: oneOf(IOI_PROMPT_TYPES),
@@ -263,6 +268,7 @@ export function initSpecOf(r: Recipe): InitSpec {
 
 export function dataSpec(r: Recipe): DataSpec {
   return {
+    task: r.task,
     promptType: r.promptType,
     curriculum: r.curriculum,
     dataSeed: r.dataSeed === -1 ? dataSeedFor(r.seed) : r.dataSeed,
@@ -278,7 +284,7 @@ export interface StepLog {
   loss: number;
   lr: number;
   gradNorm: number;
-  /** Fraction of the batch with logit[IO] > logit[S], before this step's update. */
+  /** Fraction of the batch answered correctly (IOI: logit[IO] > logit[S]), before this step's update. */
   trainAccuracy: number;
   trainLogitDiff: number;
 }
@@ -288,8 +294,12 @@ export interface EvalLog {
   step: number;
   n: number;
   accuracy: number;
+  /** Mean (set) logit difference and its spread. */
   logitDiff: number;
   logitDiffStd: number;
+  /** Answer-set tasks (greater-than): the probability difference, the task's own metric. */
+  probDiff?: number;
+  probDiffStd?: number;
 }
 
 export interface TrainResult {
@@ -307,23 +317,41 @@ export interface TrainHooks {
   onEval?: (log: EvalLog) => void;
 }
 
-/** Held-out accuracy (logit[IO] > logit[S]) and mean logit difference of a model on examples. */
+/**
+ * Held-out accuracy (the highest-logit answer is a correct one; IOI: logit[IO] > logit[S]) and mean
+ * logit difference of a model on examples; for answer sets also the probability difference.
+ */
 export async function evaluate(model: HookedModel, examples: Example[], chunk = 256): Promise<Omit<EvalLog, 'step'>> {
+  const sets = examples.some((e) => e.correct.length !== 1 || e.incorrect.length !== 1);
   let correct = 0;
-  let sum = 0;
-  let sumSq = 0;
+  const ld: number[] = [];
+  const pd: number[] = [];
   for (let i = 0; i < examples.length; i += chunk) {
     const part = examples.slice(i, i + chunk);
-    const out = await model.run({ tokens: part.map((e) => e.tokens), logits: 'answers', answers: part.map((e) => ({ correct: [e.correct], incorrect: [e.incorrect] })) });
-    for (const m of out.metric!) {
-      if (m > 0) correct++;
-      sum += m;
-      sumSq += m * m;
+    const out = await model.run({ tokens: part.map((e) => e.tokens), logits: 'answers', answers: part });
+    const A = out.answerLogits!.dims[1];
+    part.forEach((e, b) => {
+      if (answeredCorrectly(out.answerLogits!.data.subarray(b * A, b * A + e.correct.length + e.incorrect.length), e.correct.length)) correct++;
+      ld.push(out.metric![b]);
+    });
+    if (sets) {
+      const p = await model.run({ tokens: part.map((e) => e.tokens), logits: 'answers', metric: 'prob-diff', answers: part });
+      pd.push(...p.metric!);
     }
   }
   const n = examples.length;
-  const mean = sum / n;
-  return { n, accuracy: correct / n, logitDiff: mean, logitDiffStd: Math.sqrt(Math.max(0, sumSq / n - mean * mean)) };
+  const spread = (xs: number[]) => {
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    return { mean, std: Math.sqrt(Math.max(0, xs.reduce((a, x) => a + x * x, 0) / xs.length - mean * mean)) };
+  };
+  const l = spread(ld);
+  const out: Omit<EvalLog, 'step'> = { n, accuracy: correct / n, logitDiff: l.mean, logitDiffStd: l.std };
+  if (sets) {
+    const p = spread(pd);
+    out.probDiff = p.mean;
+    out.probDiffStd = p.std;
+  }
+  return out;
 }
 
 /** Parameters trained: every weight the objective has a gradient for, except output biases of absent blocks. */
@@ -342,10 +370,12 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
   const data = dataSpec(recipe);
   const held = heldOut(data);
 
+  const sets = recipe.task !== 'ioi';
   const obj = buildObjective(config, 'float32', {
     ceWeight: recipe.ceWeight,
     hingeWeight: recipe.hingeWeight,
     margin: recipe.margin,
+    sets,
   });
   // Weight feeds wrap the parameter arrays themselves: AdamW's in-place updates are what the next run reads.
   const weightFeeds: Record<string, ort.Tensor> = {};
@@ -385,7 +415,7 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
   for (let s = 0; s < recipe.steps; s++) {
     const ta = performance.now();
     const batch = trainBatch(data, s, recipe.batch);
-    const feeds = { ...weightFeeds, ...objectiveFeeds(batch, config.vocabSize, config.nCtx) };
+    const feeds = { ...weightFeeds, ...objectiveFeeds(batch, config.vocabSize, config.nCtx, sets) };
     if (config.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(config, feeds.tokens.dims[1], 'float32'));
     const tb = performance.now();
     const out = await runCompiled(compiled, feeds);
@@ -395,10 +425,16 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
     const metric = out.metric.data as Float32Array;
     let right = 0;
     let diff = 0;
-    for (const m of metric) {
-      if (m > 0) right++;
+    metric.forEach((m, b) => {
       diff += m;
-    }
+      if (!sets) {
+        if (m > 0) right++;
+        return;
+      }
+      const A = out.answer_logits.dims[1];
+      const e = batch[b]!;
+      if (answeredCorrectly((out.answer_logits.data as Float32Array).subarray(b * A, b * A + e.correct.length + e.incorrect.length), e.correct.length)) right++;
+    });
     const lr = lrAt(s, sched);
     const info = opt.step(params.map((p) => out[`grad:${p.name}`].data as Float32Array), lr);
     const td = performance.now();

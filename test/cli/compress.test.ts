@@ -111,7 +111,8 @@ test('compress --keep (JSON array, mean): a pruned model whose eval metric is th
 
   const [evRun, runRun] = await Promise.all([ok(['eval', '--model', out, ...IOI, '--json']), ok(['run', '--model', out, '--tokens', '464,3290,318', '--top', '3', '--json'])]);
   const ev = JSON.parse(evRun.stdout);
-  assert.deepEqual(Object.keys(ev).sort(), ['accuracy', 'metric', 'model', 'ms_per_prompt', 'n_params', 'n_params_non_embedding', 'n_prompts', 'std', 'task'].sort());
+  assert.deepEqual(Object.keys(ev).sort(), ['accuracy', 'metric', 'metric_name', 'model', 'ms_per_prompt', 'n_params', 'n_params_non_embedding', 'n_prompts', 'std', 'task'].sort());
+  assert.equal(ev.metric_name, 'logit-diff');
   assert.ok(Math.abs(ev.metric - rec.metric) < 1e-4, `eval ${ev.metric} vs recorded ${rec.metric}`);
   assert.ok(Math.abs(ev.std - rec.std) < 1e-4);
   assert.ok(Math.abs(rec.metric - rec.clean_metric) > 1e-4, 'the removal should change the metric');

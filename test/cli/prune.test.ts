@@ -53,9 +53,11 @@ test('carve prune writes the order, the steps and the extra fields, and no parti
   assert.equal(acdc.code, 0, acdc.stderr);
   const a = JSON.parse(readFileSync(acdcOut, 'utf8'));
   assert.deepEqual(a.kept, []);
-  assert.equal(a.acdc_metric, 'kl');
+  assert.equal(a.metric_name, 'kl');
   assert.equal(a.mean_over, 'clean');
-  assert.equal(typeof a.steps[3].kl, 'number');
+  assert.equal(a.steps[0].metric, 0, 'nothing removed: no divergence from the clean run');
+  assert.ok(a.steps[3].metric > 0);
+  assert.equal(res.metric_name, 'logit-diff');
 });
 
 test('bad flags: one `carve: error:` line, exit 2, no output file', async () => {
@@ -69,8 +71,7 @@ test('bad flags: one `carve: error:` line, exit 2, no output file', async () => 
     [['--order', 'scores', '--threshold', '0.1'], /--threshold applies only to --order acdc/],
     [['--order', 'greedy', '--method', 'attribution', '--verify', '0'], /--verify: expected a positive integer/],
     [['--order', 'greedy', '--verify', '3'], /--verify applies only to --order greedy --method attribution/],
-    [['--order', 'greedy', '--metric', 'kl'], /--metric kl applies only to --order acdc/],
-    [['--order', 'acdc', '--metric', 'l2'], /--metric: expected one of logit_diff, kl/],
+    [['--order', 'acdc', '--metric', 'l2'], /--metric: expected one of logit-diff, prob-diff, kl/],
     [['--order', 'greedy', '--components', 'layers'], /--components: expected one of/],
     [['--order', 'greedy', '--ablation', 'noise'], /--ablation: expected one of/],
     [['--order', 'greedy', '--bogus'], /unknown option '--bogus'/],

@@ -39,7 +39,8 @@ test('addTaskOptions: defaults give the seed-1, N-25 mixed IOI task', () => {
   cmd.parse([], { from: 'user' });
   const opts = cmd.opts();
   assert.equal(opts.task, 'ioi');
-  assert.deepEqual(ioiOptionsFrom(opts), { n: 25, seed: 1, promptType: 'mixed', flip: 'ABC->XYZ, BAB->XYZ', prependBos: false });
+  // BOS unset: the tokenizer's post-processor decides (GPT-2: no BOS).
+  assert.deepEqual(ioiOptionsFrom(opts), { n: 25, seed: 1, promptType: 'mixed', flip: 'ABC->XYZ, BAB->XYZ', prependBos: undefined });
   const task = taskFromOptions(opts, { nCtx: 1024, requireEqualLengths: true });
   assert.equal(task.name, 'ioi(n=25,seed=1,mixed)');
   assert.equal(task.pairs.length, 25);
@@ -47,6 +48,9 @@ test('addTaskOptions: defaults give the seed-1, N-25 mixed IOI task', () => {
   const cmd2 = addTaskOptions(new Command('x').exitOverride());
   cmd2.parse(['--n', '4', '--seed', '9', '--prompt-type', 'BABA', '--prepend-bos', '--flip', 'ABB->XYZ, BAB->XYZ'], { from: 'user' });
   assert.deepEqual(ioiOptionsFrom(cmd2.opts()), { n: 4, seed: 9, promptType: 'BABA', flip: 'ABB->XYZ, BAB->XYZ', prependBos: true });
+  const cmd3 = addTaskOptions(new Command('x').exitOverride());
+  cmd3.parse(['--no-prepend-bos'], { from: 'user' });
+  assert.equal(ioiOptionsFrom(cmd3.opts()).prependBos, false);
 });
 
 test('unknown option values are CarveErrors naming the flag', () => {

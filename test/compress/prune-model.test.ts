@@ -26,7 +26,7 @@ function randomTask(vocab: number, lengths: number[], seed: number): Task {
   const toks = (n: number) => Array.from({ length: n }, () => Math.floor(r() * vocab));
   return {
     name: 'random',
-    pairs: lengths.map((n) => ({ clean: toks(n), corrupt: toks(n), correct: 1, incorrect: 2 })),
+    pairs: lengths.map((n) => ({ clean: toks(n), corrupt: toks(n), correct: [1], incorrect: [2] })),
   };
 }
 

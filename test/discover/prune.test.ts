@@ -7,6 +7,7 @@ import { listComponents } from '../../src/discover/components.ts';
 import { computeReplacements } from '../../src/discover/replacements.ts';
 import { attributionAt, pruneOrder, type PruneCheckpoint, type PruneOptions, type PruneResult } from '../../src/discover/prune.ts';
 import { CarveError } from '../../src/util/errors.ts';
+import type { Task } from '../../src/task/types.ts';
 import { randomModel } from '../helpers/random-model.ts';
 import { meanOf, naiveRemoval, randomTask, stdOf } from '../helpers/naive-removal.ts';
 
@@ -18,16 +19,17 @@ const m64 = new HookedModel(m, engine, 'float64');
 const m32 = new HookedModel(m, engine, 'float32');
 const n = listComponents(m.config).length; // 9
 
-/** Every step: the named components distinct, and the metric equal to the naive model's with exactly them removed. */
-function checkAgainstNaive(res: PruneResult, opts: PruneOptions, tol = 1e-8): void {
+/** Every step: the named components distinct, and the metric (the one the result names) equal to the naive model's with exactly them removed. */
+function checkAgainstNaive(res: PruneResult, opts: PruneOptions, tol = 1e-8, t: Task = task): void {
   const names = res.steps.slice(1).map((s) => s.component!);
   assert.equal(new Set(names).size, names.length, 'a component removed twice');
+  assert.equal(res.metric_name, opts.metric ?? 'logit-diff');
   res.steps.forEach((s, k) => {
     assert.equal(s.removed, k);
-    const ref = naiveRemoval(m.config, m.weights, task, opts.ablation, names.slice(0, k), opts.meanOver ?? 'clean');
-    assert.ok(Math.abs(s.metric - meanOf(ref.metric)) < tol, `${res.order} step ${k}: ${s.metric} vs naive ${meanOf(ref.metric)}`);
-    assert.ok(Math.abs(s.std - stdOf(ref.metric)) < tol, `${res.order} step ${k}: std ${s.std} vs naive ${stdOf(ref.metric)}`);
-    if (s.kl !== undefined) assert.ok(Math.abs(s.kl - meanOf(ref.kl)) < tol, `step ${k}: kl ${s.kl} vs naive ${meanOf(ref.kl)}`);
+    const naive = naiveRemoval(m.config, m.weights, t, opts.ablation, names.slice(0, k), opts.meanOver ?? 'clean');
+    const ref = res.metric_name === 'kl' ? naive.kl : res.metric_name === 'prob-diff' ? naive.probDiff : naive.metric;
+    assert.ok(Math.abs(s.metric - meanOf(ref)) < tol, `${res.order} step ${k}: ${s.metric} vs naive ${meanOf(ref)}`);
+    assert.ok(Math.abs(s.std - stdOf(ref)) < tol, `${res.order} step ${k}: std ${s.std} vs naive ${stdOf(ref)}`);
   });
 }
 
@@ -38,6 +40,8 @@ const cases: PruneOptions[] = [
   { order: 'greedy', ablation: 'mean', meanOver: 'corrupt', method: 'attribution', verify: 2, batchSize: 3 },
   { order: 'acdc', ablation: 'zero', threshold: 0.3 },
   { order: 'acdc', ablation: 'resample', metric: 'kl', threshold: 0.4, batchSize: 4 },
+  { order: 'greedy', ablation: 'mean', metric: 'kl', batchSize: 7 },
+  { order: 'scores', ablation: 'resample', metric: 'prob-diff', method: 'attribution' },
 ];
 for (const opts of cases) {
   test(`prune ${JSON.stringify(opts)}: the metric at every step is that of a fresh naive run with exactly those components removed`, async () => {
@@ -67,6 +71,17 @@ test('scores order follows the exact scores, highest first; greedy starts with t
     // Greedy's metric never falls below the scores order's after one step.
     assert.ok(greedy.steps[1].metric >= byScores.steps[1].metric - 1e-12);
   }
+});
+
+test('under kl (lower is better) scores rank the smallest divergence first, and greedy removes what diverges least', async () => {
+  const sc = await scan(m64, task, { ablation: 'mean', method: 'exact', components: 'all', metric: 'kl' });
+  assert.equal(sc.metric_name, 'kl');
+  const best = [...sc.components].sort((a, b) => a.score - b.score);
+  const byScores = await pruneOrder(m64, task, { order: 'scores', ablation: 'mean', metric: 'kl' });
+  assert.deepEqual(byScores.steps.slice(1).map((s) => s.component), best.map((c) => c.name));
+  const greedy = await pruneOrder(m64, task, { order: 'greedy', ablation: 'mean', metric: 'kl' });
+  assert.equal(greedy.steps[1].component, best[0].name);
+  assert.ok(Math.abs(greedy.steps[1].metric - best[0].score) < 1e-9, 'the clean KL is 0, so the step metric is the score');
 });
 
 test('attribution-guided greedy with --verify K ≥ the remaining count is exact greedy', async () => {
@@ -163,14 +178,14 @@ test('acdc with T = 0 never accepts a removal that lowers the metric; with a hug
     const strict = await pruneOrder(m64, task, { order: 'acdc', ablation, threshold: 0 });
     strict.steps.slice(1).forEach((s, i) => assert.ok(s.metric > strict.steps[i].metric, `${ablation}: step ${i + 1} lowered the metric`));
     const strictKl = await pruneOrder(m64, task, { order: 'acdc', ablation, threshold: 0, metric: 'kl' });
-    strictKl.steps.slice(1).forEach((s, i) => assert.ok(s.kl! < strictKl.steps[i].kl!, `${ablation}: step ${i + 1} raised the KL`));
-    for (const metric of ['logit_diff', 'kl'] as const) {
+    strictKl.steps.slice(1).forEach((s, i) => assert.ok(s.metric < strictKl.steps[i].metric, `${ablation}: step ${i + 1} raised the KL`));
+    for (const metric of ['logit-diff', 'kl'] as const) {
       const all = await pruneOrder(m64, task, { order: 'acdc', ablation, threshold: 1e9, metric });
       assert.equal(all.steps.length, n + 1);
       assert.deepEqual(all.kept, []);
       assert.deepEqual(all.steps.slice(1).map((s) => s.component), listComponents(m.config).map((c) => c.name).reverse());
       assert.equal(all.threshold, 1e9);
-      assert.equal(all.acdc_metric, metric);
+      assert.equal(all.metric_name, metric);
     }
   }
 });
@@ -180,7 +195,7 @@ test('options that do not apply to the order are refused', async () => {
     { order: 'scores', ablation: 'zero', verify: 2 },
     { order: 'greedy', ablation: 'zero', verify: 2 }, // exact greedy checks every candidate
     { order: 'greedy', ablation: 'zero', threshold: 0.1 },
-    { order: 'greedy', ablation: 'zero', metric: 'kl' },
+    { order: 'greedy', ablation: 'zero', metric: 'l2' as 'kl' },
     { order: 'acdc', ablation: 'zero', method: 'attribution' },
     { order: 'acdc', ablation: 'zero', threshold: NaN },
     { order: 'nope' as 'acdc', ablation: 'zero' },

@@ -58,7 +58,7 @@ test('GET /api/components: every component name, the clean metric and the metric
   assert.deepEqual(r.json.components, listComponents(session.model.config).map((c) => c.name));
   assert.equal((r.json.components as string[]).length, 15);
   assert.equal(r.json.metric_name, 'logit-diff');
-  const clean = await cleanMetrics(session.model, session.task, 16);
+  const clean = (await cleanMetrics(session.model, session.task, 16)).metrics;
   close(r.json.clean_metric as number, mean(clean), 1e-4, 'clean metric');
   assert.match(String(r.headers['content-type']), /^application\/json/);
 });
@@ -291,7 +291,7 @@ test('POST /api/compress writes a model whose `carve eval` metric is the one the
   assert.deepEqual(readdirSync(dir).sort(), ['carve-compress.json', 'config.json', 'model.safetensors']);
   const small = new HookedModel(loadModelDir(dir), engine);
   assert.equal(listComponents(small.config).length, 12);
-  const metric = mean(await cleanMetrics(small, session.task, 16));
+  const metric = mean((await cleanMetrics(small, session.task, 16)).metrics);
   close(metric, shown.json.metric as number, 1e-3, 'eval of the compressed model vs the page');
   close(r.json.metric as number, shown.json.metric as number, 1e-9, 'compress reports the same metric');
   assert.ok((r.json.n_params_after as number) < (r.json.n_params_before as number));

@@ -60,7 +60,7 @@ for (const [label, spec] of archs) {
 
     const written = await session.compress(removed, 'mean', 'small');
     const small = new HookedModel(loadModelDir(join(root, 'out', 'small')), engine);
-    const metric = mean(await cleanMetrics(small, task, 8));
+    const metric = mean((await cleanMetrics(small, task, 8)).metrics);
     assert.ok(Math.abs(metric - got.metric) < 1e-4, `compressed ${metric} vs shown ${got.metric}`);
     assert.equal(written.kept.length, session.info().components.length - removed.length);
   });
@@ -82,5 +82,11 @@ test('explore session with the kl metric: 0 for the clean model, the evaluator\'
   const ev = await ExactEvaluator.create(model, task, await computeReplacements(model, task, 'zero'), { batchSize: 8, metric: 'kl' });
   const [want] = await ev.evaluate([[findComponent(model.config, 'L0H1', 'test')]]);
   got.per_prompt.forEach((v, p) => assert.ok(Math.abs(v - want[p]) < 1e-6 && v > 0, `prompt ${p}: ${v} vs ${want[p]}`));
-  assert.throws(() => new ExploreSession(loaded, task, engine, { metric: 'prob-diff' }), /logit-diff and kl only/);
+  // prob-diff: the session's numbers are the evaluator's under the same metric.
+  const pd = new ExploreSession(loaded, task, engine, { metric: 'prob-diff', batchSize: 8 });
+  const gotPd = await pd.evaluate(['L0H1'], 'zero');
+  const evPd = await ExactEvaluator.create(model, task, await computeReplacements(model, task, 'zero'), { batchSize: 8, metric: 'prob-diff' });
+  const [wantPd] = await evPd.evaluate([[findComponent(model.config, 'L0H1', 'test')]]);
+  gotPd.per_prompt.forEach((v, p) => assert.ok(Math.abs(v - wantPd[p]) < 1e-6, `prob-diff prompt ${p}: ${v} vs ${wantPd[p]}`));
+  assert.equal(gotPd.metric_name, 'prob-diff');
 });

@@ -132,7 +132,7 @@ test('explore page: remove a head, the metric equals carve eval of the model wit
     await page.click('#compress');
     await page.waitForFunction(() => /wrote .*compressed/.test(document.getElementById('status')?.textContent ?? ''));
     const small = new HookedModel(loadModelDir(join(outDir, 'compressed')), engine);
-    assert.ok(Math.abs(mean(await cleanMetrics(small, task, 64)) - evaluated.metric) < 1e-5, 'the written model is the one evaluated');
+    assert.ok(Math.abs(mean((await cleanMetrics(small, task, 64)).metrics) - evaluated.metric) < 1e-5, 'the written model is the one evaluated');
     await page.mouse.move(0, 0);
     mkdirSync(OUT_ROOT, { recursive: true });
     const shot = join(OUT_ROOT, 'explore.png');

@@ -6,14 +6,16 @@
 import type { ModelConfig, Weights } from '../../src/model/types.ts';
 import type { Task } from '../../src/task/types.ts';
 import { naiveForward, type NaiveIntervention } from '../helpers/naive-gpt2.ts';
-import { naiveComponents } from '../helpers/naive-scores.ts';
+import { naiveComponents, naiveMetric } from '../helpers/naive-scores.ts';
 import { rng } from '../helpers/gradcheck.ts';
 
 export type NaiveAblation = 'zero' | 'mean' | 'resample';
 
 export interface NaiveRemoval {
-  /** Per prompt: logit difference at the metric position. */
+  /** Per prompt: logit difference (of the answer sets) at the metric position. */
   metric: number[];
+  /** Per prompt: probability difference of the answer sets. */
+  probDiff: number[];
   /** Per prompt: KL(clean ‖ ablated) of the next-token distribution at the metric position. */
   kl: number[];
   /** Per prompt and position: the hooks of the ablated run (names as TransformerLens). */
@@ -88,16 +90,14 @@ export function naiveRemoval(
     });
   });
   const run = naiveForward(cfg, w, task.pairs.map((p) => p.clean), iv);
-  const metric = task.pairs.map((p, b) => {
-    const l = run.logits[b][p.clean.length - 1];
-    return l[p.correct] - l[p.incorrect];
-  });
+  const metric = task.pairs.map((p, b) => naiveMetric(run.logits[b][p.clean.length - 1], p, 'logit-diff'));
+  const probDiff = task.pairs.map((p, b) => naiveMetric(run.logits[b][p.clean.length - 1], p, 'prob-diff'));
   const kl = task.pairs.map((p, b) => {
     const lp = logSoftmax(clean.logits[b][p.clean.length - 1]);
     const lq = logSoftmax(run.logits[b][p.clean.length - 1]);
     return lp.reduce((s, v, i) => s + Math.exp(v) * (v - lq[i]), 0);
   });
-  return { metric, kl, hooks: run.hooks };
+  return { metric, probDiff, kl, hooks: run.hooks };
 }
 
 export const meanOf = (a: ArrayLike<number>) => Array.from(a).reduce((s, v) => s + v, 0) / a.length;

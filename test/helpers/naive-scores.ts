@@ -4,10 +4,46 @@
  * attribution scores (the directional derivative that attribution patching linearises).
  */
 import type { ModelConfig, Weights } from '../../src/model/types.ts';
-import type { Task } from '../../src/task/types.ts';
+import type { Task, PromptPair } from '../../src/task/types.ts';
 import { naiveForward } from './naive-gpt2.ts';
 
 export type NaiveAblation = 'zero' | 'mean' | 'resample';
+export type NaiveMetric = 'logit-diff' | 'prob-diff' | 'kl';
+
+function naiveLogSoftmax(l: Float64Array): Float64Array {
+  let mx = -Infinity;
+  for (const v of l) mx = Math.max(mx, v);
+  let s = 0;
+  for (const v of l) s += Math.exp(v - mx);
+  const lse = mx + Math.log(s);
+  return l.map((v) => v - lse);
+}
+
+/**
+ * SPEC's metrics for one prompt from its logits at the metric position, written out plainly:
+ * logit-diff = mean logit over the correct set − mean over the incorrect set; prob-diff = Σ p(correct)
+ * − Σ p(incorrect) (softmax over the whole vocabulary); kl = Σ p_clean (log p_clean − log p).
+ */
+export function naiveMetric(l: Float64Array, p: PromptPair, metric: NaiveMetric, cleanLogits?: Float64Array): number {
+  if (metric === 'logit-diff') {
+    let c = 0;
+    for (const t of p.correct) c += l[t];
+    let i = 0;
+    for (const t of p.incorrect) i += l[t];
+    return c / p.correct.length - i / p.incorrect.length;
+  }
+  const lp = naiveLogSoftmax(l);
+  if (metric === 'prob-diff') {
+    let d = 0;
+    for (const t of p.correct) d += Math.exp(lp[t]);
+    for (const t of p.incorrect) d -= Math.exp(lp[t]);
+    return d;
+  }
+  const lc = naiveLogSoftmax(cleanLogits!);
+  let kl = 0;
+  for (let v = 0; v < l.length; v++) kl += Math.exp(lc[v]) * (lc[v] - lp[v]);
+  return kl;
+}
 
 interface Comp {
   pos: number;
@@ -24,17 +60,19 @@ export function naiveComponents(cfg: ModelConfig): Comp[] {
   return out;
 }
 
-function metricOf(logits: Float64Array[][], task: Task): number[] {
-  return task.pairs.map((p, b) => {
-    const l = logits[b][p.clean.length - 1];
-    return l[p.correct] - l[p.incorrect];
-  });
-}
-
-export function naiveScores(cfg: ModelConfig, w: Weights, task: Task, ablation: NaiveAblation, meanOver: 'clean' | 'corrupt' = 'clean') {
+export function naiveScores(
+  cfg: ModelConfig,
+  w: Weights,
+  task: Task,
+  ablation: NaiveAblation,
+  meanOver: 'clean' | 'corrupt' = 'clean',
+  metric: NaiveMetric = 'logit-diff',
+) {
   const dh = cfg.dHead;
   const clean = naiveForward(cfg, w, task.pairs.map((p) => p.clean));
-  const cleanMetric = metricOf(clean.logits, task);
+  const at = (logits: Float64Array[][], b: number) => logits[b][task.pairs[b].clean.length - 1];
+  const metricOf = (logits: Float64Array[][]) => task.pairs.map((p, b) => naiveMetric(at(logits, b), p, metric, at(clean.logits, b)));
+  const cleanMetric = metricOf(clean.logits);
   const hookName = (c: Comp) => `blocks.${cfg.layers[c.pos].sourceLayer}.${c.slot >= 0 ? 'attn.hook_z' : 'hook_mlp_out'}`;
   const sliceOf = (v: Float64Array, c: Comp) => (c.slot >= 0 ? v.subarray(c.slot * dh, (c.slot + 1) * dh) : v);
   const source = ablation === 'resample' ? naiveForward(cfg, w, task.pairs.map((p) => p.corrupt)) : ablation === 'mean' ? naiveForward(cfg, w, task.pairs.map((p) => (meanOver === 'clean' ? p.clean : p.corrupt))) : undefined;
@@ -71,7 +109,7 @@ export function naiveScores(cfg: ModelConfig, w: Weights, task: Task, ablation: 
           }
         : { mlp: new Map([[c.pos, (b: number, t: number) => value(b, t)]]) };
     // hook_z interventions in the naive model replace one head's d_head slice.
-    return metricOf(naiveForward(cfg, w, task.pairs.map((p) => p.clean), iv).logits, task);
+    return metricOf(naiveForward(cfg, w, task.pairs.map((p) => p.clean), iv).logits);
   };
   const comps = naiveComponents(cfg);
   const exact = comps.map((c) => {
@@ -91,5 +129,7 @@ export function naiveScores(cfg: ModelConfig, w: Weights, task: Task, ablation: 
     const minus = at(-eps);
     return plus.map((v, i) => (v - minus[i]) / (2 * eps));
   });
-  return { comps, cleanMetric, exact, attribution };
+  const corruptRun = naiveForward(cfg, w, task.pairs.map((p) => p.corrupt));
+  const corruptMetric = task.pairs.map((p, b) => naiveMetric(corruptRun.logits[b][p.corrupt.length - 1], p, metric, at(clean.logits, b)));
+  return { comps, cleanMetric, corruptMetric, exact, attribution };
 }

@@ -174,7 +174,7 @@ function naiveMetrics(m: HfModel, task: Task, iv: (b: number, len: number) => Na
   return task.pairs.map((p, b) => {
     const r = naiveHfForward(m, p.clean, iv(b, p.clean.length));
     const t = p.clean.length - 1;
-    return r.logits[t * VOCAB + p.correct] - r.logits[t * VOCAB + p.incorrect];
+    return r.logits[t * VOCAB + p.correct[0]] - r.logits[t * VOCAB + p.incorrect[0]];
   });
 }
 

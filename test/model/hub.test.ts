@@ -171,6 +171,8 @@ test('download into the cache from a (fake) hub, then offline reuse', async () =
     'config.json': readFileSync(join(src, 'config.json')),
     'model.safetensors': readFileSync(join(src, 'model.safetensors')),
     'README.md': Buffer.from('not fetched'),
+    // The tokenizer comes along when the repository has one (tokenizer_config.json: it has not).
+    'tokenizer.json': Buffer.from(JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] } })),
   };
   const commit = 'b'.repeat(40);
   const hub = 'https://fake-hub.test';
@@ -183,8 +185,10 @@ test('download into the cache from a (fake) hub, then offline reuse', async () =
   assert.equal(readFileSync(join(cache, 'models--tiny--gpt2', 'refs', 'main'), 'utf8'), commit);
   assert.ok(lstatSync(join(r.dir, 'model.safetensors')).isSymbolicLink());
   assert.deepEqual(readFileSync(join(r.dir, 'model.safetensors')), files['model.safetensors']);
-  assert.equal(logs.length, 2);
+  assert.equal(logs.length, 3);
   assert.ok(!existsSync(join(r.dir, 'README.md')));
+  assert.deepEqual(readFileSync(join(r.dir, 'tokenizer.json')), files['tokenizer.json']);
+  assert.ok(!existsSync(join(r.dir, 'tokenizer_config.json')));
   assert.equal(loadModelDir(r.dir).config.vocabSize, 20);
 
   // Second time: straight from the cache, no network.

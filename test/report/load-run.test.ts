@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadRun } from '../../src/report/load-run.ts';
+import { taskTableHtml } from '../../src/report/html.ts';
 import { CarveError } from '../../src/util/errors.ts';
 import { FIXTURE_RUN, emptyDir, freshRun } from './helpers.ts';
 
@@ -55,5 +56,20 @@ test('a malformed task line names the line', () => {
   const dir = freshRun('bad-task');
   writeFileSync(join(dir, 'task.jsonl'), '{"clean": "a", "correct": " x", "incorrect": " y"}\nnot json\n');
   assert.throws(() => loadRun(dir), (e) => e instanceof CarveError && /task\.jsonl: line 2/.test(e.message));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('answer sets and metric_name: the task table shows sets, and the page names the metric the run used', async () => {
+  const dir = freshRun('answer-sets');
+  writeFileSync(join(dir, 'task.jsonl'), JSON.stringify({ clean: 'The war lasted from the year 1732 to the year 17', correct: ['33', '34', '35', '36'], incorrect: ['31', '32'] }) + '\n');
+  const scanFile = join(dir, 'scan-exact-zero.json');
+  writeFileSync(scanFile, JSON.stringify({ ...JSON.parse(readFileSync(scanFile, 'utf8')), metric_name: 'prob-diff' }));
+  const run = loadRun(dir);
+  assert.deepEqual(run.task!.prompts[0]!.correct, ['33', '34', '35', '36']);
+  assert.equal(run.scans.find((s) => s.file.endsWith('scan-exact-zero.json'))!.metricName, 'prob-diff');
+  const html = taskTableHtml(run);
+  assert.match(html, /&quot;33&quot; \u2026 &quot;36&quot;<\/code> \(4\)/);
+  assert.match(html, /&quot;31&quot;, &quot;32&quot;/);
+  assert.match(html, /The metric is the probability difference/);
   rmSync(dir, { recursive: true, force: true });
 });

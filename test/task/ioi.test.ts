@@ -44,8 +44,8 @@ test('seed 1, N 25, mixed: text, IO, S, template index and label equal the Pytho
 test('seed 1, N 25: tokens, answers and word_idx equal the reference tokenization', () => {
   ref25.pairs.forEach((p, i) => {
     assert.deepEqual(p.clean, REF_TOKS[i]!.slice(0, -1), `clean prompt ${i} is the sentence minus its final IO token`);
-    assert.equal(p.correct, REF_IO_TOKENS[i]);
-    assert.equal(p.incorrect, REF_S_TOKENS[i]);
+    assert.deepEqual(p.correct, [REF_IO_TOKENS[i]]);
+    assert.deepEqual(p.incorrect, [REF_S_TOKENS[i]]);
     assert.equal(p.cleanText, REF_SEED1_N25[i]![0].slice(0, -(REF_SEED1_N25[i]![1].length + 1)));
     const pos = ref25.ioi[i]!.positions;
     for (const key of ['IO', 'S1', 'S2', 'end', 'punct'] as const) assert.equal(pos[key], REF_WORD_IDX[key][i], `${key} of prompt ${i}`);
@@ -55,9 +55,9 @@ test('seed 1, N 25: tokens, answers and word_idx equal the reference tokenizatio
     assert.equal(pos['S1+1'], pos.S1! + 1);
     assert.equal(pos.starts, 0);
     assert.equal(pos.end, p.clean.length - 1, 'the metric position is the last clean token');
-    assert.equal(p.clean[pos.IO!], p.correct);
-    assert.equal(p.clean[pos.S1!], p.incorrect);
-    assert.equal(p.clean[pos.S2!], p.incorrect);
+    assert.deepEqual([p.clean[pos.IO!]], p.correct);
+    assert.deepEqual([p.clean[pos.S1!]], p.incorrect);
+    assert.deepEqual([p.clean[pos.S2!]], p.incorrect);
   });
 });
 
@@ -98,8 +98,8 @@ test('flips equal the Python re-implementation run in carve\'s fixed name order'
     const got = t.ioi.slice(0, expected.length).map((x) => [x.corruptFullText, x.corruptIo, x.corruptS]);
     assert.deepEqual(got, expected, flip);
     t.pairs.forEach((p, i) => {
-      assert.equal(p.correct, ref25.pairs[i]!.correct, 'the answer stays the clean IO');
-      assert.equal(p.incorrect, ref25.pairs[i]!.incorrect);
+      assert.deepEqual(p.correct, ref25.pairs[i]!.correct, 'the answer stays the clean IO');
+      assert.deepEqual(p.incorrect, ref25.pairs[i]!.incorrect);
       assert.equal(p.corrupt.length, p.clean.length, 'names are single tokens, so lengths match');
       assert.deepEqual(p.corrupt, encode(t.ioi[i]!.corruptFullText!).slice(0, -1));
     });
@@ -145,8 +145,8 @@ test('--prepend-bos: BOS 50256 first, IO/S1/S2/end shifted by one, punct and sta
     assert.equal(pos.punct, pos0.punct);
     assert.equal(pos.starts, 0);
     assert.equal(pos.end, p.clean.length - 1);
-    assert.equal(p.clean[pos.IO!], p.correct);
-    assert.equal(p.clean[pos.S2!], p.incorrect);
+    assert.deepEqual([p.clean[pos.IO!]], p.correct);
+    assert.deepEqual([p.clean[pos.S2!]], p.incorrect);
   });
 });
 

@@ -30,18 +30,18 @@ test('text form: prompts and single-token answers are encoded', () => {
   const p = t.pairs[0]!;
   assert.deepEqual(p.clean, encode(textRow.clean));
   assert.deepEqual(p.corrupt, encode(textRow.corrupt));
-  assert.equal(p.correct, encode(' Mary')[0]);
-  assert.equal(p.incorrect, encode(' John')[0]);
+  assert.deepEqual(p.correct, encode(' Mary'));
+  assert.deepEqual(p.incorrect, encode(' John'));
   assert.equal(p.cleanText, textRow.clean);
 });
 
 test('token form, and token fields win over text fields field by field', () => {
   const t = parseJsonlTask([line(tokenRow), line({ ...textRow, ...tokenRow }), line({ ...textRow, correct_token: 99 })].join('\n'), F);
-  assert.deepEqual(t.pairs[0], { clean: [464, 3290, 318], corrupt: [464, 3797, 318], correct: 257, incorrect: 262 });
+  assert.deepEqual(t.pairs[0], { clean: [464, 3290, 318], corrupt: [464, 3797, 318], correct: [257], incorrect: [262] });
   assert.deepEqual(t.pairs[1]!.clean, tokenRow.clean_tokens);
-  assert.equal(t.pairs[1]!.correct, 257);
-  assert.equal(t.pairs[2]!.correct, 99);
-  assert.equal(t.pairs[2]!.incorrect, encode(' John')[0]);
+  assert.deepEqual(t.pairs[1]!.correct, [257]);
+  assert.deepEqual(t.pairs[2]!.correct, [99]);
+  assert.deepEqual(t.pairs[2]!.incorrect, encode(' John'));
 });
 
 test('blank lines are skipped but counted, so later errors name the right line', () => {
@@ -66,6 +66,27 @@ test('every malformed line is a CarveError naming file, line and field', () => {
     [line({ ...tokenRow, incorrect_token: 257 }), [/^tasks\.jsonl:2: field "incorrect_token": /, /same token/]],
   ];
   for (const [bad, patterns] of cases) throwsCarve(() => parseJsonlTask(line(textRow) + '\n' + bad + '\n', F), ...patterns);
+});
+
+test('answer sets in text and token form: lists of single tokens, checked like single answers', () => {
+  const sets = { clean: 'The war lasted from the year 1732 to the year 17', corrupt: 'The war lasted from the year 1701 to the year 17', correct: ['33', '34'], incorrect: ['31', '32'] };
+  const t = parseJsonlTask([line(sets), line({ ...tokenRow, correct_token: [257, 258], incorrect_token: [262] }), line({ ...sets, correct_token: [5] })].join('\n'), F);
+  assert.deepEqual(t.pairs[0]!.correct, [...encode('33'), ...encode('34')]);
+  assert.deepEqual(t.pairs[0]!.incorrect, [...encode('31'), ...encode('32')]);
+  assert.deepEqual(t.pairs[1]!.correct, [257, 258]);
+  assert.deepEqual(t.pairs[1]!.incorrect, [262]);
+  assert.deepEqual(t.pairs[2]!.correct, [5], 'token fields win for sets too');
+  const bad: [object, RegExp[]][] = [
+    [{ ...sets, correct: [] }, [/^tasks\.jsonl:2: field "correct": the answer set is empty/]],
+    [{ ...tokenRow, incorrect_token: [] }, [/^tasks\.jsonl:2: field "incorrect_token": the answer set is empty/]],
+    [{ ...sets, incorrect: ['31', '33'] }, [/^tasks\.jsonl:2: field "incorrect\[1\]": token \d+ is in both the correct and the incorrect set/]],
+    [{ ...tokenRow, correct_token: [1, 2], incorrect_token: [3, 2] }, [/^tasks\.jsonl:2: field "incorrect_token\[1\]": token 2 is in both/]],
+    [{ ...sets, correct: ['33', ' 1732'] }, [/^tasks\.jsonl:2: field "correct\[1\]": " 1732" must be exactly one GPT-2 token, but it is 2/]],
+    [{ ...sets, incorrect: ['31', 32] }, [/^tasks\.jsonl:2: field "incorrect\[1\]": expected a string/]],
+    [{ ...tokenRow, correct_token: [257, -1] }, [/^tasks\.jsonl:2: field "correct_token\[1\]": expected a GPT-2 token id/]],
+    [{ ...tokenRow, correct_token: [257, 257] }, [/^tasks\.jsonl:2: field "correct_token\[1\]": token 257 is already in the set/]],
+  ];
+  for (const [row, patterns] of bad) throwsCarve(() => parseJsonlTask(line(sets) + '\n' + line(row), F), ...patterns);
 });
 
 test('a prompt longer than the model context is a CarveError naming line and field', () => {

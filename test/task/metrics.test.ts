@@ -16,6 +16,9 @@ import {
   std,
   summarize,
   taskMetrics,
+  probDiff,
+  answeredCorrectly,
+  setAccuracy,
 } from '../../src/task/metrics.ts';
 
 const close = (a: number, b: number, tol = 1e-12) => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b}`);
@@ -23,12 +26,26 @@ const close = (a: number, b: number, tol = 1e-12) => assert.ok(Math.abs(a - b) <
 test('logit difference per prompt, from Float32Array and plain rows', () => {
   const rows = [Float32Array.from([0, 3, 1, 0]), [5, 0, 0, 2]];
   const answers = [
-    { correct: 1, incorrect: 2 },
-    { correct: 3, incorrect: 0 },
+    { correct: [1], incorrect: [2] },
+    { correct: [3], incorrect: [0] },
   ];
   assert.equal(logitDiff(rows[0]!, answers[0]!), 2);
   assert.deepEqual(Array.from(logitDiffs(rows, answers)), [2, -3]);
   assert.throws(() => logitDiffs(rows, answers.slice(1)), RangeError);
+});
+
+test('answer sets: logit-diff is the difference of set means, prob-diff of set probability masses; accuracy takes the best answer', () => {
+  const row = [2, 0, 1, -1, 3];
+  const a = { correct: [0, 4], incorrect: [1, 2, 3] };
+  close(logitDiff(row, a), (2 + 3) / 2 - (0 + 1 - 1) / 3);
+  const z = row.reduce((s, v) => s + Math.exp(v), 0);
+  close(probDiff(row, a), (Math.exp(2) + Math.exp(3) - Math.exp(0) - Math.exp(1) - Math.exp(-1)) / z, 1e-15);
+  // One answer each: the old definitions.
+  close(logitDiff(row, { correct: [2], incorrect: [1] }), 1);
+  assert.equal(answeredCorrectly([1, 5, 2, 4], 2), true, 'the best answer (5) is correct');
+  assert.equal(answeredCorrectly([1, 4, 5, 0], 2), false);
+  assert.equal(answeredCorrectly([4, 4], 1), false, 'ties are wrong');
+  close(setAccuracy([[1, 5, 2, 4], [1, 4, 5, 0]], [a, a].map(() => ({ correct: [0, 1], incorrect: [2, 3] }))), 0.5);
 });
 
 test('mean and std: std is the sample std (n - 1), as torch.std by default', () => {
@@ -42,7 +59,8 @@ test('mean and std: std is the sample std (n - 1), as torch.std by default', () 
 
 test('accuracy is the share with logit[correct] > logit[incorrect]; ties are wrong', () => {
   assert.equal(accuracy([1, -1, 0, 2]), 0.5);
-  const m = taskMetrics([[1, 2], [3, 1], [0, 0]], [{ correct: 1, incorrect: 0 }, { correct: 1, incorrect: 0 }, { correct: 1, incorrect: 0 }]);
+  const one = { correct: [1], incorrect: [0] };
+  const m = taskMetrics([[1, 2], [3, 1], [0, 0]], [one, one, one]);
   assert.deepEqual(Array.from(m.logitDiffs), [1, -2, 0]);
   close(m.accuracy, 1 / 3);
   close(m.logitDiff.mean, -1 / 3);

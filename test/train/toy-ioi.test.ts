@@ -7,7 +7,6 @@ import { loadModelDir } from '../../src/model/load.ts';
 import { loadTask } from '../../src/task/load.ts';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { answersOf } from '../../src/task/types.ts';
 
 test('toy-ioi: held-out IOI (seeds never trained on, all mixed templates) at >= 95% accuracy and logit diff >= 3', async () => {
   const { dir } = await resolveModel('toy-ioi');
@@ -21,7 +20,7 @@ test('toy-ioi: held-out IOI (seeds never trained on, all mixed templates) at >= 
     const task = loadTask({ task: 'ioi', n: 100, seed, promptType: 'mixed', flip: 'ABC->XYZ, BAB->XYZ', prependBos: false });
     // The mixed prompt type draws from 14 templates (as the Python reference does); every one appears.
     assert.equal(new Set(task.ioi!.map((info) => info.templateIndex)).size, 14);
-    const out = await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs.map(answersOf) });
+    const out = await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs });
     for (const m of out.metric!) {
       diffs.push(m);
       if (m > 0) correct++;

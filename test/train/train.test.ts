@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateIoi } from '../../src/task/ioi.ts';
+import { generateGreaterThan } from '../../src/task/greater-than.ts';
 import { checkSeeds, heldOut, objectiveFeeds, trainBatch, type DataSpec } from '../../src/train/data.ts';
 import { resolveRecipe, train, type Recipe } from '../../src/train/trainer.ts';
 import { loadModelDir } from '../../src/model/load.ts';
@@ -32,11 +33,11 @@ test('data: the held-out set is the default IOI task; training batches are fresh
   const tok = f.tokens.data as BigInt64Array;
   b0.forEach((e, b) => {
     assert.equal(Number((f.flat_pos.data as BigInt64Array)[b]), b * T + e.tokens.length - 1);
-    assert.equal(Number((f.target_flat.data as BigInt64Array)[b]), b * V + e.correct);
+    assert.equal(Number((f.target_flat.data as BigInt64Array)[b]), b * V + e.correct[0]!);
     assert.equal(Number((f.metric_pos.data as BigInt64Array)[b]), e.tokens.length - 1);
     assert.deepEqual(f.answer_ids.dims, [8, 2]);
-    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b]), e.correct);
-    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b + 1]), e.incorrect);
+    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b]), e.correct[0]);
+    assert.equal(Number((f.answer_ids.data as BigInt64Array)[2 * b + 1]), e.incorrect[0]);
     assert.deepEqual(Array.from((f.answer_weights.data as Float32Array).subarray(2 * b, 2 * b + 2)), [1, -1]);
     for (let j = e.tokens.length; j < T; j++) assert.equal(tok[b * T + j], 0n);
     assert.ok(Math.abs((f.row_scale.data as Float32Array)[b] - 1 / 8) < 1e-9);
@@ -87,6 +88,36 @@ test('training: the loss falls in a short run, and the same seed gives bit-ident
   assert.deepEqual(wa.map((w) => w.name), wb.map((w) => w.name));
   wa.forEach((w, i) => assert.ok(Buffer.from(w.tensor.data.buffer).equals(Buffer.from(wb[i].tensor.data.buffer)), `${w.name} differs between runs`));
   assert.deepEqual(b.steps.map((s) => s.loss), losses);
+});
+
+test('greater-than data: held-out = the clean prompts of --task greater-than; feeds carry each correct set for the cross-entropy', () => {
+  const gt: DataSpec = { ...spec, task: 'greater-than' };
+  const held = heldOut(gt);
+  const task = generateGreaterThan({ n: 30, seed: 1 });
+  assert.deepEqual(held.map((e) => [e.tokens, e.correct, e.incorrect]), task.pairs.map((p) => [p.clean, p.correct, p.incorrect]));
+  const b0 = trainBatch(gt, 0, 4);
+  assert.deepEqual(b0, heldOut({ ...gt, heldOutSeed: 1_000_000, heldOutN: 4 }));
+  const f = objectiveFeeds(b0, 50257, 64, true);
+  assert.equal(f.target_flat, undefined);
+  const C = Math.max(...b0.map((e) => e.correct.length));
+  assert.deepEqual(f.correct_ids.dims, [4, C]);
+  b0.forEach((e, b) => {
+    const ids = Array.from((f.correct_ids.data as BigInt64Array).subarray(b * C, (b + 1) * C), Number);
+    const mask = Array.from((f.correct_mask.data as Float32Array).subarray(b * C, (b + 1) * C));
+    assert.deepEqual(ids.slice(0, e.correct.length), e.correct);
+    assert.deepEqual(mask, ids.map((_, j) => (j < e.correct.length ? 1 : 0)));
+  });
+  assert.throws(() => objectiveFeeds(b0, 50257, 64, false), /answer sets need sets = true/);
+});
+
+test('training on greater-than: the loss falls, and held-out figures include the probability difference', async () => {
+  const r = resolveRecipe({ ...tiny, task: 'greater-than', steps: 30, evalEvery: 30, heldOutN: 30 });
+  const res = await train(r);
+  const losses = res.steps.map((s) => s.loss);
+  const mean = (xs: number[]) => xs.reduce((p, q) => p + q, 0) / xs.length;
+  assert.ok(mean(losses.slice(-5)) < mean(losses.slice(0, 5)) - 0.5, `loss ${mean(losses.slice(0, 5)).toFixed(3)} -> ${mean(losses.slice(-5)).toFixed(3)}`);
+  for (const e of res.evals) assert.ok(e.probDiff !== undefined && Math.abs(e.probDiff) <= 1 && e.accuracy >= 0 && e.accuracy <= 1);
+  assert.throws(() => resolveRecipe({ task: 'acronyms' }), (e: unknown) => isCarveError(e) && /task: expected one of ioi, greater-than/.test((e as Error).message));
 });
 
 test('training: attention-only layers train with the MLP output bias held at zero', async () => {
