@@ -34,10 +34,13 @@ import { addModelOptions, engineFrom, parseChoice, parseNonNegativeInt, parseNum
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { checkTaskVocabulary, DEFAULT_BATCH_SIZE } from './eval.ts';
 import { progressBar } from '../util/progress.ts';
+import { trimModel } from '../compress/trim-vocab.ts';
+import { VocabMap } from '../model/vocab.ts';
+import { resolveVocab, vocabPlanFrom, type VocabCliOptions } from './vocab-options.ts';
 
 export const COMPRESS_RECORD = 'carve-compress.json';
 
-interface CompressCliOptions extends EngineCliOptions, TaskCliOptions {
+interface CompressCliOptions extends EngineCliOptions, TaskCliOptions, VocabCliOptions {
   ablation?: string;
   keep?: string;
   from?: string;
@@ -216,6 +219,9 @@ export function registerCompressCommand(program: Command): void {
     .option('--target <f>', 'keep the smallest set found whose metric stays >= F x the clean metric (0 <= F <= 1)')
     .option('--mean-over <clean|corrupt>', 'prompts the mean ablation averages over', 'clean')
     .option('--batch-size <n>', 'rows per onnxruntime run', String(DEFAULT_BATCH_SIZE))
+    .option('--vocab <all|task>', "task: keep only the embedding rows of tokens the task can produce", 'all')
+    .option('--vocab-extra <file>', 'with --vocab task: a JSON list of more token ids or strings to keep')
+    .option('--max-len <n>', 'cut the context (the position table) to N tokens (default with --vocab task: the longest prompt the task can produce)')
     .option('--out <dir>', 'the model directory to write (required)');
   addTaskOptions(addModelOptions(cmd)).action(async (opts: CompressCliOptions) => {
     // Everything that can be checked without the model, first.
@@ -242,6 +248,7 @@ export function registerCompressCommand(program: Command): void {
       target = parseNumber(opts.target, '--target');
       if (target < 0 || target > 1) fail(`--target: expected a fraction of the clean metric from 0 to 1, got ${JSON.stringify(opts.target)}`);
     }
+    const vocabPlan = vocabPlanFrom(opts);
     const keepNames = opts.keep !== undefined ? parseKeepFile(opts.keep, readText(opts.keep, 'keep')) : undefined;
     const prune = opts.from !== undefined ? parsePruneFile(opts.from, readText(opts.from, 'prune')) : undefined;
     if (prune && count !== undefined && count > prune.components.length) {
@@ -253,7 +260,8 @@ export function registerCompressCommand(program: Command): void {
     const loaded = loadModelDir(dir, name);
     const cfg: ModelConfig = loaded.config;
     const task = taskFromOptions(opts, { nCtx: cfg.nCtx });
-    checkTaskVocabulary(task, cfg.vocabSize);
+    checkTaskVocabulary(task, VocabMap.of(cfg));
+    const vocabChoice = resolveVocab(vocabPlan, opts.task ?? 'ioi', task, VocabMap.of(cfg), cfg.nCtx);
     // Names are checked against the model before any long computation.
     const keepComps = keepNames?.map((n) => findComponent(cfg, n.name, n.where));
     const pruneComps = prune?.components.map((n) => findComponent(cfg, n.name, n.where));
@@ -294,7 +302,9 @@ export function registerCompressCommand(program: Command): void {
     const evaluated = { clean: final.clean, ablated: final.metrics[0] };
     const removedSet = new Set(removed.map((c) => c.name));
     const kept = all.filter((c) => !removedSet.has(c.name));
-    const pruned = pruneModel(loaded, new Set(kept.map((c) => c.name)), repl, ablation);
+    const carved = pruneModel(loaded, new Set(kept.map((c) => c.name)), repl, ablation);
+    // Dropping embedding rows and positions changes no kept token's logit (trim-vocab.ts).
+    const pruned = vocabChoice.keep !== undefined || vocabChoice.maxLen !== undefined ? trimModel(carved, { keep: vocabChoice.keep, maxLen: vocabChoice.maxLen }) : carved;
     const before = countParams(loaded);
     const after = countParams(pruned);
     const record = {
@@ -318,6 +328,15 @@ export function registerCompressCommand(program: Command): void {
       n_params_non_embedding_before: before.n_params_non_embedding,
       n_params_non_embedding_after: after.n_params_non_embedding,
       layers: pruned.config.layers.map((l) => ({ source_layer: l.sourceLayer, heads: l.heads, mlp: l.mlp })),
+      vocab: {
+        mode: vocabPlan.mode,
+        n_tokens_before: cfg.vocabSize,
+        n_tokens_after: pruned.config.vocabSize,
+        extra_file: vocabPlan.extra?.path ?? null,
+        max_len_before: cfg.nCtx,
+        max_len_after: pruned.config.nCtx,
+        task_max_len: vocabChoice.taskMaxLen,
+      },
       ...(steps ? { steps } : {}),
     };
     writeDirAtomic(out, (tmp) => {
@@ -334,6 +353,9 @@ export function registerCompressCommand(program: Command): void {
       `  metric ${record.metric.toFixed(4)} ± ${record.std.toFixed(4)} with ${ablation} ablation (clean ${record.clean_metric.toFixed(4)})`,
       `  parameters ${fmtInt(before.n_params)} -> ${fmtInt(after.n_params)} (-${pct(before.n_params, after.n_params)}%); ` +
         `non-embedding ${fmtInt(before.n_params_non_embedding)} -> ${fmtInt(after.n_params_non_embedding)} (-${pct(before.n_params_non_embedding, after.n_params_non_embedding)}%)`,
+      ...(vocabPlan.mode === 'task' || pruned.config.nCtx !== cfg.nCtx
+        ? [`  vocabulary ${fmtInt(cfg.vocabSize)} -> ${fmtInt(pruned.config.vocabSize)} tokens; context ${fmtInt(cfg.nCtx)} -> ${fmtInt(pruned.config.nCtx)} positions`]
+        : []),
       `  wrote ${out}`,
     ];
     process.stderr.write(lines.join('\n') + '\n');

@@ -19,6 +19,8 @@ import { countParams } from '../compress/count.ts';
 import { cleanMetrics } from '../discover/scan.ts';
 import { addModelOptions, engineFrom, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { describeToken } from './vocab-options.ts';
+import { VocabMap } from '../model/vocab.ts';
 
 export const DEFAULT_BATCH_SIZE = 64;
 const TIMING_REPEATS = 5;
@@ -35,15 +37,16 @@ export interface EvalResult {
   ms_per_prompt: number;
 }
 
-/** A token id the model cannot embed would make onnxruntime fail deep inside a run: say so up front. */
-export function checkTaskVocabulary(task: Task, vocabSize: number): void {
+/**
+ * A token the model cannot read (outside its vocabulary, or not kept by a trimmed one) would fail
+ * deep inside a run: say so up front, naming the prompt, the field and the token.
+ */
+export function checkTaskVocabulary(task: Task, vocab: VocabMap): void {
   task.pairs.forEach((p, i) => {
     const fields: [string, number[]][] = [['clean', p.clean], ['corrupt', p.corrupt], ['correct', [p.correct]], ['incorrect', [p.incorrect]]];
     for (const [field, ids] of fields) {
       for (const t of ids) {
-        if (!Number.isSafeInteger(t) || t < 0 || t >= vocabSize) {
-          fail(`${task.name} prompt ${i}: field "${field}": token ${t} is outside the model's vocabulary of ${vocabSize}`);
-        }
+        if (!vocab.has(t)) fail(`${task.name} prompt ${i}: field "${field}": ${vocab.missing(t, vocab.trimmed ? describeToken(t) : undefined)}`);
       }
     }
   });
@@ -105,7 +108,7 @@ export function registerEvalCommand(program: Command): void {
     const { dir, name } = await resolveModel(opts.model ?? 'toy-ioi');
     const loaded = loadModelDir(dir, name);
     const task = taskFromOptions(opts, { nCtx: loaded.config.nCtx });
-    checkTaskVocabulary(task, loaded.config.vocabSize);
+    checkTaskVocabulary(task, VocabMap.of(loaded.config));
     const model = new HookedModel(loaded, engine);
     const r = await evaluateModel(model, task, { batchSize });
     const counts = countParams(loaded);

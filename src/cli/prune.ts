@@ -7,6 +7,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { addModelOptions, loadHookedModel, parseChoice, parseNumber, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
+import { checkTaskVocabulary } from './eval.ts';
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { addAblationOptions } from './scan.ts';
 import { fail } from '../util/errors.ts';
@@ -107,6 +108,7 @@ export function registerPruneCommand(program: Command): void {
     }
     const model = await loadHookedModel(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' });
+    checkTaskVocabulary(task, model.vocab);
     const bar = progressBar(`prune ${order}`);
     let result;
     try {

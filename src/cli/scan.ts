@@ -1,6 +1,7 @@
 /** `carve scan`: the score of every component, exact or by attribution, under a replacement. */
 import type { Command } from 'commander';
 import { addModelOptions, loadHookedModel, parseChoice, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
+import { checkTaskVocabulary } from './eval.ts';
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { scan, SCAN_METHODS, type ScanMethod } from '../discover/scan.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
@@ -43,6 +44,7 @@ export function registerScanCommand(program: Command): void {
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
     const model = await loadHookedModel(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' });
+    checkTaskVocabulary(task, model.vocab);
     const bar = progressBar(`scan ${method}/${ablation}`);
     const result = await scan(model, task, {
       ablation,

@@ -26,6 +26,11 @@
  *   added where the MLP's output was (the folded mean, or zero).
  * - `residual_biases: true`: the attention and MLP output biases exist in every layer even where the
  *   architecture has none (Llama, Mistral): carve added them, zero-initialised, to hold folded means.
+ * - `vocab` (optional): the model keeps only some of its tokenizer's tokens (`carve compress
+ *   --vocab task`); it lists the original id of each embedding (and unembedding) row, in row order,
+ *   and `vocab_size` is its length. Text and token ids given to the model are original ids, mapped
+ *   through this list (src/model/vocab.ts); the position table may also be shorter than the
+ *   original's (`n_positions` / `max_position_embeddings` say how long).
  * - Without the section, the model is the plain architecture: every head, every MLP, and
  *   source_layer = index.
  * Hugging Face transformers cannot load a pruned model (its shapes differ); carve can.
@@ -34,6 +39,7 @@ import { fail } from '../util/errors.ts';
 import { Fields, isPlainObject, type Json } from './config-fields.ts';
 import { archOf, architectureOf, ARCHITECTURES } from './arch/index.ts';
 import type { ArchName, LayerLayout, ModelConfig } from './types.ts';
+import { checkVocabList } from './vocab.ts';
 
 export const CARVE_FORMAT = 1;
 
@@ -100,6 +106,7 @@ export function parseConfig(json: unknown, path: string): ModelConfig {
 
   let layers: LayerLayout[];
   let residualBiases = false;
+  let vocab: number[] | undefined;
   const section = json.carve;
   const hasCarve = section !== undefined;
   if (hasCarve) {
@@ -114,10 +121,11 @@ export function parseConfig(json: unknown, path: string): ModelConfig {
       residualBiases = section.residual_biases;
       if (residualBiases) parsed.bias = { ...parsed.bias, o: true, mlpOut: true };
     }
+    if (section.vocab !== undefined) vocab = checkVocabList(section.vocab, parsed.vocabSize, `${where}.vocab`);
   } else {
     layers = fullLayout(parsed.nLayer, parsed.nHead);
   }
-  return { ...parsed, layers, residualBiases, pruned: hasCarve, raw: { ...json } };
+  return { ...parsed, layers, residualBiases, pruned: hasCarve, raw: { ...json }, ...(vocab ? { vocab } : {}) };
 }
 
 function configToJsonBare(cfg: ModelConfig): Json {
@@ -133,11 +141,12 @@ function configToJsonBare(cfg: ModelConfig): Json {
 export function configToJson(cfg: ModelConfig): Json {
   const out = configToJsonBare(cfg);
   const residualBiases = cfg.residualBiases;
-  if (cfg.pruned || residualBiases || !isFullLayout(cfg.layers, cfg.nHead)) {
+  if (cfg.pruned || residualBiases || cfg.vocab !== undefined || !isFullLayout(cfg.layers, cfg.nHead)) {
     out.carve = {
       format: CARVE_FORMAT,
       layers: cfg.layers.map((l) => ({ source_layer: l.sourceLayer, heads: [...l.heads], mlp: l.mlp })),
       ...(residualBiases ? { residual_biases: true } : {}),
+      ...(cfg.vocab !== undefined ? { vocab: [...cfg.vocab] } : {}),
     };
   } else {
     delete out.carve;

@@ -3,6 +3,11 @@
  * run with cache (any hook values out), logits only where and for what is needed, starting from a
  * cached residual stream, per-row interventions on hook_z and hook_mlp_out, and gradients of the
  * task metric with respect to hook points.
+ *
+ * Token ids given to `run` (prompts, answers, selected tokens) are the tokenizer's original ids;
+ * a model with a trimmed vocabulary maps them to its own rows (`vocab`, src/model/vocab.ts), and a
+ * token it does not keep is a user error naming it. Logit columns are the model's own (local) ids:
+ * `vocab.original(column)` is the token.
  */
 import type * as ort from 'onnxruntime-node';
 import { Graph } from '../onnx/graph.ts';
@@ -12,6 +17,7 @@ import { buildForward, hookPrefix, type ReplacementShape } from './forward.ts';
 import type { MetricName, Readout } from './readout.ts';
 import { rotaryTables } from './arch/rope.ts';
 import type { ModelConfig, ModelData, LoadedModel, Weights } from './types.ts';
+import { VocabMap } from './vocab.ts';
 
 /**
  * What a run reads out: nothing ('none', for caching), full logits at every position ('all'), the
@@ -78,6 +84,7 @@ export interface RunResult {
   metric?: FloatArray;
   /** [B, A] logits of each row's answers, correct set first, then incorrect (rows padded to A). */
   answerLogits?: HostValue;
+  /** Full logits, one column per local token id (see `HookedModel.vocab`). */
   logits?: HostValue;
   /** [B, K] logits of `selectTokens`. */
   selected?: HostValue;
@@ -97,6 +104,8 @@ export class HookedModel {
   readonly config: ModelConfig;
   readonly name: string;
   readonly dtype: 'float32' | 'float64';
+  /** Original token ids ↔ the model's own rows (the identity unless the vocabulary was trimmed). */
+  readonly vocab: VocabMap;
   private feeds: Record<string, ort.Tensor> = {};
   private compiled = new Map<string, Promise<CompiledGraph>>();
   private ropeFeeds = new Map<number, Record<string, ort.Tensor>>();
@@ -109,6 +118,7 @@ export class HookedModel {
     this.config = model.config;
     this.name = ('name' in model && model.name) || 'model';
     this.dtype = dtype;
+    this.vocab = VocabMap.of(model.config);
     this.setWeights(model.weights);
   }
 
@@ -215,7 +225,7 @@ export class HookedModel {
     let lengths: number[];
     if (opts.resid === undefined) {
       if (start !== 0) throw new Error('a run from a later layer needs resid');
-      const toks = opts.tokens;
+      const toks = opts.tokens?.map((t) => this.vocab.toLocal(t));
       if (!toks || toks.length === 0) throw new Error('run needs tokens');
       B = toks.length;
       lengths = toks.map((t) => t.length);
@@ -251,7 +261,8 @@ export class HookedModel {
       feeds.flat_pos = toOrt({ data: flat, dims: [B] }, 'int64');
       feeds.metric_pos = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [B] }, 'int64');
       const metric = opts.metric ?? 'logit-diff';
-      const answers = opts.answers ?? new Array<Answers>(B).fill({ correct: [0], incorrect: [0] });
+      // Without answers (a run for the full logits) the metric reads local row 0, whatever it is.
+      const answers = opts.answers?.map((a) => ({ correct: this.vocab.toLocal(a.correct), incorrect: this.vocab.toLocal(a.incorrect) })) ?? new Array<Answers>(B).fill({ correct: [0], incorrect: [0] });
       if (answers.length !== B) throw new Error(`run: ${answers.length} answer sets for ${B} rows`);
       const { ids, weights, A } = answerFeeds(answers, metric);
       feeds.answer_ids = toOrt({ data: ids, dims: [B, A] }, 'int64');
@@ -267,7 +278,7 @@ export class HookedModel {
       if (opts.selectTokens) {
         const K = opts.selectTokens[0]?.length ?? 0;
         if (opts.selectTokens.length !== B || opts.selectTokens.some((r) => r.length !== K)) throw new Error('selectTokens needs one list of K tokens per row');
-        feeds.select_tokens = toOrt({ data: BigInt64Array.from(opts.selectTokens.flat(), (t) => BigInt(t)), dims: [B, K] }, 'int64');
+        feeds.select_tokens = toOrt({ data: BigInt64Array.from(this.vocab.toLocal(opts.selectTokens.flat()), (t) => BigInt(t)), dims: [B, K] }, 'int64');
       }
     }
     if (opts.gradients && opts.gradients.length > 0) {

@@ -79,6 +79,11 @@ export interface ModelConfig {
   layers: LayerLayout[];
   /** True when the file carried a `carve` pruned-layout section. */
   pruned: boolean;
+  /**
+   * A trimmed vocabulary (`carve compress --vocab task`): the original token id of each embedding
+   * row, in row order (vocabSize entries). Undefined: rows are the tokenizer's ids. See vocab.ts.
+   */
+  vocab?: number[];
   /** The raw config.json object, kept so a rewritten model preserves keys carve does not use. */
   raw: Record<string, unknown>;
 }

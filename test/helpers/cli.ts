@@ -1,0 +1,30 @@
+/** Running the carve command line from tests: as a child process (the real thing, exit code and all). */
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+const BIN = join(ROOT, 'bin', 'carve.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function carve(args: string[], cwd = ROOT): Promise<CliResult> {
+  return new Promise((res, rej) => {
+    const p = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, NO_COLOR: '1', CI: '1' } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', rej);
+    p.on('close', (code) => res({ code, stdout, stderr }));
+  });
+}
+
+/** A user error: exit 2, exactly one `carve: error:` line on stderr, nothing on stdout. */
+export function isUserError(r: CliResult): boolean {
+  const lines = r.stderr.trim().split('\n');
+  return r.code === 2 && lines.length === 1 && lines[0].startsWith('carve: error: ') && r.stdout === '';
+}
