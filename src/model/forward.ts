@@ -51,6 +51,11 @@ export interface ForwardSpec {
    * graph needs no input but the tokens (self-contained exports).
    */
   ropeConstants?: number;
+  /**
+   * Input `attention_mask` int64 [B, T] (1: a real token, 0: padding): keys where it is 0 are hidden
+   * from every query, as Hugging Face's attention_mask does. Positions stay 0..T−1, so pad on the right.
+   */
+  attentionMask?: boolean;
 }
 
 export interface ForwardValues {
@@ -148,6 +153,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   // Additive attention masks (exp(−1e9) is exactly 0 in float32 and float64, like TransformerLens's
   // −inf fill, without NaN risk), built from T at run time so one graph fits every length.
   const masks = new Map<string, Value>();
+  let attentionMaskIn: Value | undefined;
   const maskFor = (atMetric: boolean, window: number | undefined): Value => {
     const key = `${atMetric}|${window ?? ''}`;
     let m = masks.get(key);
@@ -160,8 +166,12 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         const tooOld = g.greater(g.sub(queries, g.constant([window - 1], [], 'int64')), keys);
         hidden = g.or(hidden, tooOld);
       }
+      if (atMetric) hidden = g.unsqueeze(hidden, [1, 2]); // [B, 1, 1, T]; else [T, T]
+      if (spec.attentionMask) {
+        const mask = (attentionMaskIn ??= g.input('attention_mask', ['B', 'T'], 'int64'));
+        hidden = g.or(hidden, g.unsqueeze(g.greater(g.constant([1], [], 'int64'), mask), [1, 2])); // [B, 1, R, T]
+      }
       m = g.where(hidden, g.scalar(-1e9), g.scalar(0));
-      m = atMetric ? g.unsqueeze(m, [1, 2]) : m; // [B, 1, 1, T] or [T, T]
       masks.set(key, m);
     }
     return m;

@@ -28,3 +28,24 @@ export function isUserError(r: CliResult): boolean {
   const lines = r.stderr.trim().split('\n');
   return r.code === 2 && lines.length === 1 && lines[0].startsWith('carve: error: ') && r.stdout === '';
 }
+
+/**
+ * The same command line run in this process (no start-up cost): for user errors, whose whole
+ * output is the stderr line and the exit code. stdout is not captured (it carries the test's report).
+ */
+export async function carveHere(args: string[]): Promise<CliResult> {
+  const { main } = await import('../../src/cli/main.ts');
+  let stderr = '';
+  const write = process.stderr.write;
+  const saved = process.exitCode;
+  process.exitCode = 0;
+  process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
+  try {
+    await main(['node', 'carve', ...args]);
+  } finally {
+    process.stderr.write = write;
+  }
+  const code = Number(process.exitCode ?? 0);
+  process.exitCode = saved;
+  return { code, stdout: '', stderr };
+}
