@@ -6,12 +6,16 @@
  *    of logit[correct] − logit[incorrect] at the metric position;
  *  - accuracy: the share of prompts with logit[correct] > logit[incorrect];
  *  - ms_per_prompt: a batched forward over all the task's prompts, computing only the answer pair's
- *    logits, timed after a warm-up run; the median of 5 repetitions, divided by the number of prompts.
+ *    logits, timed after a warm-up run; the median of 5 repetitions, divided by the number of prompts;
+ *  - file_bytes: the model directory's config and weights on disk; onnx_bytes, onnx_f16_bytes: the
+ *    size of the file `carve export --format onnx` writes for it (float32 / float16 weights),
+ *    computed without writing it.
  */
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { resolveModel } from '../model/hub.ts';
-import { loadModelDir } from '../model/load.ts';
+import { loadModelDir, modelDirBytes } from '../model/load.ts';
+import { onnxExportSize } from '../export/onnx.ts';
 import { HookedModel } from '../model/hooked.ts';
 import { accuracy, mean, std } from '../task/metrics.ts';
 import type { Task } from '../task/types.ts';
@@ -35,6 +39,9 @@ export interface EvalResult {
   n_params: number;
   n_params_non_embedding: number;
   ms_per_prompt: number;
+  file_bytes: number;
+  onnx_bytes: number;
+  onnx_f16_bytes: number;
 }
 
 /**
@@ -80,6 +87,14 @@ interface EvalCliOptions extends EngineCliOptions, TaskCliOptions {
   batchSize: string;
 }
 
+/** A byte count for people: 6.7 MB, 98.2 kB, 512 B (decimal units, as file managers show). */
+export function bytes(x: number): string {
+  if (x >= 1e9) return `${(x / 1e9).toFixed(2)} GB`;
+  if (x >= 1e6) return `${(x / 1e6).toFixed(1)} MB`;
+  if (x >= 1e3) return `${(x / 1e3).toFixed(1)} kB`;
+  return `${x} B`;
+}
+
 export function formatEvalTable(r: EvalResult): string {
   const n = (x: number) => x.toLocaleString('en-US');
   const rows: [string, string][] = [
@@ -89,6 +104,8 @@ export function formatEvalTable(r: EvalResult): string {
     ['accuracy', `${(100 * r.accuracy).toFixed(1)}%`],
     ['parameters', n(r.n_params)],
     ['non-embedding', n(r.n_params_non_embedding)],
+    ['file size', bytes(r.file_bytes)],
+    ['ONNX export', `${bytes(r.onnx_bytes)} (f16: ${bytes(r.onnx_f16_bytes)})`],
     ['ms per prompt', r.ms_per_prompt.toFixed(3)],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
@@ -122,6 +139,9 @@ export function registerEvalCommand(program: Command): void {
       n_params: counts.n_params,
       n_params_non_embedding: counts.n_params_non_embedding,
       ms_per_prompt: r.ms_per_prompt,
+      file_bytes: modelDirBytes(dir),
+      onnx_bytes: onnxExportSize(loaded, { dtype: 'f32' }),
+      onnx_f16_bytes: onnxExportSize(loaded, { dtype: 'f16' }),
     };
     if (opts.json || opts.out || !process.stdout.isTTY) writeJson(opts.out, result);
     else process.stdout.write(formatEvalTable(result));

@@ -165,6 +165,20 @@ export function loadModelDir(dir: string, name?: string): LoadedModel {
   }
 }
 
+/**
+ * Bytes on disk of what carve reads from a model directory: config.json and the weights (the one
+ * safetensors file, or the shard index and every shard it lists). Symlinks (the Hugging Face cache) count their targets.
+ */
+export function modelDirBytes(dir: string): number {
+  const size = (f: string) => statSync(join(dir, f)).size;
+  let total = size(CONFIG_FILE);
+  if (existsSync(join(dir, WEIGHTS_FILE))) return total + size(WEIGHTS_FILE);
+  total += size(INDEX_FILE);
+  const index = readJson(join(dir, INDEX_FILE), 'the shard index') as { weight_map: Record<string, string> };
+  for (const shard of new Set(Object.values(index.weight_map))) total += size(shard);
+  return total;
+}
+
 /** The tensors to write for a model, in table order; a missing or misshapen tensor is an error. */
 function tensorsToWrite(dir: string, model: ModelData, dtype: WriteDtype): TensorToWrite[] {
   return archOf(model.config).tensors(model.config).map((slot) => {
