@@ -22,7 +22,7 @@ import { metricReadout, type Readout } from './readout.ts';
 import { rotaryTables } from './arch/rope.ts';
 import { tensorTable } from './arch/index.ts';
 import { slotShape, type Role, type TensorSlot } from './tensors.ts';
-import { kvHeadsOf, type LayerLayout, type ModelConfig } from './types.ts';
+import { kvHeadsOf, mlpWidth, type LayerLayout, type ModelConfig } from './types.ts';
 
 /** How a hook's replacement value is shaped: one per row and position, or one vector for all. */
 export type ReplacementShape = 'row' | 'const';
@@ -32,6 +32,11 @@ export interface InterventionSpec {
   z: Map<number, ReplacementShape>;
   /** Layer positions whose hook_mlp_out takes `mlp_keep.{i}` and `mlp_value.{i}`. */
   mlp: Map<number, ReplacementShape>;
+  /**
+   * Layer positions whose MLP neurons (mlp.hook_post: the activations the output projection reads,
+   * after the gate for a gated MLP) take `neuron_keep.{i}` [B, 1, m] and one vector `neuron_value.{i}` [1, 1, m].
+   */
+  neurons?: Set<number>;
 }
 
 export interface ForwardSpec {
@@ -118,7 +123,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
     return v;
   };
   const end = spec.endLayer ?? cfg.layers.length;
-  const iv = spec.interventions ?? { z: new Map(), mlp: new Map() };
+  const iv: InterventionSpec = spec.interventions ?? { z: new Map(), mlp: new Map() };
   const ints = (n: number) => g.constant([n], [], 'int64');
 
   let resid: Value;
@@ -224,8 +229,10 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       const fused = slotOf('qkv.w', i);
       if (fused) {
         // The fused output's factor structure (from the table) tells where Q, K and V sit.
-        const factors = (fused.layout === 'in_out' ? fused.axes[1] : fused.axes[0]).map((f) => (f === 'head' ? k : f === 'dh' ? dh : f)) as number[];
-        [q, kk, v] = splitFused(g, proj(x, 'qkv', i), factors, factors.indexOf(3));
+        const axis = fused.layout === 'in_out' ? fused.axes[1] : fused.axes[0];
+        const factors = axis.map((f) => (f === 'head' ? k : f === 'dh' ? dh : f)) as number[];
+        // Where the literal 3 (Q, K, V) sits in the table's axis: with 3 heads kept the sizes alone are ambiguous.
+        [q, kk, v] = splitFused(g, proj(x, 'qkv', i), factors, axis.indexOf(3));
         q = rows(q);
       } else {
         const heads = (y: Value, n: number, rowsDim: 1 | 'T') => g.reshape(y, [0, 0, n, dh], ['B', rowsDim, n, dh]);
@@ -281,6 +288,10 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       } else {
         post = activation(g, hk(`${p}.mlp.hook_pre`, proj(x, 'up', i)), cfg.mlp.activation);
       }
+      if (iv.neurons?.has(i)) {
+        const m = mlpWidth(cfg, layout);
+        post = intervene(g, post, g.input(`neuron_keep.${i}`, ['B', 1, m]), g.input(`neuron_value.${i}`, [1, 1, m]));
+      }
       hk(`${p}.mlp.hook_post`, post);
       mlpOut = proj(post, 'down', i);
       const mShape = iv.mlp.get(i);
@@ -290,7 +301,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         mlpOut = intervene(g, mlpOut, keep, mShape === 'row' ? rows(value) : value);
       }
     } else {
-      if (iv.mlp.has(i)) throw new Error(`layer ${layout.sourceLayer} has no MLP to intervene on`);
+      if (iv.mlp.has(i) || iv.neurons?.has(i)) throw new Error(`layer ${layout.sourceLayer} has no MLP to intervene on`);
       const db = w('down.b', i);
       if (db) mlpOut = g.expandLike(db, residRows);
     }
