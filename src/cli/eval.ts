@@ -7,6 +7,7 @@
  *  - accuracy: the share of prompts with logit[correct] > logit[incorrect];
  *  - ms_per_prompt: a batched forward over all the task's prompts, computing only the answer pair's
  *    logits, timed after a warm-up run; the median of 5 repetitions, divided by the number of prompts;
+ *  - n_neurons: the MLP neurons the model keeps (all layers with an MLP);
  *  - file_bytes: the model directory's config and weights on disk; onnx_bytes, onnx_f16_bytes: the
  *    size of the file `carve export --format onnx` writes for it (float32 / float16 weights),
  *    computed without writing it.
@@ -16,6 +17,7 @@ import { fail } from '../util/errors.ts';
 import { resolveModel } from '../model/hub.ts';
 import { loadModelDir, modelDirBytes } from '../model/load.ts';
 import { onnxExportSize } from '../export/onnx.ts';
+import { countNeurons } from '../compress/neurons.ts';
 import { HookedModel } from '../model/hooked.ts';
 import { accuracy, mean, std } from '../task/metrics.ts';
 import type { Task } from '../task/types.ts';
@@ -38,6 +40,7 @@ export interface EvalResult {
   accuracy: number;
   n_params: number;
   n_params_non_embedding: number;
+  n_neurons: number;
   ms_per_prompt: number;
   file_bytes: number;
   onnx_bytes: number;
@@ -104,6 +107,7 @@ export function formatEvalTable(r: EvalResult): string {
     ['accuracy', `${(100 * r.accuracy).toFixed(1)}%`],
     ['parameters', n(r.n_params)],
     ['non-embedding', n(r.n_params_non_embedding)],
+    ['MLP neurons', n(r.n_neurons)],
     ['file size', bytes(r.file_bytes)],
     ['ONNX export', `${bytes(r.onnx_bytes)} (f16: ${bytes(r.onnx_f16_bytes)})`],
     ['ms per prompt', r.ms_per_prompt.toFixed(3)],
@@ -138,6 +142,7 @@ export function registerEvalCommand(program: Command): void {
       accuracy: r.accuracy,
       n_params: counts.n_params,
       n_params_non_embedding: counts.n_params_non_embedding,
+      n_neurons: countNeurons(loaded.config).kept,
       ms_per_prompt: r.ms_per_prompt,
       file_bytes: modelDirBytes(dir),
       onnx_bytes: onnxExportSize(loaded, { dtype: 'f32' }),

@@ -16,7 +16,7 @@ import { Engine, runCompiled, toOrt, type CompiledGraph } from '../onnx/session.
 import { buildForward, hookPrefix, type ReplacementShape } from './forward.ts';
 import type { MetricName, Readout } from './readout.ts';
 import { rotaryTables } from './arch/rope.ts';
-import type { ModelConfig, ModelData, LoadedModel, Weights } from './types.ts';
+import { mlpWidth, type ModelConfig, type ModelData, type LoadedModel, type Weights } from './types.ts';
 import { VocabMap } from './vocab.ts';
 
 /**
@@ -47,6 +47,14 @@ export interface Intervention {
   value: { shape: ReplacementShape; data: FloatArray };
 }
 
+/** Replace MLP neurons' activations where keep is 0, by one constant per neuron. */
+export interface NeuronIntervention {
+  /** [B * m]: 1 keeps the neuron's activation on that row, 0 replaces it. */
+  keep: FloatArray;
+  /** [m] */
+  value: FloatArray;
+}
+
 export interface RunOptions {
   /** Ragged token lists (right-padded internally), or a cached residual stream with `startLayer`. */
   tokens?: number[][];
@@ -73,6 +81,8 @@ export interface RunOptions {
   /** Interventions by layer position. */
   z?: Map<number, Intervention>;
   mlp?: Map<number, Intervention>;
+  /** MLP neurons (mlp.hook_post) by layer position: keep [B * m], value one constant [m]. */
+  neurons?: Map<number, NeuronIntervention>;
   /** Hook names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'answers' or 'last'). */
   gradients?: string[];
   /** Default: 1 for every row. */
@@ -150,6 +160,7 @@ export class HookedModel {
   private graphFor(opts: RunOptions, logits: LogitsSpec): Promise<CompiledGraph> {
     const zSpec = new Map([...(opts.z ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
     const mSpec = new Map([...(opts.mlp ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
+    const nSpec = new Set([...(opts.neurons ?? new Map()).keys()]);
     const fromResid = opts.resid !== undefined;
     // The last layer only at the metric positions, unless someone wants to look inside it.
     const lastLayer = this.config.layers.at(-1);
@@ -170,6 +181,7 @@ export class HookedModel {
       g: opts.gradients ?? [],
       z: [...zSpec.entries()].sort(),
       m: [...mSpec.entries()].sort(),
+      n: [...nSpec].sort((a, b) => a - b),
     });
     let c = this.compiled.get(key);
     if (!c) {
@@ -182,7 +194,7 @@ export class HookedModel {
         lastLayerAtMetric,
         endLayer: opts.endLayer,
         readout,
-        interventions: { z: zSpec, mlp: mSpec },
+        interventions: { z: zSpec, mlp: mSpec, neurons: nSpec },
       });
       const endLayer = opts.endLayer ?? this.config.layers.length;
       for (const h of opts.hooks ?? []) {
@@ -252,6 +264,11 @@ export class HookedModel {
       feeds[`mlp_keep.${i}`] = toOrt({ data: this.cast(iv.keep), dims: [B, 1, 1] }, this.dtype);
       const dims = iv.value.shape === 'row' ? [B, T, d] : [1, 1, d];
       feeds[`mlp_value.${i}`] = toOrt({ data: this.cast(iv.value.data), dims }, this.dtype);
+    }
+    for (const [i, iv] of opts.neurons ?? new Map<number, NeuronIntervention>()) {
+      const m = mlpWidth(this.config, this.config.layers[i]);
+      feeds[`neuron_keep.${i}`] = toOrt({ data: this.cast(iv.keep), dims: [B, 1, m] }, this.dtype);
+      feeds[`neuron_value.${i}`] = toOrt({ data: this.cast(iv.value), dims: [1, 1, m] }, this.dtype);
     }
     if (this.config.positions.kind === 'rotary') Object.assign(feeds, this.rotaryFeeds(T));
     if (logits === 'answers' || logits === 'last') {

@@ -13,7 +13,7 @@ import { isPlainObject } from './config-fields.ts';
 import { archOf } from './arch/index.ts';
 import { slotShape, type TensorSlot } from './tensors.ts';
 import { openSafetensors, writeSafetensors, type SafetensorsFile, type TensorInfo, type TensorToWrite, type WriteDtype } from './safetensors.ts';
-import { kvHeadsOf, type LoadedModel, type ModelConfig, type ModelData, type Tensor, type Weights } from './types.ts';
+import { kvHeadsOf, mlpWidth, type LoadedModel, type ModelConfig, type ModelData, type Tensor, type Weights } from './types.ts';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
@@ -109,7 +109,7 @@ const fmt = (s: number[]) => `[${s.join(', ')}]`;
 function layoutNote(cfg: ModelConfig, slot: TensorSlot): string {
   if (slot.layer === undefined) return `hidden size ${cfg.dModel}, vocab_size ${cfg.vocabSize}, ${cfg.nCtx} positions`;
   const l = cfg.layers[slot.layer];
-  return `layer ${slot.layer}: hidden size ${cfg.dModel}, ${l.heads.length} query and ${kvHeadsOf(cfg, l).length} key/value heads of ${cfg.dHead}, MLP width ${cfg.dMlp}`;
+  return `layer ${slot.layer}: hidden size ${cfg.dModel}, ${l.heads.length} query and ${kvHeadsOf(cfg, l).length} key/value heads of ${cfg.dHead}, MLP width ${mlpWidth(cfg, l)}`;
 }
 
 /** Read a config.json file, with errors naming the file. */

@@ -56,6 +56,11 @@ export interface EvalData {
   nParams: number;
   nParamsNonEmbedding: number | null;
   msPerPrompt: number | null;
+  /** MLP neurons the model has (absent in evals written before neuron pruning existed). */
+  nNeurons: number | null;
+  /** Model files on disk, and its ONNX export (float16 weights). */
+  fileBytes: number | null;
+  onnxF16Bytes: number | null;
 }
 
 export interface TaskPrompt {
@@ -81,6 +86,8 @@ export interface KeptLayer {
   sourceLayer: number;
   heads: number[];
   mlp: boolean;
+  /** Neurons the MLP keeps, when neuron pruning cut it (absent: all of them). */
+  neurons?: number;
 }
 
 export interface CompressedModelData {
@@ -91,6 +98,10 @@ export interface CompressedModelData {
   layers: KeptLayer[];
   /** Size of model.safetensors in bytes, when present. */
   weightBytes: number | null;
+  /** The original MLP width, when the config says. */
+  dMlp: number | null;
+  /** Tokens the model keeps, when its vocabulary was trimmed to the task's. */
+  vocabKept: number | null;
 }
 
 export interface RunData {
@@ -227,7 +238,15 @@ function parseEval(file: string, o: Obj): EvalData {
     nParams: f.int(o, 'n_params'),
     nParamsNonEmbedding: f.optNum(o, 'n_params_non_embedding'),
     msPerPrompt: f.optNum(o, 'ms_per_prompt'),
+    nNeurons: f.optNum(o, 'n_neurons'),
+    fileBytes: f.optNum(o, 'file_bytes'),
+    onnxF16Bytes: f.optNum(o, 'onnx_f16_bytes'),
   };
+}
+
+function firstNumber(o: Obj, keys: string[]): number | null {
+  for (const k of keys) if (typeof o[k] === 'number') return o[k] as number;
+  return null;
 }
 
 function parseCompressed(runDir: string, dir: string, config: Obj): CompressedModelData {
@@ -244,7 +263,9 @@ function parseCompressed(runDir: string, dir: string, config: Obj): CompressedMo
       fail(`${where}: carve.layers[${i}].heads must be an array of head indices`);
     }
     if (typeof l.mlp !== 'boolean') fail(`${where}: carve.layers[${i}].mlp must be true or false`);
-    return { sourceLayer: g.int(l, 'source_layer'), heads: [...(heads as number[])].sort((a, b) => a - b), mlp: l.mlp };
+    const neurons = l.neurons;
+    if (neurons !== undefined && !Array.isArray(neurons)) fail(`${where}: carve.layers[${i}].neurons must be an array of neuron indices`);
+    return { sourceLayer: g.int(l, 'source_layer'), heads: [...(heads as number[])].sort((a, b) => a - b), mlp: l.mlp, ...(neurons === undefined ? {} : { neurons: (neurons as unknown[]).length }) };
   });
   const weights = join(dir, 'model.safetensors');
   return {
@@ -253,6 +274,8 @@ function parseCompressed(runDir: string, dir: string, config: Obj): CompressedMo
     nLayer: typeof config.n_layer === 'number' ? config.n_layer : null,
     layers,
     weightBytes: existsSync(weights) ? statSync(weights).size : null,
+    dMlp: firstNumber(config, ['n_inner', 'intermediate_size']) ?? (typeof config.n_embd === 'number' ? 4 * config.n_embd : null),
+    vocabKept: Array.isArray(carve.vocab) ? carve.vocab.length : null,
   };
 }
 
