@@ -361,7 +361,8 @@ export function loadRun(runDir: string): RunData {
       const o = readJson(path);
       if (!isObj(o)) continue;
       const rel = relative(runDir, path);
-      if (Array.isArray(o.components)) run.scans.push(parseScan(rel, o));
+      // A scan's components are score objects (an ONNX export's metadata lists component names).
+      if (Array.isArray(o.components) && o.components.every(isObj)) run.scans.push(parseScan(rel, o));
       // A prune output names its order; carve-compress.json also holds a step curve, but no order.
       else if (Array.isArray(o.steps) && typeof o.order === 'string') run.prunes.push(parsePrune(rel, o));
       else if (typeof o.n_params === 'number') run.evals.push(parseEval(rel, o));
