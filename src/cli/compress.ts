@@ -13,6 +13,12 @@
  *    whose first K removals leave the metric there, with the removal order from `--from PRUNE.json`
  *    or, without it, single-component exact scores (highest, i.e. least needed, first). Every K is
  *    evaluated exactly, with this model, task and ablation, whatever numbers the file carries.
+ *
+ * Then, optionally:
+ *  - `--neurons`: MLP neurons inside the kept MLPs go too, while the metric stays ≥ F × clean
+ *    (`--target F`) or, without a target, at the kept components' metric (src/compress/neurons.ts);
+ *  - `--vocab task [--vocab-extra FILE] [--max-len N]`: only the tokens the task can produce keep
+ *    their embedding rows, and the context is cut (vocab-options.ts, src/compress/trim-vocab.ts).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';

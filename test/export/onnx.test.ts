@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadModelDir, saveModelDir } from '../../src/model/load.ts';
 import { trimModel } from '../../src/compress/trim-vocab.ts';
+import { pruneNeurons } from '../../src/compress/neurons.ts';
 import { ioiVocabulary } from '../../src/task/vocab.ts';
 import { BOS_ID, encode } from '../../src/tokenizer/gpt2.ts';
 import { onnxExportSize, exportOnnx } from '../../src/export/onnx.ts';
@@ -15,6 +16,7 @@ import { carveHere, isUserError, ROOT, type CliResult } from '../helpers/cli.ts'
 let dir = '';
 let trimmed = '';
 let llama = '';
+let carvedNeurons = '';
 const PROMPT = 'When Mary and John went to the store, John gave a drink to';
 
 before(() => {
@@ -22,7 +24,12 @@ before(() => {
   // toy-ioi with the IOI vocabulary: a trimmed GPT-2 (learned positions, tied unembedding).
   const v = ioiVocabulary(encode, BOS_ID);
   trimmed = join(dir, 'toy-trimmed');
-  saveModelDir(trimmed, trimModel(loadModelDir(join(ROOT, 'models', 'toy-ioi')), { keep: v.tokens, maxLen: v.maxLen }));
+  const toy = trimModel(loadModelDir(join(ROOT, 'models', 'toy-ioi')), { keep: v.tokens, maxLen: v.maxLen });
+  saveModelDir(trimmed, toy);
+  // ... and with MLP neurons cut (every third neuron of layer 1 and all of layer 2's, values folded).
+  carvedNeurons = join(dir, 'toy-neurons');
+  const third = Array.from({ length: 256 }, (_, i) => i).filter((i) => i % 3 === 0).map((neuron) => ({ neuron, value: 0.01 * (neuron % 7) }));
+  saveModelDir(carvedNeurons, pruneNeurons(toy, new Map([[1, third], [2, Array.from({ length: 256 }, (_, neuron) => ({ neuron, value: 0.02 }))]])));
   // A rotary, grouped-query, untied model; the prompt's GPT-2 ids are all below 6000.
   llama = join(dir, 'llama');
   writeHfModelDir(llama, randomHfModel({ arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 32, vocab: 6000, maxPos: 64, seed: 11, scale: 0.2 }));
@@ -95,6 +102,13 @@ test('the exported ONNX of a trimmed toy-ioi, run by onnxruntime-node alone, equ
   // The size eval reports is the size of the file.
   assert.equal(onnxExportSize(loadModelDir(trimmed), { dtype: 'f32' }), f32);
   assert.equal(onnxExportSize(loadModelDir(trimmed), { dtype: 'f16' }), f16);
+});
+
+test('the exported ONNX of a neuron-pruned model equals carve run', async () => {
+  const cfg = loadModelDir(carvedNeurons).config;
+  assert.equal(cfg.layers[1].neurons!.length, 256 - 86);
+  assert.equal(cfg.layers[2].mlp, false);
+  await checkAgainstRun(carvedNeurons, 'toy-neurons');
 });
 
 test('the exported ONNX of a rotary GQA model (Llama layout, untied) equals carve run', async () => {
