@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModelDir } from '../../src/model/load.ts';
 import { encode } from '../../src/tokenizer/gpt2.ts';
-import { carve, isUserError } from '../helpers/cli.ts';
+import { carve, carveHere, isUserError } from '../helpers/cli.ts';
 
 let dir = '';
 let trimmed = '';
@@ -25,14 +25,14 @@ before(async () => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('a task-vocabulary model predicts like the untrimmed one: carve run by text and by --tokens (original ids)', async () => {
-  const [a, b, c] = await Promise.all([
-    carve(['run', '--prompt', PROMPT, '--top', '5', '--json']),
-    carve(['run', '--model', trimmed, '--prompt', PROMPT, '--top', '5', '--json']),
-    carve(['run', '--model', trimmed, '--tokens', encode(PROMPT + ' Zorro').join(','), '--top', '5', '--json']),
-  ]);
+  const out = (name: string) => join(dir, `${name}.json`);
+  const a = await carveHere(['run', '--prompt', PROMPT, '--top', '5', '--out', out('a')]);
+  const b = await carveHere(['run', '--model', trimmed, '--prompt', PROMPT, '--top', '5', '--out', out('b')]);
+  const c = await carveHere(['run', '--model', trimmed, '--tokens', encode(PROMPT + ' Zorro').join(','), '--top', '5', '--out', out('c')]);
   for (const r of [a, b, c]) assert.equal(r.code, 0, r.stderr);
-  const full = JSON.parse(a.stdout);
-  const cut = JSON.parse(b.stdout);
+  const read = (name: string) => JSON.parse(readFileSync(out(name), 'utf8'));
+  const full = read('a');
+  const cut = read('b');
   assert.deepEqual(cut.tokens, full.tokens, 'prompt ids stay the tokenizer ids');
   assert.deepEqual(cut.top.map((t: { id: number }) => t.id), full.top.map((t: { id: number }) => t.id));
   cut.top.forEach((t: { logit: number; token: string }, i: number) => {
@@ -40,7 +40,7 @@ test('a task-vocabulary model predicts like the untrimmed one: carve run by text
     assert.equal(t.token, full.top[i].token);
   });
   // --vocab-extra's " Zorro" is readable.
-  assert.deepEqual(JSON.parse(c.stdout).tokens, encode(PROMPT + ' Zorro'));
+  assert.deepEqual(read('c').tokens, encode(PROMPT + ' Zorro'));
   const rec = JSON.parse(readFileSync(join(trimmed, 'carve-compress.json'), 'utf8'));
   const cfg = loadModelDir(trimmed).config;
   assert.equal(rec.vocab.n_tokens_after, cfg.vocabSize);
@@ -48,12 +48,13 @@ test('a task-vocabulary model predicts like the untrimmed one: carve run by text
 });
 
 test('eval on held-out IOI prompts (another seed) matches the untrimmed model', async () => {
-  const args = ['--n', '12', '--seed', '77', '--prompt-type', 'ABBA', '--prepend-bos', '--json'];
-  const [a, b] = await Promise.all([carve(['eval', ...args]), carve(['eval', '--model', trimmed, ...args])]);
+  const args = ['--n', '12', '--seed', '77', '--prompt-type', 'ABBA', '--prepend-bos'];
+  const a = await carveHere(['eval', ...args, '--out', join(dir, 'eval-full.json')]);
+  const b = await carveHere(['eval', '--model', trimmed, ...args, '--out', join(dir, 'eval-cut.json')]);
   assert.equal(a.code, 0, a.stderr);
   assert.equal(b.code, 0, b.stderr);
-  const full = JSON.parse(a.stdout);
-  const cut = JSON.parse(b.stdout);
+  const full = JSON.parse(readFileSync(join(dir, 'eval-full.json'), 'utf8'));
+  const cut = JSON.parse(readFileSync(join(dir, 'eval-cut.json'), 'utf8'));
   assert.ok(Math.abs(full.metric - cut.metric) < 1e-4, `${full.metric} vs ${cut.metric}`);
   assert.equal(full.accuracy, cut.accuracy);
   assert.ok(cut.n_params < full.n_params / 10);
@@ -61,30 +62,30 @@ test('eval on held-out IOI prompts (another seed) matches the untrimmed model', 
 
 test('bad input: out-of-vocabulary prompt, --max-len too short, unknown --vocab-extra token; one error line, exit 2, no output', async () => {
   const out = join(dir, 'never.json');
-  const oov = await carve(['run', '--model', trimmed, '--prompt', 'When Mary and John went to Gandalf', '--out', out]);
+  const oov = await carveHere(['run', '--model', trimmed, '--prompt', 'When Mary and John went to Gandalf', '--out', out]);
   assert.ok(isUserError(oov), oov.stderr);
   assert.match(oov.stderr, /token \d+ \(" G\w*"\) is not in the model's vocabulary/);
   assert.ok(!existsSync(out));
-  const oovTokens = await carve(['run', '--model', trimmed, '--tokens', '464,3290,318']);
+  const oovTokens = await carveHere(['run', '--model', trimmed, '--tokens', '464,3290,318']);
   assert.ok(isUserError(oovTokens), oovTokens.stderr);
   assert.match(oovTokens.stderr, /token 3290 \(" dog"\)/);
-  const oovTask = await carve(['eval', '--model', trimmed, '--task', 'ioi', '--n', '2', '--out', out]);
+  const oovTask = await carveHere(['eval', '--model', trimmed, '--task', 'ioi', '--n', '2', '--out', out]);
   assert.equal(oovTask.code, 0, 'IOI prompts of any seed run');
 
   const short = join(dir, 'short');
-  const tooShort = await carve(['compress', '--keep', join(dir, 'all.json'), '--n', '2', '--vocab', 'task', '--max-len', '8', '--out', short]);
+  const tooShort = await carveHere(['compress', '--keep', join(dir, 'all.json'), '--n', '2', '--vocab', 'task', '--max-len', '8', '--out', short]);
   assert.ok(isUserError(tooShort), tooShort.stderr);
   assert.match(tooShort.stderr, /--max-len 8: shorter than the task's longest prompt \(\d+ tokens/);
   assert.ok(!existsSync(short));
 
   writeFileSync(join(dir, 'bad-extra.json'), JSON.stringify([' Bob', 99999]));
-  const badExtra = await carve(['compress', '--keep', join(dir, 'all.json'), '--n', '2', '--vocab', 'task', '--vocab-extra', join(dir, 'bad-extra.json'), '--out', short]);
+  const badExtra = await carveHere(['compress', '--keep', join(dir, 'all.json'), '--n', '2', '--vocab', 'task', '--vocab-extra', join(dir, 'bad-extra.json'), '--out', short]);
   assert.ok(isUserError(badExtra), badExtra.stderr);
   assert.match(badExtra.stderr, /bad-extra\.json: entry 1: unknown token: token 99999 is outside the model's vocabulary of 50257/);
   assert.ok(!existsSync(short));
   // Trimming a trimmed model cannot bring back a token it dropped.
   writeFileSync(join(dir, 'gone.json'), JSON.stringify([' Gandalf']));
-  const gone = await carve(['compress', '--model', trimmed, '--keep', join(dir, 'all.json'), '--n', '2', '--vocab', 'task', '--vocab-extra', join(dir, 'gone.json'), '--out', short]);
+  const gone = await carveHere(['compress', '--model', trimmed, '--keep', join(dir, 'all.json'), '--n', '2', '--vocab', 'task', '--vocab-extra', join(dir, 'gone.json'), '--out', short]);
   assert.ok(isUserError(gone), gone.stderr);
   assert.match(gone.stderr, /gone\.json: entry 0: unknown token: token \d+ \(" G\w*"\) is not in the model's vocabulary/);
   assert.ok(!existsSync(short));
@@ -97,7 +98,7 @@ test('a JSONL task keeps exactly the tokens that occur in it', async () => {
   ];
   writeFileSync(jsonl, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   const out = join(dir, 'from-file');
-  const r = await carve(['compress', '--keep', join(dir, 'all.json'), '--task', jsonl, '--vocab', 'task', '--out', out]);
+  const r = await carveHere(['compress', '--keep', join(dir, 'all.json'), '--task', jsonl, '--vocab', 'task', '--out', out]);
   assert.equal(r.code, 0, r.stderr);
   const expected = [...new Set([...encode(rows[0].clean), ...encode(rows[0].corrupt), ...encode(' Mary'), ...encode(' John')])].sort((a, b) => a - b);
   const cfg = loadModelDir(out).config;
