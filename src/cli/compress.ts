@@ -18,6 +18,11 @@
  * clean metric" means nothing (the clean KL is 0), so --target needs logit-diff or prob-diff. The
  * source model's tokenizer files (tokenizer.json ...) are copied into DIR, so DIR tokenises as the
  * original does.
+ * Then, optionally:
+ *  - `--neurons`: MLP neurons inside the kept MLPs go too, while the metric stays ≥ F × clean
+ *    (`--target F`) or, without a target, at the kept components' metric (src/compress/neurons.ts);
+ *  - `--vocab task [--vocab-extra FILE] [--max-len N]`: only the tokens the task can produce keep
+ *    their embedding rows, and the context is cut (vocab-options.ts, src/compress/trim-vocab.ts).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,10 +47,15 @@ import { addModelOptions, engineFrom, parseChoice, parseNonNegativeInt, parseNum
 import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { checkTaskVocabulary, DEFAULT_BATCH_SIZE } from './eval.ts';
 import { progressBar } from '../util/progress.ts';
+import { trimModel } from '../compress/trim-vocab.ts';
+import { countNeurons, neuronValues, pruneNeurons, searchNeurons, type RemovedNeuron } from '../compress/neurons.ts';
+import { neuronsOf } from '../model/types.ts';
+import { VocabMap } from '../model/vocab.ts';
+import { resolveVocab, vocabPlanFrom, type VocabCliOptions } from './vocab-options.ts';
 
 export const COMPRESS_RECORD = 'carve-compress.json';
 
-interface CompressCliOptions extends EngineCliOptions, TaskCliOptions {
+interface CompressCliOptions extends EngineCliOptions, TaskCliOptions, VocabCliOptions {
   ablation?: string;
   keep?: string;
   from?: string;
@@ -53,6 +63,7 @@ interface CompressCliOptions extends EngineCliOptions, TaskCliOptions {
   target?: string;
   meanOver: string;
   batchSize: string;
+  neurons?: boolean;
 }
 
 /** A name as written in a file, with where it was written. */
@@ -242,6 +253,10 @@ export function registerCompressCommand(program: Command): void {
     .option('--target <f>', 'keep the smallest set found whose metric stays >= F x the clean metric (0 <= F <= 1)')
     .option('--mean-over <clean|corrupt>', 'prompts the mean ablation averages over', 'clean')
     .option('--batch-size <n>', 'rows per onnxruntime run', String(DEFAULT_BATCH_SIZE))
+    .option('--neurons', 'also remove MLP neurons inside the MLPs that stay while the metric holds (>= F x clean with --target F; else not below the kept components\' metric)')
+    .option('--vocab <all|task>', "task: keep only the embedding rows of tokens the task can produce", 'all')
+    .option('--vocab-extra <file>', 'with --vocab task: a JSON list of more token ids or strings to keep')
+    .option('--max-len <n>', 'cut the context (the position table) to N tokens (default with --vocab task: the longest prompt the task can produce)')
     .option('--out <dir>', 'the model directory to write (required)');
   addMetricOption(addTaskOptions(addModelOptions(cmd))).action(async (opts: CompressCliOptions) => {
     // Everything that can be checked without the model, first.
@@ -271,6 +286,7 @@ export function registerCompressCommand(program: Command): void {
     if (target !== undefined && parseMetric(opts.metric) === 'kl') {
       fail('--target with --metric kl: the clean KL divergence is 0, so "at least F x the clean metric" means nothing; use logit-diff or prob-diff (or --keep / --count with kl)');
     }
+    const vocabPlan = vocabPlanFrom(opts);
     const keepNames = opts.keep !== undefined ? parseKeepFile(opts.keep, readText(opts.keep, 'keep')) : undefined;
     const prune = opts.from !== undefined ? parsePruneFile(opts.from, readText(opts.from, 'prune')) : undefined;
     if (prune && count !== undefined && count > prune.components.length) {
@@ -285,7 +301,8 @@ export function registerCompressCommand(program: Command): void {
     const task = taskFromOptions(opts, { nCtx: cfg.nCtx }, tokenizer);
     const metric = metricFor(opts, task);
     if (target !== undefined && metric === 'kl') fail('--target needs a metric where higher is better (logit-diff or prob-diff); the task\'s default here is kl');
-    checkTaskVocabulary(task, cfg.vocabSize);
+    checkTaskVocabulary(task, VocabMap.of(cfg));
+    const vocabChoice = resolveVocab(vocabPlan, opts.task ?? 'ioi', task, VocabMap.of(cfg), cfg.nCtx);
     // Names are checked against the model before any long computation.
     const keepComps = keepNames?.map((n) => findComponent(cfg, n.name, n.where));
     const pruneComps = prune?.components.map((n) => findComponent(cfg, n.name, n.where));
@@ -326,7 +343,32 @@ export function registerCompressCommand(program: Command): void {
     const evaluated = { clean: final.clean, ablated: final.metrics[0] };
     const removedSet = new Set(removed.map((c) => c.name));
     const kept = all.filter((c) => !removedSet.has(c.name));
-    const pruned = pruneModel(loaded, new Set(kept.map((c) => c.name)), repl, ablation);
+    let carved = pruneModel(loaded, new Set(kept.map((c) => c.name)), repl, ablation);
+
+    // Neurons inside the MLPs that stay, with the chosen components already removed.
+    let neuronRecord: Record<string, unknown> | undefined;
+    if (opts.neurons) {
+      const nv = await neuronValues(model, task, ablation, meanOver, batchSize);
+      const threshold = target !== undefined ? target * mean(evaluated.clean) : mean(evaluated.ablated);
+      const before = countNeurons(carved.config).kept;
+      const found = await searchNeurons(model, task, repl, nv, removed, threshold, {
+        batchSize,
+        onProgress: (round, n, metric) => process.stderr.write(`  neurons, round ${round}: removed ${n} more (metric ${metric.toFixed(4)})\n`),
+      });
+      const bySource = new Map<number, RemovedNeuron[]>();
+      for (const [pos, slots] of found.neurons) {
+        const layout = cfg.layers[pos];
+        const original = neuronsOf(cfg, layout);
+        bySource.set(layout.sourceLayer, slots.map((s) => ({ neuron: original[s], value: nv.values.get(pos)![s] })));
+      }
+      carved = pruneNeurons(carved, bySource);
+      evaluated.ablated = found.metrics;
+      const after = countNeurons(carved.config);
+      neuronRecord = { threshold, n_before: before, n_after: after.kept, layers: after.layers, rounds: found.rounds };
+    }
+
+    // Dropping embedding rows and positions changes no kept token's logit (trim-vocab.ts).
+    const pruned = vocabChoice.keep !== undefined || vocabChoice.maxLen !== undefined ? trimModel(carved, { keep: vocabChoice.keep, maxLen: vocabChoice.maxLen }) : carved;
     const before = countParams(loaded);
     const after = countParams(pruned);
     const record = {
@@ -350,7 +392,17 @@ export function registerCompressCommand(program: Command): void {
       n_params_after: after.n_params,
       n_params_non_embedding_before: before.n_params_non_embedding,
       n_params_non_embedding_after: after.n_params_non_embedding,
-      layers: pruned.config.layers.map((l) => ({ source_layer: l.sourceLayer, heads: l.heads, mlp: l.mlp })),
+      layers: pruned.config.layers.map((l) => ({ source_layer: l.sourceLayer, heads: l.heads, mlp: l.mlp, ...(l.neurons ? { neurons: l.neurons.length } : {}) })),
+      ...(neuronRecord ? { neurons: neuronRecord } : {}),
+      vocab: {
+        mode: vocabPlan.mode,
+        n_tokens_before: cfg.vocabSize,
+        n_tokens_after: pruned.config.vocabSize,
+        extra_file: vocabPlan.extra?.path ?? null,
+        max_len_before: cfg.nCtx,
+        max_len_after: pruned.config.nCtx,
+        task_max_len: vocabChoice.taskMaxLen,
+      },
       ...(steps ? { steps } : {}),
     };
     writeDirAtomic(out, (tmp) => {
@@ -367,6 +419,10 @@ export function registerCompressCommand(program: Command): void {
       `  ${metric} ${record.metric.toFixed(4)} ± ${record.std.toFixed(4)} with ${ablation} ablation (clean ${record.clean_metric.toFixed(4)})`,
       `  parameters ${fmtInt(before.n_params)} -> ${fmtInt(after.n_params)} (-${pct(before.n_params, after.n_params)}%); ` +
         `non-embedding ${fmtInt(before.n_params_non_embedding)} -> ${fmtInt(after.n_params_non_embedding)} (-${pct(before.n_params_non_embedding, after.n_params_non_embedding)}%)`,
+      ...(neuronRecord ? [`  MLP neurons ${fmtInt(neuronRecord.n_before as number)} -> ${fmtInt(neuronRecord.n_after as number)} in the MLPs kept`] : []),
+      ...(vocabPlan.mode === 'task' || pruned.config.nCtx !== cfg.nCtx
+        ? [`  vocabulary ${fmtInt(cfg.vocabSize)} -> ${fmtInt(pruned.config.vocabSize)} tokens; context ${fmtInt(cfg.nCtx)} -> ${fmtInt(pruned.config.nCtx)} positions`]
+        : []),
       `  wrote ${out}`,
     ];
     process.stderr.write(lines.join('\n') + '\n');

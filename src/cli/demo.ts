@@ -5,9 +5,10 @@
  * so the demo is also a tour of the CLI, and its outputs reload like any other run's.
  */
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail } from '../util/errors.ts';
+import { fail, isCarveError } from '../util/errors.ts';
+import { ortWebDist } from '../export/web.ts';
 
 interface DemoOptions {
   out: string;
@@ -16,6 +17,7 @@ interface DemoOptions {
   n: string;
   quick?: boolean;
   target: string;
+  shipTarget: string;
   threads: string;
   device: string;
 }
@@ -36,6 +38,7 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
     .option('--task <ioi|greater-than>', 'the built-in task to run the pipeline on (greater-than: its metric is prob-diff)', 'ioi')
     .option('--n <count>', 'prompts', '25')
     .option('--target <f>', 'compress to the smallest set keeping at least F x the clean metric', '0.8')
+    .option('--ship-target <f>', 'the model to ship (circuit, neurons, task vocabulary) keeps at least F x the clean metric', '0.95')
     .option('--threads <n>', 'intra-op threads (0: one per core)', '0')
     .option('--device <cpu|webgpu|cuda>', 'onnxruntime execution provider', 'cpu')
     .option('--quick', 'a shortened run (8 prompts, 2 ig steps) for tests and a first look', false)
@@ -70,6 +73,22 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
       await step('compress', ['compress', ...common, ...task, '--ablation', 'mean', '--from', f('prune-greedy.json'), '--target', opts.target, '--out', f('compressed')]);
       await step('evaluate the original', ['eval', ...common, ...task, '--out', f('eval-original.json')]);
       await step('evaluate the compressed model', ['eval', '--model', f('compressed'), '--threads', opts.threads, '--device', opts.device, ...task, '--out', f('eval-compressed.json')]);
+      // The model you can ship: the circuit, its MLP neurons pruned, the task's vocabulary, checked
+      // on prompts it was not carved on, exported as one ONNX file and as a web page.
+      const heldOut = ['--task', 'ioi', '--n', opts.quick ? '20' : '100', '--seed', '2'];
+      await step('carve a model you can ship', ['compress', ...common, ...task, '--ablation', 'mean', '--from', f('prune-greedy.json'), '--target', opts.shipTarget, '--neurons', '--vocab', 'task', '--out', f('shipped')]);
+      await step('evaluate it on held-out prompts', ['eval', '--model', f('shipped'), '--threads', opts.threads, '--device', opts.device, ...heldOut, '--out', f('eval-shipped-heldout.json')]);
+      await step('evaluate the original on the same prompts', ['eval', ...common, ...heldOut, '--out', f('eval-original-heldout.json')]);
+      await step('export it as one ONNX file', ['export', '--model', f('shipped'), '--format', 'onnx', '--dtype', 'f16', '--out', f('shipped.onnx')]);
+      let web = true;
+      try {
+        ortWebDist();
+      } catch (e) {
+        if (!isCarveError(e)) throw e;
+        web = false;
+        process.stderr.write(`\n== export as a web page: skipped (${e.message})\n`);
+      }
+      if (web) await step('export it as a web page', ['export', '--model', f('shipped'), '--format', 'web', '--dtype', 'f16', ...task, '--out', f('web')]);
       await step('report', ['report', dir]);
       process.stderr.write('\n');
       process.stdout.write(summary(dir, (Date.now() - started) / 1000));
@@ -87,7 +106,7 @@ function readJson<T>(path: string): T {
 /** What the demo found, in a few lines a newcomer can read. */
 function summary(dir: string, seconds: number): string {
   const scan = readJson<ScanJson>(join(dir, 'scan-mean-exact.json'));
-  const original = readJson<{ metric: number; accuracy: number; n_params: number; n_params_non_embedding: number; ms_per_prompt: number }>(join(dir, 'eval-original.json'));
+  const original = readJson<{ metric: number; accuracy: number; n_params: number; n_params_non_embedding: number; ms_per_prompt: number; file_bytes?: number }>(join(dir, 'eval-original.json'));
   const compressed = readJson<typeof original>(join(dir, 'eval-compressed.json'));
   const record = readJson<{ kept: string[]; removed: string[] }>(join(dir, 'compressed', 'carve-compress.json'));
   const needed = [...scan.components].sort((a, b) => a.score - b.score).filter((c) => c.score < 0).slice(0, 5);
@@ -101,5 +120,23 @@ function summary(dir: string, seconds: number): string {
     `  non-embedding parameters ${original.n_params_non_embedding} -> ${compressed.n_params_non_embedding} (-${pct(compressed.n_params_non_embedding, original.n_params_non_embedding)}), all parameters -${pct(compressed.n_params, original.n_params)}`,
     `  ${metric} ${original.metric.toFixed(2)} -> ${compressed.metric.toFixed(2)}, accuracy ${(100 * original.accuracy).toFixed(0)}% -> ${(100 * compressed.accuracy).toFixed(0)}%, ${original.ms_per_prompt.toFixed(2)} -> ${compressed.ms_per_prompt.toFixed(2)} ms per prompt`,
   ];
-  return lines.join('\n') + '\n';
+  return [...lines, ...shipSummary(dir, original)].join('\n') + '\n';
+}
+
+/** The shipped model's figures: its share of toy-ioi's parameters and file size, and how it does on held-out prompts. */
+function shipSummary(dir: string, original: { n_params: number; file_bytes?: number }): string[] {
+  const shipped = readJson<{ metric: number; accuracy: number; n_params: number; n_neurons?: number; n_prompts: number; task: string }>(join(dir, 'eval-shipped-heldout.json'));
+  const base = readJson<{ metric: number; accuracy: number }>(join(dir, 'eval-original-heldout.json'));
+  const rec = readJson<{ kept: string[]; vocab: { n_tokens_after: number }; neurons?: { n_after: number; n_before: number } }>(join(dir, 'shipped', 'carve-compress.json'));
+  const onnx = statSync(join(dir, 'shipped.onnx')).size;
+  const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(2)}%`;
+  const fileBytes = original.file_bytes ?? 0;
+  return [
+    `model you can ship (${join(dir, 'shipped')}): ${rec.kept.length} components, ${rec.neurons?.n_after ?? '?'} of ${rec.neurons?.n_before ?? '?'} MLP neurons, ${rec.vocab.n_tokens_after} tokens`,
+    `  ${shipped.n_params.toLocaleString('en-US')} parameters = ${pct(shipped.n_params, original.n_params)} of toy-ioi's ${original.n_params.toLocaleString('en-US')}; ` +
+      `ONNX file (f16) ${(onnx / 1000).toFixed(1)} kB = ${fileBytes > 0 ? pct(onnx, fileBytes) : '?'} of toy-ioi's ${(fileBytes / 1e6).toFixed(2)} MB`,
+    `  held-out prompts (${shipped.task}): logit difference ${shipped.metric.toFixed(2)} = ${pct(shipped.metric, base.metric)} of the original's ${base.metric.toFixed(2)}, ` +
+      `accuracy ${(100 * shipped.accuracy).toFixed(1)}% (original ${(100 * base.accuracy).toFixed(1)}%)`,
+    existsSync(join(dir, 'web', 'index.html')) ? `  in a browser, offline: open ${join(dir, 'web', 'index.html')}` : '  web page: not exported (onnxruntime-web is not installed)',
+  ];
 }

@@ -11,11 +11,17 @@
  *    correct set (one each: logit[correct] > logit[incorrect]);
  *  - ms_per_prompt: a batched forward over all the task's prompts, computing only what the metric
  *    needs, timed after a warm-up run; the median of 5 repetitions, divided by the number of prompts.
+ *  - n_neurons: the MLP neurons the model keeps (all layers with an MLP);
+ *  - file_bytes: the model directory's config and weights on disk; onnx_bytes, onnx_f16_bytes: the
+ *    size of the file `carve export --format onnx` writes for it (float32 / float16 weights),
+ *    computed without writing it.
  */
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { resolveModel } from '../model/hub.ts';
-import { loadModelDir } from '../model/load.ts';
+import { loadModelDir, modelDirBytes } from '../model/load.ts';
+import { onnxExportSize } from '../export/onnx.ts';
+import { countNeurons } from '../compress/neurons.ts';
 import { HookedModel } from '../model/hooked.ts';
 import { mean, setAccuracy, std } from '../task/metrics.ts';
 import type { Task } from '../task/types.ts';
@@ -25,6 +31,8 @@ import type { MetricName } from '../model/readout.ts';
 import { loadTokenizer } from '../tokenizer/load.ts';
 import { addModelOptions, engineFrom, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { describeToken } from './vocab-options.ts';
+import { VocabMap } from '../model/vocab.ts';
 
 export const DEFAULT_BATCH_SIZE = 64;
 const TIMING_REPEATS = 5;
@@ -39,18 +47,23 @@ export interface EvalResult {
   accuracy: number;
   n_params: number;
   n_params_non_embedding: number;
+  n_neurons: number;
   ms_per_prompt: number;
+  file_bytes: number;
+  onnx_bytes: number;
+  onnx_f16_bytes: number;
 }
 
-/** A token id the model cannot embed would make onnxruntime fail deep inside a run: say so up front. */
-export function checkTaskVocabulary(task: Task, vocabSize: number): void {
+/**
+ * A token the model cannot read (outside its vocabulary, or not kept by a trimmed one) would fail
+ * deep inside a run: say so up front, naming the prompt, the field and the token.
+ */
+export function checkTaskVocabulary(task: Task, vocab: VocabMap): void {
   task.pairs.forEach((p, i) => {
     const fields: [string, number[]][] = [['clean', p.clean], ['corrupt', p.corrupt], ['correct', p.correct], ['incorrect', p.incorrect]];
     for (const [field, ids] of fields) {
       for (const t of ids) {
-        if (!Number.isSafeInteger(t) || t < 0 || t >= vocabSize) {
-          fail(`${task.name} prompt ${i}: field "${field}": token ${t} is outside the model's vocabulary of ${vocabSize}`);
-        }
+        if (!vocab.has(t)) fail(`${task.name} prompt ${i}: field "${field}": ${vocab.missing(t, vocab.trimmed ? describeToken(t) : undefined)}`);
       }
     }
   });
@@ -99,6 +112,14 @@ interface EvalCliOptions extends EngineCliOptions, TaskCliOptions {
   batchSize: string;
 }
 
+/** A byte count for people: 6.7 MB, 98.2 kB, 512 B (decimal units, as file managers show). */
+export function bytes(x: number): string {
+  if (x >= 1e9) return `${(x / 1e9).toFixed(2)} GB`;
+  if (x >= 1e6) return `${(x / 1e6).toFixed(1)} MB`;
+  if (x >= 1e3) return `${(x / 1e3).toFixed(1)} kB`;
+  return `${x} B`;
+}
+
 export function formatEvalTable(r: EvalResult): string {
   const n = (x: number) => x.toLocaleString('en-US');
   const rows: [string, string][] = [
@@ -108,6 +129,9 @@ export function formatEvalTable(r: EvalResult): string {
     ['accuracy', `${(100 * r.accuracy).toFixed(1)}%`],
     ['parameters', n(r.n_params)],
     ['non-embedding', n(r.n_params_non_embedding)],
+    ['MLP neurons', n(r.n_neurons)],
+    ['file size', bytes(r.file_bytes)],
+    ['ONNX export', `${bytes(r.onnx_bytes)} (f16: ${bytes(r.onnx_f16_bytes)})`],
     ['ms per prompt', r.ms_per_prompt.toFixed(3)],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
@@ -131,7 +155,7 @@ export function registerEvalCommand(program: Command): void {
     const loaded = loadModelDir(dir, name);
     const task = taskFromOptions(opts, { nCtx: loaded.config.nCtx }, tokenizer);
     const metric = evalMetric(metricFor(opts, task));
-    checkTaskVocabulary(task, loaded.config.vocabSize);
+    checkTaskVocabulary(task, VocabMap.of(loaded.config));
     const model = new HookedModel(loaded, engine);
     const r = await evaluateModel(model, task, { batchSize, metric });
     const counts = countParams(loaded);
@@ -145,7 +169,11 @@ export function registerEvalCommand(program: Command): void {
       accuracy: r.accuracy,
       n_params: counts.n_params,
       n_params_non_embedding: counts.n_params_non_embedding,
+      n_neurons: countNeurons(loaded.config).kept,
       ms_per_prompt: r.ms_per_prompt,
+      file_bytes: modelDirBytes(dir),
+      onnx_bytes: onnxExportSize(loaded, { dtype: 'f32' }),
+      onnx_f16_bytes: onnxExportSize(loaded, { dtype: 'f16' }),
     };
     if (opts.json || opts.out || !process.stdout.isTTY) writeJson(opts.out, result);
     else process.stdout.write(formatEvalTable(result));

@@ -20,6 +20,7 @@ import { startExploreServer } from '../explore/server.ts';
 import { addModelOptions, engineFrom, parseChoice, parseNonNegativeInt, parsePositiveInt, type EngineCliOptions } from './common.ts';
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { loadTokenizer } from '../tokenizer/load.ts';
+import { VocabMap } from '../model/vocab.ts';
 import { checkTaskVocabulary, DEFAULT_BATCH_SIZE } from './eval.ts';
 
 export const DEFAULT_PORT = 8765;
@@ -73,7 +74,7 @@ export function registerExploreCommand(program: Command): void {
     const loaded = loadModelDir(dir, name);
     const tokenizer = loadTokenizer(dir);
     const task = taskFromOptions(taskOpts, { nCtx: loaded.config.nCtx }, tokenizer);
-    checkTaskVocabulary(task, loaded.config.vocabSize);
+    checkTaskVocabulary(task, VocabMap.of(loaded.config));
     const session = new ExploreSession(loaded, task, engine, { metric, meanOver, batchSize, outDir: opts.outDir, run, tokenizer });
 
     const served = await startExploreServer(session, { host, port });

@@ -11,6 +11,7 @@ import { registerScanCommand } from './scan.ts';
 import { registerPruneCommand } from './prune.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerExploreCommand } from './explore.ts';
+import { registerExportCommand } from './export.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerCompressCommand(program);
   registerEvalCommand(program);
   registerExploreCommand(program);
+  registerExportCommand(program);
   // The demo runs the other commands in-process, each on a fresh program (commander keeps option state).
   registerDemoCommand(program, async (argv) => {
     await buildProgram().parseAsync(argv, { from: 'user' });

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { addModelOptions, loadModelAndTokenizer, parseChoice, parseNumber, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { checkTaskVocabulary } from './eval.ts';
 import { addAblationOptions } from './scan.ts';
 import { fail } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -105,6 +106,7 @@ export function registerPruneCommand(program: Command): void {
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
     pruneOpts.metric = metricFor(opts, task);
+    checkTaskVocabulary(task, model.vocab);
     const bar = progressBar(`prune ${order}`);
     let result;
     try {

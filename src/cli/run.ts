@@ -7,6 +7,7 @@ import type { Tokenizer } from '../tokenizer/types.ts';
 import { logSumExp } from '../task/metrics.ts';
 import { addModelOptions, loadModelAndTokenizer, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addTaskOptions } from './task-options.ts';
+import { describeToken } from './vocab-options.ts';
 import type { HookedModel } from '../model/hooked.ts';
 
 export interface Prediction {
@@ -14,19 +15,25 @@ export interface Prediction {
   top: { id: number; token: string; logit: number; prob: number }[];
 }
 
+/**
+ * The top-K next tokens after `tokens` (original ids). A model with a trimmed vocabulary reads and
+ * predicts only its kept tokens; ids in the result are original ids all the same, and
+ * probabilities are over the tokens the model has.
+ */
 export async function predictNext(model: HookedModel, tokens: number[], top: number, tokenizer: Tokenizer = gpt2Tokenizer): Promise<Prediction> {
   if (tokens.length === 0) fail('the prompt is empty');
   if (tokens.length > model.config.nCtx) fail(`the prompt has ${tokens.length} tokens, more than the model's context of ${model.config.nCtx}`);
-  for (const t of tokens) {
-    if (t >= model.config.vocabSize) fail(`token ${t} is outside the model's vocabulary of ${model.config.vocabSize}`);
-  }
+  model.vocab.toLocal(tokens, describeToken);
   const out = await model.run({ tokens: [tokens], logits: 'last' });
   const logits = out.logits!.data;
   const lse = logSumExp(logits);
-  const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, top);
+  // Ties go to the lower original id, whatever the local order.
+  const order = Array.from(logits.keys(), (l) => ({ l, id: model.vocab.original(l) }))
+    .sort((a, b) => logits[b.l] - logits[a.l] || a.id - b.id)
+    .slice(0, top);
   return {
     tokens,
-    top: order.map((id) => ({ id, token: id < tokenizer.vocabSize ? tokenizer.tokenString(id) : `<${id}>`, logit: logits[id], prob: Math.exp(logits[id] - lse) })),
+    top: order.map(({ l, id }) => ({ id, token: id < tokenizer.vocabSize ? tokenizer.tokenString(id) : `<${id}>`, logit: logits[l], prob: Math.exp(logits[l] - lse) })),
   };
 }
 

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { addModelOptions, loadModelAndTokenizer, parseChoice, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
+import { checkTaskVocabulary } from './eval.ts';
 import { scan, SCAN_METHODS, type ScanMethod } from '../discover/scan.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
@@ -46,6 +47,7 @@ export function registerScanCommand(program: Command): void {
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
     const metric = metricFor(opts, task);
+    checkTaskVocabulary(task, model.vocab);
     const bar = progressBar(`scan ${method}/${ablation}`);
     const result = await scan(model, task, {
       ablation,

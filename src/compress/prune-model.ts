@@ -136,7 +136,7 @@ export function pruneModel(
     const heads = keptSlots.map((s) => layout.heads[s]);
     const kvAll = kvHeadsOf(cfg, layout);
     const kvKept = kvHeadsOf(cfg, { ...layout, heads });
-    layouts.push({ sourceLayer: layout.sourceLayer, heads, mlp: keepMlp });
+    layouts.push({ sourceLayer: layout.sourceLayer, heads, mlp: keepMlp, ...(keepMlp && layout.neurons ? { neurons: [...layout.neurons] } : {}) });
     kept.push({ pos, oB, downB, keepSlots: keptSlots, keepKv: kvKept.map((k) => kvAll.indexOf(k)) });
   });
 

@@ -22,10 +22,18 @@
  * - A layer with `heads: []` has no attention block (no norm, no q/k/v/o weights), only its output
  *   projection's bias: a constant added to the residual stream where attention was. In every layer
  *   that bias also holds the folded outputs of the layer's removed heads.
+ * - `neurons` (optional, with `mlp: true`): the original indices of the MLP's hidden units kept
+ *   (strictly increasing, 0 .. dMlp−1); the MLP tensors hold only their rows/columns, in list order,
+ *   and the output bias also holds the removed neurons' folded mean contributions. Absent: all.
  * - A layer with `mlp: false` has no MLP weights and no norm before it, only the MLP's output bias,
  *   added where the MLP's output was (the folded mean, or zero).
  * - `residual_biases: true`: the attention and MLP output biases exist in every layer even where the
  *   architecture has none (Llama, Mistral): carve added them, zero-initialised, to hold folded means.
+ * - `vocab` (optional): the model keeps only some of its tokenizer's tokens (`carve compress
+ *   --vocab task`); it lists the original id of each embedding (and unembedding) row, in row order,
+ *   and `vocab_size` is its length. Text and token ids given to the model are original ids, mapped
+ *   through this list (src/model/vocab.ts); the position table may also be shorter than the
+ *   original's (`n_positions` / `max_position_embeddings` say how long).
  * - Without the section, the model is the plain architecture: every head, every MLP, and
  *   source_layer = index.
  * Hugging Face transformers cannot load a pruned model (its shapes differ); carve can.
@@ -34,10 +42,22 @@ import { fail } from '../util/errors.ts';
 import { Fields, isPlainObject, type Json } from './config-fields.ts';
 import { archOf, architectureOf, ARCHITECTURES } from './arch/index.ts';
 import type { ArchName, LayerLayout, ModelConfig } from './types.ts';
+import { checkVocabList } from './vocab.ts';
 
 export const CARVE_FORMAT = 1;
 
-function parseLayout(section: Json, nHead: number, nLayer: number, path: string): LayerLayout[] {
+function parseNeurons(raw: unknown, dMlp: number, at: string): number[] {
+  if (!Array.isArray(raw) || raw.length === 0) fail(`${at} must be a non-empty array of neuron indices`);
+  let prev = -1;
+  for (const n of raw) {
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n >= dMlp) fail(`${at}: ${JSON.stringify(n)} is not a neuron index in 0..${dMlp - 1}`);
+    if (n <= prev) fail(`${at} must be strictly increasing`);
+    prev = n;
+  }
+  return [...(raw as number[])];
+}
+
+function parseLayout(section: Json, nHead: number, nLayer: number, dMlp: number, path: string): LayerLayout[] {
   const where = `${path}: "carve"`;
   const layers = section.layers;
   if (!Array.isArray(layers)) fail(`${where}.layers must be an array`);
@@ -66,7 +86,12 @@ function parseLayout(section: Json, nHead: number, nLayer: number, path: string)
       prevHead = h;
     }
     if (typeof raw.mlp !== 'boolean') fail(`${at}.mlp must be true or false, found ${JSON.stringify(raw.mlp)}`);
-    out.push({ sourceLayer: src, heads: [...(heads as number[])], mlp: raw.mlp });
+    const layer: LayerLayout = { sourceLayer: src, heads: [...(heads as number[])], mlp: raw.mlp };
+    if (raw.neurons !== undefined) {
+      if (!raw.mlp) fail(`${at}.neurons: a layer without its MLP has no neurons to list`);
+      layer.neurons = parseNeurons(raw.neurons, dMlp, `${at}.neurons`);
+    }
+    out.push(layer);
   });
   return out;
 }
@@ -82,7 +107,7 @@ export function fullLayout(nLayer: number, nHead: number): LayerLayout[] {
 
 export function isFullLayout(layers: LayerLayout[], nHead: number): boolean {
   return layers.every(
-    (l, i) => l.sourceLayer === i && l.mlp && l.heads.length === nHead && l.heads.every((h, j) => h === j),
+    (l, i) => l.sourceLayer === i && l.mlp && l.neurons === undefined && l.heads.length === nHead && l.heads.every((h, j) => h === j),
   );
 }
 
@@ -100,6 +125,7 @@ export function parseConfig(json: unknown, path: string): ModelConfig {
 
   let layers: LayerLayout[];
   let residualBiases = false;
+  let vocab: number[] | undefined;
   const section = json.carve;
   const hasCarve = section !== undefined;
   if (hasCarve) {
@@ -108,16 +134,17 @@ export function parseConfig(json: unknown, path: string): ModelConfig {
     if (section.format !== CARVE_FORMAT) {
       fail(`${where}.format must be ${CARVE_FORMAT}, found ${JSON.stringify(section.format)} (written by a newer carve?)`);
     }
-    layers = parseLayout(section, parsed.nHead, parsed.nLayer, path);
+    layers = parseLayout(section, parsed.nHead, parsed.nLayer, parsed.dMlp, path);
     if (section.residual_biases !== undefined) {
       if (typeof section.residual_biases !== 'boolean') fail(`${where}.residual_biases must be true or false`);
       residualBiases = section.residual_biases;
       if (residualBiases) parsed.bias = { ...parsed.bias, o: true, mlpOut: true };
     }
+    if (section.vocab !== undefined) vocab = checkVocabList(section.vocab, parsed.vocabSize, `${where}.vocab`);
   } else {
     layers = fullLayout(parsed.nLayer, parsed.nHead);
   }
-  return { ...parsed, layers, residualBiases, pruned: hasCarve, raw: { ...json } };
+  return { ...parsed, layers, residualBiases, pruned: hasCarve, raw: { ...json }, ...(vocab ? { vocab } : {}) };
 }
 
 function configToJsonBare(cfg: ModelConfig): Json {
@@ -133,11 +160,12 @@ function configToJsonBare(cfg: ModelConfig): Json {
 export function configToJson(cfg: ModelConfig): Json {
   const out = configToJsonBare(cfg);
   const residualBiases = cfg.residualBiases;
-  if (cfg.pruned || residualBiases || !isFullLayout(cfg.layers, cfg.nHead)) {
+  if (cfg.pruned || residualBiases || cfg.vocab !== undefined || !isFullLayout(cfg.layers, cfg.nHead)) {
     out.carve = {
       format: CARVE_FORMAT,
-      layers: cfg.layers.map((l) => ({ source_layer: l.sourceLayer, heads: [...l.heads], mlp: l.mlp })),
+      layers: cfg.layers.map((l) => ({ source_layer: l.sourceLayer, heads: [...l.heads], mlp: l.mlp, ...(l.neurons ? { neurons: [...l.neurons] } : {}) })),
       ...(residualBiases ? { residual_biases: true } : {}),
+      ...(cfg.vocab !== undefined ? { vocab: [...cfg.vocab] } : {}),
     };
   } else {
     delete out.carve;

@@ -22,7 +22,7 @@ import { metricReadout, type Readout } from './readout.ts';
 import { rotaryTables } from './arch/rope.ts';
 import { tensorTable } from './arch/index.ts';
 import { slotShape, type Role, type TensorSlot } from './tensors.ts';
-import { kvHeadsOf, type LayerLayout, type ModelConfig } from './types.ts';
+import { kvHeadsOf, mlpWidth, type LayerLayout, type ModelConfig } from './types.ts';
 
 /** How a hook's replacement value is shaped: one per row and position, or one vector for all. */
 export type ReplacementShape = 'row' | 'const';
@@ -32,6 +32,11 @@ export interface InterventionSpec {
   z: Map<number, ReplacementShape>;
   /** Layer positions whose hook_mlp_out takes `mlp_keep.{i}` and `mlp_value.{i}`. */
   mlp: Map<number, ReplacementShape>;
+  /**
+   * Layer positions whose MLP neurons (mlp.hook_post: the activations the output projection reads,
+   * after the gate for a gated MLP) take `neuron_keep.{i}` [B, 1, m] and one vector `neuron_value.{i}` [1, 1, m].
+   */
+  neurons?: Set<number>;
 }
 
 export interface ForwardSpec {
@@ -51,6 +56,11 @@ export interface ForwardSpec {
    * graph needs no input but the tokens (self-contained exports).
    */
   ropeConstants?: number;
+  /**
+   * Input `attention_mask` int64 [B, T] (1: a real token, 0: padding): keys where it is 0 are hidden
+   * from every query, as Hugging Face's attention_mask does. Positions stay 0..T−1, so pad on the right.
+   */
+  attentionMask?: boolean;
 }
 
 export interface ForwardValues {
@@ -113,7 +123,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
     return v;
   };
   const end = spec.endLayer ?? cfg.layers.length;
-  const iv = spec.interventions ?? { z: new Map(), mlp: new Map() };
+  const iv: InterventionSpec = spec.interventions ?? { z: new Map(), mlp: new Map() };
   const ints = (n: number) => g.constant([n], [], 'int64');
 
   let resid: Value;
@@ -148,6 +158,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   // Additive attention masks (exp(−1e9) is exactly 0 in float32 and float64, like TransformerLens's
   // −inf fill, without NaN risk), built from T at run time so one graph fits every length.
   const masks = new Map<string, Value>();
+  let attentionMaskIn: Value | undefined;
   const maskFor = (atMetric: boolean, window: number | undefined): Value => {
     const key = `${atMetric}|${window ?? ''}`;
     let m = masks.get(key);
@@ -160,8 +171,12 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         const tooOld = g.greater(g.sub(queries, g.constant([window - 1], [], 'int64')), keys);
         hidden = g.or(hidden, tooOld);
       }
+      if (atMetric) hidden = g.unsqueeze(hidden, [1, 2]); // [B, 1, 1, T]; else [T, T]
+      if (spec.attentionMask) {
+        const mask = (attentionMaskIn ??= g.input('attention_mask', ['B', 'T'], 'int64'));
+        hidden = g.or(hidden, g.unsqueeze(g.greater(g.constant([1], [], 'int64'), mask), [1, 2])); // [B, 1, R, T]
+      }
       m = g.where(hidden, g.scalar(-1e9), g.scalar(0));
-      m = atMetric ? g.unsqueeze(m, [1, 2]) : m; // [B, 1, 1, T] or [T, T]
       masks.set(key, m);
     }
     return m;
@@ -273,6 +288,10 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       } else {
         post = activation(g, hk(`${p}.mlp.hook_pre`, proj(x, 'up', i)), cfg.mlp.activation);
       }
+      if (iv.neurons?.has(i)) {
+        const m = mlpWidth(cfg, layout);
+        post = intervene(g, post, g.input(`neuron_keep.${i}`, ['B', 1, m]), g.input(`neuron_value.${i}`, [1, 1, m]));
+      }
       hk(`${p}.mlp.hook_post`, post);
       mlpOut = proj(post, 'down', i);
       const mShape = iv.mlp.get(i);
@@ -282,7 +301,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         mlpOut = intervene(g, mlpOut, keep, mShape === 'row' ? rows(value) : value);
       }
     } else {
-      if (iv.mlp.has(i)) throw new Error(`layer ${layout.sourceLayer} has no MLP to intervene on`);
+      if (iv.mlp.has(i) || iv.neurons?.has(i)) throw new Error(`layer ${layout.sourceLayer} has no MLP to intervene on`);
       const db = w('down.b', i);
       if (db) mlpOut = g.expandLike(db, residRows);
     }

@@ -3,6 +3,11 @@
  * run with cache (any hook values out), logits only where and for what is needed, starting from a
  * cached residual stream, per-row interventions on hook_z and hook_mlp_out, and gradients of the
  * task metric with respect to hook points.
+ *
+ * Token ids given to `run` (prompts, answers, selected tokens) are the tokenizer's original ids;
+ * a model with a trimmed vocabulary maps them to its own rows (`vocab`, src/model/vocab.ts), and a
+ * token it does not keep is a user error naming it. Logit columns are the model's own (local) ids:
+ * `vocab.original(column)` is the token.
  */
 import type * as ort from 'onnxruntime-node';
 import { Graph } from '../onnx/graph.ts';
@@ -11,7 +16,8 @@ import { Engine, runCompiled, toOrt, type CompiledGraph } from '../onnx/session.
 import { buildForward, hookPrefix, type ReplacementShape } from './forward.ts';
 import type { MetricName, Readout } from './readout.ts';
 import { rotaryTables } from './arch/rope.ts';
-import type { ModelConfig, ModelData, LoadedModel, Weights } from './types.ts';
+import { mlpWidth, type ModelConfig, type ModelData, type LoadedModel, type Weights } from './types.ts';
+import { VocabMap } from './vocab.ts';
 
 /**
  * What a run reads out: nothing ('none', for caching), full logits at every position ('all'), the
@@ -41,6 +47,14 @@ export interface Intervention {
   value: { shape: ReplacementShape; data: FloatArray };
 }
 
+/** Replace MLP neurons' activations where keep is 0, by one constant per neuron. */
+export interface NeuronIntervention {
+  /** [B * m]: 1 keeps the neuron's activation on that row, 0 replaces it. */
+  keep: FloatArray;
+  /** [m] */
+  value: FloatArray;
+}
+
 export interface RunOptions {
   /** Ragged token lists (right-padded internally), or a cached residual stream with `startLayer`. */
   tokens?: number[][];
@@ -67,6 +81,8 @@ export interface RunOptions {
   /** Interventions by layer position. */
   z?: Map<number, Intervention>;
   mlp?: Map<number, Intervention>;
+  /** MLP neurons (mlp.hook_post) by layer position: keep [B * m], value one constant [m]. */
+  neurons?: Map<number, NeuronIntervention>;
   /** Hook names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'answers' or 'last'). */
   gradients?: string[];
   /** Default: 1 for every row. */
@@ -78,6 +94,7 @@ export interface RunResult {
   metric?: FloatArray;
   /** [B, A] logits of each row's answers, correct set first, then incorrect (rows padded to A). */
   answerLogits?: HostValue;
+  /** Full logits, one column per local token id (see `HookedModel.vocab`). */
   logits?: HostValue;
   /** [B, K] logits of `selectTokens`. */
   selected?: HostValue;
@@ -97,6 +114,8 @@ export class HookedModel {
   readonly config: ModelConfig;
   readonly name: string;
   readonly dtype: 'float32' | 'float64';
+  /** Original token ids ↔ the model's own rows (the identity unless the vocabulary was trimmed). */
+  readonly vocab: VocabMap;
   private feeds: Record<string, ort.Tensor> = {};
   private compiled = new Map<string, Promise<CompiledGraph>>();
   private ropeFeeds = new Map<number, Record<string, ort.Tensor>>();
@@ -109,6 +128,7 @@ export class HookedModel {
     this.config = model.config;
     this.name = ('name' in model && model.name) || 'model';
     this.dtype = dtype;
+    this.vocab = VocabMap.of(model.config);
     this.setWeights(model.weights);
   }
 
@@ -140,6 +160,7 @@ export class HookedModel {
   private graphFor(opts: RunOptions, logits: LogitsSpec): Promise<CompiledGraph> {
     const zSpec = new Map([...(opts.z ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
     const mSpec = new Map([...(opts.mlp ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
+    const nSpec = new Set([...(opts.neurons ?? new Map()).keys()]);
     const fromResid = opts.resid !== undefined;
     // The last layer only at the metric positions, unless someone wants to look inside it.
     const lastLayer = this.config.layers.at(-1);
@@ -160,6 +181,7 @@ export class HookedModel {
       g: opts.gradients ?? [],
       z: [...zSpec.entries()].sort(),
       m: [...mSpec.entries()].sort(),
+      n: [...nSpec].sort((a, b) => a - b),
     });
     let c = this.compiled.get(key);
     if (!c) {
@@ -172,7 +194,7 @@ export class HookedModel {
         lastLayerAtMetric,
         endLayer: opts.endLayer,
         readout,
-        interventions: { z: zSpec, mlp: mSpec },
+        interventions: { z: zSpec, mlp: mSpec, neurons: nSpec },
       });
       const endLayer = opts.endLayer ?? this.config.layers.length;
       for (const h of opts.hooks ?? []) {
@@ -215,7 +237,7 @@ export class HookedModel {
     let lengths: number[];
     if (opts.resid === undefined) {
       if (start !== 0) throw new Error('a run from a later layer needs resid');
-      const toks = opts.tokens;
+      const toks = opts.tokens?.map((t) => this.vocab.toLocal(t));
       if (!toks || toks.length === 0) throw new Error('run needs tokens');
       B = toks.length;
       lengths = toks.map((t) => t.length);
@@ -243,6 +265,11 @@ export class HookedModel {
       const dims = iv.value.shape === 'row' ? [B, T, d] : [1, 1, d];
       feeds[`mlp_value.${i}`] = toOrt({ data: this.cast(iv.value.data), dims }, this.dtype);
     }
+    for (const [i, iv] of opts.neurons ?? new Map<number, NeuronIntervention>()) {
+      const m = mlpWidth(this.config, this.config.layers[i]);
+      feeds[`neuron_keep.${i}`] = toOrt({ data: this.cast(iv.keep), dims: [B, 1, m] }, this.dtype);
+      feeds[`neuron_value.${i}`] = toOrt({ data: this.cast(iv.value), dims: [1, 1, m] }, this.dtype);
+    }
     if (this.config.positions.kind === 'rotary') Object.assign(feeds, this.rotaryFeeds(T));
     if (logits === 'answers' || logits === 'last') {
       const pos = opts.positions ?? lengths.map((n) => n - 1);
@@ -251,7 +278,8 @@ export class HookedModel {
       feeds.flat_pos = toOrt({ data: flat, dims: [B] }, 'int64');
       feeds.metric_pos = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [B] }, 'int64');
       const metric = opts.metric ?? 'logit-diff';
-      const answers = opts.answers ?? new Array<Answers>(B).fill({ correct: [0], incorrect: [0] });
+      // Without answers (a run for the full logits) the metric reads local row 0, whatever it is.
+      const answers = opts.answers?.map((a) => ({ correct: this.vocab.toLocal(a.correct), incorrect: this.vocab.toLocal(a.incorrect) })) ?? new Array<Answers>(B).fill({ correct: [0], incorrect: [0] });
       if (answers.length !== B) throw new Error(`run: ${answers.length} answer sets for ${B} rows`);
       const { ids, weights, A } = answerFeeds(answers, metric);
       feeds.answer_ids = toOrt({ data: ids, dims: [B, A] }, 'int64');
@@ -267,7 +295,7 @@ export class HookedModel {
       if (opts.selectTokens) {
         const K = opts.selectTokens[0]?.length ?? 0;
         if (opts.selectTokens.length !== B || opts.selectTokens.some((r) => r.length !== K)) throw new Error('selectTokens needs one list of K tokens per row');
-        feeds.select_tokens = toOrt({ data: BigInt64Array.from(opts.selectTokens.flat(), (t) => BigInt(t)), dims: [B, K] }, 'int64');
+        feeds.select_tokens = toOrt({ data: BigInt64Array.from(this.vocab.toLocal(opts.selectTokens.flat()), (t) => BigInt(t)), dims: [B, K] }, 'int64');
       }
     }
     if (opts.gradients && opts.gradients.length > 0) {

@@ -13,7 +13,7 @@ import { isPlainObject } from './config-fields.ts';
 import { archOf } from './arch/index.ts';
 import { slotShape, type TensorSlot } from './tensors.ts';
 import { openSafetensors, writeSafetensors, type SafetensorsFile, type TensorInfo, type TensorToWrite, type WriteDtype } from './safetensors.ts';
-import { kvHeadsOf, type LoadedModel, type ModelConfig, type ModelData, type Tensor, type Weights } from './types.ts';
+import { kvHeadsOf, mlpWidth, type LoadedModel, type ModelConfig, type ModelData, type Tensor, type Weights } from './types.ts';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
@@ -109,7 +109,7 @@ const fmt = (s: number[]) => `[${s.join(', ')}]`;
 function layoutNote(cfg: ModelConfig, slot: TensorSlot): string {
   if (slot.layer === undefined) return `hidden size ${cfg.dModel}, vocab_size ${cfg.vocabSize}, ${cfg.nCtx} positions`;
   const l = cfg.layers[slot.layer];
-  return `layer ${slot.layer}: hidden size ${cfg.dModel}, ${l.heads.length} query and ${kvHeadsOf(cfg, l).length} key/value heads of ${cfg.dHead}, MLP width ${cfg.dMlp}`;
+  return `layer ${slot.layer}: hidden size ${cfg.dModel}, ${l.heads.length} query and ${kvHeadsOf(cfg, l).length} key/value heads of ${cfg.dHead}, MLP width ${mlpWidth(cfg, l)}`;
 }
 
 /** Read a config.json file, with errors naming the file. */
@@ -163,6 +163,20 @@ export function loadModelDir(dir: string, name?: string): LoadedModel {
   } finally {
     files.close();
   }
+}
+
+/**
+ * Bytes on disk of what carve reads from a model directory: config.json and the weights (the one
+ * safetensors file, or the shard index and every shard it lists). Symlinks (the Hugging Face cache) count their targets.
+ */
+export function modelDirBytes(dir: string): number {
+  const size = (f: string) => statSync(join(dir, f)).size;
+  let total = size(CONFIG_FILE);
+  if (existsSync(join(dir, WEIGHTS_FILE))) return total + size(WEIGHTS_FILE);
+  total += size(INDEX_FILE);
+  const index = readJson(join(dir, INDEX_FILE), 'the shard index') as { weight_map: Record<string, string> };
+  for (const shard of new Set(Object.values(index.weight_map))) total += size(shard);
+  return total;
 }
 
 /** The tensors to write for a model, in table order; a missing or misshapen tensor is an error. */

@@ -8,11 +8,11 @@
  * Shapes are written as axes made of factors, so one description serves every layout: GPT-2's fused
  * `c_attn.weight` is [[d], [3, head, dh]] (columns: Q, K, V blocks, each `head` heads of dh), GPT-NeoX's
  * `query_key_value.weight` is [[head, 3, dh], [d]] (rows grouped per head). Factor `head` counts the
- * query heads the layer keeps, `kv` its key/value heads, `mlp` its MLP width, `vocab`/`ctx` the
+ * query heads the layer keeps, `kv` its key/value heads, `mlp` its MLP neurons, `vocab`/`ctx` the
  * embedding tables' rows; cutting a head out of any tensor is the same operation on every architecture.
  */
 import type { LayerLayout, ModelConfig } from './types.ts';
-import { kvHeadsOf } from './types.ts';
+import { kvHeadsOf, mlpWidth } from './types.ts';
 
 export type Factor = 'd' | 'head' | 'kv' | 'dh' | 'mlp' | 'vocab' | 'ctx' | number;
 export type Axis = Factor[];
@@ -69,7 +69,7 @@ export function factorSizes(cfg: ModelConfig, layer?: LayerLayout): Record<Exclu
     head: layer ? layer.heads.length : cfg.nHead,
     kv: layer ? kvHeadsOf(cfg, layer).length : cfg.nKvHead,
     dh: cfg.dHead,
-    mlp: cfg.dMlp,
+    mlp: layer ? mlpWidth(cfg, layer) : cfg.dMlp,
     vocab: cfg.vocabSize,
     ctx: cfg.nCtx,
   };

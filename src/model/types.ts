@@ -29,6 +29,11 @@ export interface LayerLayout {
   heads: number[];
   /** False: the MLP is gone, only its output bias (the folded mean, or zero) remains. */
   mlp: boolean;
+  /**
+   * Original indices of the MLP neurons kept (hidden units: rows of the input projection, columns of
+   * the output projection), ascending; absent: all dMlp of them. Only with `mlp: true`.
+   */
+  neurons?: number[];
 }
 
 /** Rotary position embedding (HF's rotate_half layout) on the first `dims` dimensions of every head. */
@@ -79,6 +84,11 @@ export interface ModelConfig {
   layers: LayerLayout[];
   /** True when the file carried a `carve` pruned-layout section. */
   pruned: boolean;
+  /**
+   * A trimmed vocabulary (`carve compress --vocab task`): the original token id of each embedding
+   * row, in row order (vocabSize entries). Undefined: rows are the tokenizer's ids. See vocab.ts.
+   */
+  vocab?: number[];
   /** The raw config.json object, kept so a rewritten model preserves keys carve does not use. */
   raw: Record<string, unknown>;
 }
@@ -102,4 +112,14 @@ export interface LoadedModel extends ModelData {
 export function kvHeadsOf(cfg: ModelConfig, layer: LayerLayout): number[] {
   const group = cfg.nHead / cfg.nKvHead;
   return [...new Set(layer.heads.map((h) => Math.floor(h / group)))].sort((a, b) => a - b);
+}
+
+/** The MLP width of a layer: its kept neurons, or the config's dMlp. */
+export function mlpWidth(cfg: ModelConfig, layer: LayerLayout): number {
+  return layer.neurons?.length ?? cfg.dMlp;
+}
+
+/** Original indices of a layer's MLP neurons, in the order the tensors hold them. */
+export function neuronsOf(cfg: ModelConfig, layer: LayerLayout): number[] {
+  return layer.neurons ? [...layer.neurons] : Array.from({ length: cfg.dMlp }, (_, i) => i);
 }

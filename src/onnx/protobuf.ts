@@ -54,10 +54,22 @@ export class ProtoWriter {
     return this.bytes(field, new TextEncoder().encode(value));
   }
 
+  /**
+   * A nested message. Its chunks are adopted rather than copied (a model's weights are large and
+   * nest three deep: tensor, graph, model); only `finish` copies, once.
+   */
   message(field: number, build: (w: ProtoWriter) => void): this {
     const inner = new ProtoWriter();
     build(inner);
-    return this.bytes(field, inner.finish());
+    this.tag(field, 2);
+    this.varint(inner.size);
+    for (const c of inner.chunks) this.push(c);
+    return this;
+  }
+
+  /** The encoded size so far, without building the bytes. */
+  get byteLength(): number {
+    return this.size;
   }
 
   /** Packed repeated int64 (proto3 default for repeated scalars). */

@@ -3,13 +3,30 @@ import type { ConstantData, DType, Graph, Node, Value } from './graph.ts';
 
 /** ONNX TensorProto.DataType codes. */
 const DTYPE_CODE: Record<DType, number> = { float32: 1, int64: 7, bool: 9, float64: 11 };
+const FLOAT16_CODE = 10;
+
+/**
+ * Weights stored inside the model file (ONNX initializers) instead of fed as inputs: a graph input
+ * of that name becomes an initializer. `float16` data (raw IEEE half bits) is stored as is and cast
+ * to float32 by a Cast node at the top of the graph, halving the file for a float32 computation.
+ */
+export interface Initializer {
+  dims: number[];
+  dtype: 'float32' | 'float16';
+  /** Little-endian raw bytes: 4 per value for float32, 2 for float16. */
+  raw: Uint8Array;
+}
+
+export interface SerializeOptions {
+  initializers?: Map<string, Initializer>;
+}
 
 export const OPSET = 18;
 const IR_VERSION = 8;
 
-function writeTensor(w: ProtoWriter, name: string, dtype: DType, dims: number[], raw: Uint8Array): void {
+function writeTensor(w: ProtoWriter, name: string, dtype: DType | 'float16', dims: number[], raw: Uint8Array): void {
   w.packedInts(1, dims);
-  w.int(2, DTYPE_CODE[dtype]);
+  w.int(2, dtype === 'float16' ? FLOAT16_CODE : DTYPE_CODE[dtype]);
   w.string(8, name);
   w.bytes(9, raw);
 }
@@ -103,21 +120,60 @@ export function liveNodes(graph: Graph): Node[] {
  * so callers may build more than a particular run needs. Returns the bytes and the names of the
  * inputs the serialised graph still requires.
  */
-export function serializeGraph(graph: Graph): { bytes: Uint8Array; inputNames: string[] } {
+export function serializeGraph(graph: Graph, opts: SerializeOptions = {}): { bytes: Uint8Array; inputNames: string[] } {
+  const { writer, inputNames } = writeModel(graph, opts);
+  return { bytes: writer.finish(), inputNames };
+}
+
+/** The size in bytes of `serializeGraph`'s output, without assembling it. */
+export function serializedSize(graph: Graph, opts: SerializeOptions = {}): number {
+  return writeModel(graph, opts).writer.byteLength;
+}
+
+function writeModel(graph: Graph, opts: SerializeOptions): { writer: ProtoWriter; inputNames: string[] } {
   const nodes = liveNodes(graph);
   const used = new Set<Value>();
   for (const n of nodes) for (const i of n.inputs) used.add(i);
   for (const o of graph.outputs) used.add(o.value);
-  const inputs = graph.inputs.filter((v) => used.has(v));
+  const inits = opts.initializers ?? new Map<string, Initializer>();
+  const live = graph.inputs.filter((v) => used.has(v));
+  const inputs = live.filter((v) => !inits.has(v.name));
+  const stored = live.filter((v) => inits.has(v.name));
+  for (const v of stored) {
+    const init = inits.get(v.name)!;
+    if (init.dims.length !== v.shape.length || init.dims.some((d, i) => typeof v.shape[i] === 'number' && v.shape[i] !== d)) {
+      throw new Error(`initializer ${v.name}: dims [${init.dims}] do not fit the input's shape [${v.shape}]`);
+    }
+  }
   const w = new ProtoWriter();
   w.int(1, IR_VERSION);
   w.string(2, 'carve');
   w.message(7, (g) => {
+    // Half-precision weights are widened once, before anything reads them.
+    for (const v of stored) {
+      if (inits.get(v.name)!.dtype !== 'float16') continue;
+      g.message(1, (nw) => {
+        nw.string(1, `${v.name}.f16`);
+        nw.string(2, v.name);
+        nw.string(3, `cast_${v.name}`);
+        nw.string(4, 'Cast');
+        nw.message(5, (aw) => {
+          aw.string(1, 'to');
+          aw.int(3, DTYPE_CODE.float32);
+          aw.int(20, 2);
+        });
+      });
+    }
     nodes.forEach((n, i) => g.message(1, (nw) => writeNode(nw, n, i)));
     g.string(2, 'carve_graph');
     for (const c of graph.constants) {
       if (!used.has(c.value)) continue;
       g.message(5, (t) => writeTensor(t, c.value.name, c.value.dtype, c.value.shape as number[], rawBytes(c)));
+    }
+    for (const v of stored) {
+      const init = inits.get(v.name)!;
+      const name = init.dtype === 'float16' ? `${v.name}.f16` : v.name;
+      g.message(5, (t) => writeTensor(t, name, init.dtype, init.dims, init.raw));
     }
     for (const v of inputs) g.message(11, (vi) => writeValueInfo(vi, v, v.name));
     for (const o of graph.outputs) g.message(12, (vi) => writeValueInfo(vi, o.value, o.name));
@@ -126,5 +182,5 @@ export function serializeGraph(graph: Graph): { bytes: Uint8Array; inputNames: s
     op.string(1, '');
     op.int(2, OPSET);
   });
-  return { bytes: w.finish(), inputNames: inputs.map((v) => v.name) };
+  return { writer: w, inputNames: inputs.map((v) => v.name) };
 }

@@ -2,7 +2,7 @@
  * The self-contained page: inline SVG figures, inline CSS, one tiny inline script for hover values.
  * Everything that comes from a user's files passes through escapeHtml; SVGs arrive already escaped by vega.
  */
-import type { CompressedModelData, EvalData, RunData, TaskPrompt } from './load-run.ts';
+import type { CompressedModelData, EvalData, KeptLayer, RunData, TaskPrompt } from './load-run.ts';
 import { baselineEval, fmt, orderEvals } from './specs.ts';
 
 export function escapeHtml(s: string): string {
@@ -201,6 +201,8 @@ function ratio(value: number | null, base: number | null, lowerIsBetter: boolean
 export function evalTableHtml(evals: EvalData[]): string {
   if (evals.length === 0) return '';
   const base = baselineEval(evals);
+  // Neuron counts and sizes, when the evals carry them (older eval files do not).
+  const sizes = evals.some((e) => e.nNeurons !== null || e.fileBytes !== null);
   const rows = orderEvals(evals)
     .map((e) => {
       const b = e === base ? null : base;
@@ -209,10 +211,18 @@ export function evalTableHtml(evals: EvalData[]): string {
 <td class="num">${e.nParamsNonEmbedding === null ? '\u2013' : e.nParamsNonEmbedding.toLocaleString('en-US') + ratio(e.nParamsNonEmbedding, b?.nParamsNonEmbedding ?? null, true)}</td>
 <td class="num">${(e.accuracy * 100).toFixed(1)}%</td>
 <td class="num">${fmt(e.metric)}${e.std === null ? '' : ` \u00b1 ${fmt(e.std)}`}${ratio(e.metric, b?.metric ?? null, false)}</td>
-<td class="num">${e.msPerPrompt === null ? '\u2013' : fmt(e.msPerPrompt) + ratio(e.msPerPrompt, b?.msPerPrompt ?? null, true)}</td></tr>`;
+<td class="num">${e.msPerPrompt === null ? '\u2013' : fmt(e.msPerPrompt) + ratio(e.msPerPrompt, b?.msPerPrompt ?? null, true)}</td>${
+        sizes
+          ? `
+<td class="num">${e.nNeurons === null ? '\u2013' : e.nNeurons.toLocaleString('en-US') + ratio(e.nNeurons, b?.nNeurons ?? null, true)}</td>
+<td class="num">${e.fileBytes === null ? '\u2013' : humanBytes(e.fileBytes) + ratio(e.fileBytes, b?.fileBytes ?? null, true)}</td>
+<td class="num">${e.onnxF16Bytes === null ? '\u2013' : humanBytes(e.onnxF16Bytes) + ratio(e.onnxF16Bytes, b?.onnxF16Bytes ?? null, true)}</td>`
+          : ''
+      }</tr>`;
     })
     .join('\n');
-  return `<table class="evals"><thead><tr><th>model</th><th>parameters</th><th>non-embedding</th><th>accuracy</th><th>metric \u00b1 std</th><th>ms / prompt</th></tr></thead>
+  const sizeHeads = sizes ? '<th>MLP neurons</th><th>files</th><th>ONNX (f16)</th>' : '';
+  return `<table class="evals"><thead><tr><th>model</th><th>parameters</th><th>non-embedding</th><th>accuracy</th><th>metric \u00b1 std</th><th>ms / prompt</th>${sizeHeads}</tr></thead>
 <tbody>
 ${rows}
 </tbody></table>`;
@@ -220,13 +230,20 @@ ${rows}
 
 export function keptTableHtml(model: CompressedModelData): string {
   const rows = model.layers
-    .map((l) => `<tr><td>L${l.sourceLayer}</td><td>${l.heads.length === 0 ? '\u2013' : l.heads.map((h) => `H${h}`).join(' ')}</td><td>${l.mlp ? 'kept' : 'removed'}</td></tr>`)
+    .map((l) => `<tr><td>L${l.sourceLayer}</td><td>${l.heads.length === 0 ? '\u2013' : l.heads.map((h) => `H${h}`).join(' ')}</td><td>${mlpText(l, model.dMlp)}</td></tr>`)
     .join('\n');
-  const size = model.weightBytes === null ? '' : ` Weights file: ${humanBytes(model.weightBytes)}.`;
+  const vocab = model.vocabKept === null ? '' : ` Vocabulary: the ${model.vocabKept.toLocaleString('en-US')} tokens of the task.`;
+  const size = (model.weightBytes === null ? '' : ` Weights file: ${humanBytes(model.weightBytes)}.`) + vocab;
   return `<div class="card"><p class="note"><code>${escapeHtml(model.dir)}</code>: the layers in the pruned model and what each keeps.${size}</p>
 <table><thead><tr><th>layer</th><th>heads kept</th><th>MLP</th></tr></thead><tbody>
 ${rows}
 </tbody></table></div>`;
+}
+
+function mlpText(l: KeptLayer, dMlp: number | null): string {
+  if (!l.mlp) return 'removed';
+  if (l.neurons === undefined) return 'kept';
+  return `${l.neurons.toLocaleString('en-US')}${dMlp === null ? '' : ` of ${dMlp.toLocaleString('en-US')}`} neurons`;
 }
 
 function humanBytes(n: number): string {

@@ -60,6 +60,11 @@ export interface EvalData {
   nParams: number;
   nParamsNonEmbedding: number | null;
   msPerPrompt: number | null;
+  /** MLP neurons the model has (absent in evals written before neuron pruning existed). */
+  nNeurons: number | null;
+  /** Model files on disk, and its ONNX export (float16 weights). */
+  fileBytes: number | null;
+  onnxF16Bytes: number | null;
 }
 
 export interface TaskPrompt {
@@ -86,6 +91,8 @@ export interface KeptLayer {
   sourceLayer: number;
   heads: number[];
   mlp: boolean;
+  /** Neurons the MLP keeps, when neuron pruning cut it (absent: all of them). */
+  neurons?: number;
 }
 
 export interface CompressedModelData {
@@ -96,6 +103,10 @@ export interface CompressedModelData {
   layers: KeptLayer[];
   /** Size of model.safetensors in bytes, when present. */
   weightBytes: number | null;
+  /** The original MLP width, when the config says. */
+  dMlp: number | null;
+  /** Tokens the model keeps, when its vocabulary was trimmed to the task's. */
+  vocabKept: number | null;
 }
 
 export interface RunData {
@@ -235,7 +246,15 @@ function parseEval(file: string, o: Obj): EvalData {
     nParams: f.int(o, 'n_params'),
     nParamsNonEmbedding: f.optNum(o, 'n_params_non_embedding'),
     msPerPrompt: f.optNum(o, 'ms_per_prompt'),
+    nNeurons: f.optNum(o, 'n_neurons'),
+    fileBytes: f.optNum(o, 'file_bytes'),
+    onnxF16Bytes: f.optNum(o, 'onnx_f16_bytes'),
   };
+}
+
+function firstNumber(o: Obj, keys: string[]): number | null {
+  for (const k of keys) if (typeof o[k] === 'number') return o[k] as number;
+  return null;
 }
 
 function parseCompressed(runDir: string, dir: string, config: Obj): CompressedModelData {
@@ -252,7 +271,9 @@ function parseCompressed(runDir: string, dir: string, config: Obj): CompressedMo
       fail(`${where}: carve.layers[${i}].heads must be an array of head indices`);
     }
     if (typeof l.mlp !== 'boolean') fail(`${where}: carve.layers[${i}].mlp must be true or false`);
-    return { sourceLayer: g.int(l, 'source_layer'), heads: [...(heads as number[])].sort((a, b) => a - b), mlp: l.mlp };
+    const neurons = l.neurons;
+    if (neurons !== undefined && !Array.isArray(neurons)) fail(`${where}: carve.layers[${i}].neurons must be an array of neuron indices`);
+    return { sourceLayer: g.int(l, 'source_layer'), heads: [...(heads as number[])].sort((a, b) => a - b), mlp: l.mlp, ...(neurons === undefined ? {} : { neurons: (neurons as unknown[]).length }) };
   });
   const weights = join(dir, 'model.safetensors');
   return {
@@ -261,6 +282,8 @@ function parseCompressed(runDir: string, dir: string, config: Obj): CompressedMo
     nLayer: typeof config.n_layer === 'number' ? config.n_layer : null,
     layers,
     weightBytes: existsSync(weights) ? statSync(weights).size : null,
+    dMlp: firstNumber(config, ['n_inner', 'intermediate_size']) ?? (typeof config.n_embd === 'number' ? 4 * config.n_embd : null),
+    vocabKept: Array.isArray(carve.vocab) ? carve.vocab.length : null,
   };
 }
 
@@ -354,7 +377,8 @@ export function loadRun(runDir: string): RunData {
       const o = readJson(path);
       if (!isObj(o)) continue;
       const rel = relative(runDir, path);
-      if (Array.isArray(o.components)) run.scans.push(parseScan(rel, o));
+      // A scan's components are score objects (an ONNX export's metadata lists component names).
+      if (Array.isArray(o.components) && o.components.every(isObj)) run.scans.push(parseScan(rel, o));
       // A prune output names its order; carve-compress.json also holds a step curve, but no order.
       else if (Array.isArray(o.steps) && typeof o.order === 'string') run.prunes.push(parsePrune(rel, o));
       else if (typeof o.n_params === 'number') run.evals.push(parseEval(rel, o));

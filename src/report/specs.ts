@@ -339,7 +339,8 @@ export function scatterSpec(exact: ScanData, approx: ScanData): VlSpec {
 export interface KeptCell {
   row: string;
   column: string;
-  status: 'kept' | 'removed';
+  /** partial: an MLP that keeps only some of its neurons. */
+  status: 'kept' | 'partial' | 'removed';
   tip: string;
 }
 
@@ -359,15 +360,16 @@ export function keptData(model: CompressedModelData, scans: ScanData[]): { cells
       const status = kept?.heads.includes(h) ? 'kept' : 'removed';
       cells.push({ row: `L${l}`, column: `H${h}`, status, tip: `L${l}H${h}: ${status}` });
     }
-    const status = kept?.mlp ? 'kept' : 'removed';
-    cells.push({ row: `L${l}`, column: 'MLP', status, tip: `L${l}MLP: ${status}` });
+    const status = !kept?.mlp ? 'removed' : kept.neurons !== undefined ? 'partial' : 'kept';
+    const neurons = status === 'partial' ? `, ${kept!.neurons} of ${model.dMlp ?? '?'} neurons` : '';
+    cells.push({ row: `L${l}`, column: 'MLP', status, tip: `L${l}MLP: ${status === 'partial' ? 'kept' : status}${neurons}` });
   }
   return { cells, rows, columns };
 }
 
 export function keptSpec(model: CompressedModelData, scans: ScanData[]): VlSpec {
   const { cells, rows, columns } = keptData(model, scans);
-  const nKept = cells.filter((c) => c.status === 'kept').length;
+  const nKept = cells.filter((c) => c.status !== 'removed').length;
   return {
     $schema: SCHEMA,
     title: { text: `Components kept in ${model.dir}`, subtitle: `${nKept} of ${cells.length} components kept` },
@@ -378,7 +380,7 @@ export function keptSpec(model: CompressedModelData, scans: ScanData[]): VlSpec 
     encoding: {
       x: { field: 'column', type: 'ordinal', sort: columns, title: 'head', axis: { orient: 'top', labelAngle: 0, domain: false, ticks: false } },
       y: { field: 'row', type: 'ordinal', sort: rows, title: 'layer', axis: { domain: false, ticks: false } },
-      color: { field: 'status', type: 'nominal', title: null, scale: { domain: ['kept', 'removed'], range: ['#2f9e44', '#e9ecef'] } },
+      color: { field: 'status', type: 'nominal', title: null, scale: cells.some((c) => c.status === 'partial') ? { domain: ['kept', 'partial', 'removed'], range: ['#2f9e44', '#8ce99a', '#e9ecef'] } : { domain: ['kept', 'removed'], range: ['#2f9e44', '#e9ecef'] } },
       description: { field: 'tip' },
     },
     config: CONFIG,

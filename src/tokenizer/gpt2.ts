@@ -16,12 +16,17 @@ export const BOS_ID = 50256;
 export const BOS_TEXT = '<|endoftext|>';
 export const VOCAB_SIZE = 50257;
 
-// Hugging Face's GPT-2 tokenizer turns the literal text "<|endoftext|>" into token 50256 (it is an
-// added special token); the reference builds BOS-prefixed prompts exactly that way, so we allow it.
-const ALLOWED_SPECIAL = new Set([BOS_TEXT]);
-
+// Hugging Face's GPT-2 tokenizer turns the literal text "<|endoftext|>" into token 50256 wherever it
+// appears (it is an added special token, split off before anything else); the reference builds
+// BOS-prefixed prompts exactly that way. We split it off ourselves: gpt-tokenizer 4.0's
+// `allowedSpecial` finds it only at the very start of the text.
 export function encode(text: string): number[] {
-  return bpeEncode(text, { allowedSpecial: ALLOWED_SPECIAL });
+  const out: number[] = [];
+  text.split(BOS_TEXT).forEach((part, i) => {
+    if (i > 0) out.push(BOS_ID);
+    if (part !== '') out.push(...bpeEncode(part));
+  });
+  return out;
 }
 
 export function decode(ids: readonly number[]): string {

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadModelDir } from '../../src/model/load.ts';
@@ -111,14 +111,19 @@ test('compress --keep (JSON array, mean): a pruned model whose eval metric is th
 
   const [evRun, runRun] = await Promise.all([ok(['eval', '--model', out, ...IOI, '--json']), ok(['run', '--model', out, '--tokens', '464,3290,318', '--top', '3', '--json'])]);
   const ev = JSON.parse(evRun.stdout);
-  assert.deepEqual(Object.keys(ev).sort(), ['accuracy', 'metric', 'metric_name', 'model', 'ms_per_prompt', 'n_params', 'n_params_non_embedding', 'n_prompts', 'std', 'task'].sort());
+  assert.deepEqual(Object.keys(ev).sort(), ['accuracy', 'file_bytes', 'metric', 'metric_name', 'model', 'ms_per_prompt', 'n_neurons', 'n_params', 'n_params_non_embedding', 'n_prompts', 'onnx_bytes', 'onnx_f16_bytes', 'std', 'task'].sort());
   assert.equal(ev.metric_name, 'logit-diff');
+  // Sizes: the directory's config and weights on disk; the ONNX export holds every parameter in 4 (or 2) bytes, plus the graph.
+  assert.equal(ev.file_bytes, statSync(join(out, 'config.json')).size + statSync(join(out, 'model.safetensors')).size);
+  assert.ok(ev.onnx_bytes > 4 * ev.n_params && ev.onnx_bytes < 4 * ev.n_params + 200_000, `onnx ${ev.onnx_bytes} for ${ev.n_params} parameters`);
+  assert.ok(ev.onnx_f16_bytes > 2 * ev.n_params && ev.onnx_f16_bytes < 2 * ev.n_params + 200_000);
   assert.ok(Math.abs(ev.metric - rec.metric) < 1e-4, `eval ${ev.metric} vs recorded ${rec.metric}`);
   assert.ok(Math.abs(ev.std - rec.std) < 1e-4);
   assert.ok(Math.abs(rec.metric - rec.clean_metric) > 1e-4, 'the removal should change the metric');
   assert.equal(ev.n_params, rec.n_params_after);
   assert.equal(ev.n_params_non_embedding, rec.n_params_non_embedding_after);
   assert.equal(ev.n_prompts, 4);
+  assert.equal(ev.n_neurons, 2 * 4 * 32, 'two MLPs kept, 4·d neurons each');
 
   const run = JSON.parse(runRun.stdout);
   assert.equal(run.top.length, 3);

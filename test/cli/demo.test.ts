@@ -49,4 +49,35 @@ test('carve demo --quick writes every output file and prints what it found', () 
   assert.ok(figures.some((f) => f.endsWith('.svg')) && figures.some((f) => f.endsWith('.png')));
   assert.match(r.stdout, /components the task needs most/);
   assert.match(r.stdout, /compressed model: kept \d+ of 15 components/);
+  // The model to ship: carved, evaluated on held-out prompts, exported.
+  for (const f of ['shipped/config.json', 'shipped/carve-compress.json', 'eval-shipped-heldout.json', 'eval-original-heldout.json', 'shipped.onnx', 'shipped.onnx.json']) {
+    assert.ok(existsSync(join(out, f)) && statSync(join(out, f)).size > 0, f);
+  }
+  assert.match(r.stdout, /model you can ship/);
+});
+
+/**
+ * The issue's "must show", on the full demo (25 prompts to carve on, 100 held-out prompts of
+ * another seed): the model to ship has ≤ 2% of toy-ioi's parameters, its ONNX file is ≤ 2% of
+ * toy-ioi's file, and on the held-out prompts it keeps ≥ 90% of the logit difference with
+ * accuracy ≥ 0.95.
+ */
+test('carve demo: the model you can ship is <= 2% of toy-ioi and keeps >= 90% of the logit difference on held-out prompts', () => {
+  const out = join(mkdtempSync(join(tmpdir(), 'carve-demo-full-')), 'demo');
+  const r = spawnSync(process.execPath, ['bin/carve.js', 'demo', '--out', out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const read = (f: string) => JSON.parse(readFileSync(join(out, f), 'utf8'));
+  const original = read('eval-original.json');
+  const base = read('eval-original-heldout.json');
+  const shipped = read('eval-shipped-heldout.json');
+  assert.equal(shipped.task, 'ioi(n=100,seed=2,mixed)');
+  assert.equal(read('shipped/carve-compress.json').task, 'ioi(n=25,seed=1,mixed)', 'carved on seed 1, evaluated on seed 2');
+  assert.ok(shipped.n_params <= 0.02 * original.n_params, `${shipped.n_params} parameters of ${original.n_params}`);
+  const onnx = statSync(join(out, 'shipped.onnx')).size;
+  assert.ok(onnx <= 0.02 * original.file_bytes, `ONNX ${onnx} bytes vs toy-ioi's ${original.file_bytes}`);
+  assert.equal(onnx, shipped.onnx_f16_bytes);
+  assert.ok(shipped.metric >= 0.9 * base.metric, `held-out logit difference ${shipped.metric} vs ${base.metric}`);
+  assert.ok(shipped.accuracy >= 0.95, `held-out accuracy ${shipped.accuracy}`);
+  assert.ok(shipped.n_neurons < original.n_neurons);
+  assert.match(r.stdout, /parameters = \d\.\d\d% of toy-ioi's/);
 });
