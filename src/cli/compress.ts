@@ -301,8 +301,8 @@ export function registerCompressCommand(program: Command): void {
     const task = taskFromOptions(opts, { nCtx: cfg.nCtx }, tokenizer);
     const metric = metricFor(opts, task);
     if (target !== undefined && metric === 'kl') fail('--target needs a metric where higher is better (logit-diff or prob-diff); the task\'s default here is kl');
-    checkTaskVocabulary(task, VocabMap.of(cfg));
-    const vocabChoice = resolveVocab(vocabPlan, opts.task ?? 'ioi', task, VocabMap.of(cfg), cfg.nCtx);
+    checkTaskVocabulary(task, VocabMap.of(cfg), tokenizer);
+    const vocabChoice = resolveVocab(vocabPlan, opts.task ?? 'ioi', task, VocabMap.of(cfg), cfg.nCtx, tokenizer);
     // Names are checked against the model before any long computation.
     const keepComps = keepNames?.map((n) => findComponent(cfg, n.name, n.where));
     const pruneComps = prune?.components.map((n) => findComponent(cfg, n.name, n.where));

@@ -29,6 +29,7 @@ import { countParams } from '../compress/count.ts';
 import { cleanMetrics } from '../discover/scan.ts';
 import type { MetricName } from '../model/readout.ts';
 import { loadTokenizer } from '../tokenizer/load.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
 import { addModelOptions, engineFrom, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { describeToken } from './vocab-options.ts';
@@ -58,12 +59,12 @@ export interface EvalResult {
  * A token the model cannot read (outside its vocabulary, or not kept by a trimmed one) would fail
  * deep inside a run: say so up front, naming the prompt, the field and the token.
  */
-export function checkTaskVocabulary(task: Task, vocab: VocabMap): void {
+export function checkTaskVocabulary(task: Task, vocab: VocabMap, tokenizer?: Tokenizer): void {
   task.pairs.forEach((p, i) => {
     const fields: [string, number[]][] = [['clean', p.clean], ['corrupt', p.corrupt], ['correct', p.correct], ['incorrect', p.incorrect]];
     for (const [field, ids] of fields) {
       for (const t of ids) {
-        if (!vocab.has(t)) fail(`${task.name} prompt ${i}: field "${field}": ${vocab.missing(t, vocab.trimmed ? describeToken(t) : undefined)}`);
+        if (!vocab.has(t)) fail(`${task.name} prompt ${i}: field "${field}": ${vocab.missing(t, vocab.trimmed ? describeToken(t, tokenizer) : undefined)}`);
       }
     }
   });
@@ -155,7 +156,7 @@ export function registerEvalCommand(program: Command): void {
     const loaded = loadModelDir(dir, name);
     const task = taskFromOptions(opts, { nCtx: loaded.config.nCtx }, tokenizer);
     const metric = evalMetric(metricFor(opts, task));
-    checkTaskVocabulary(task, VocabMap.of(loaded.config));
+    checkTaskVocabulary(task, VocabMap.of(loaded.config), tokenizer);
     const model = new HookedModel(loaded, engine);
     const r = await evaluateModel(model, task, { batchSize, metric });
     const counts = countParams(loaded);

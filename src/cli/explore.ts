@@ -74,7 +74,7 @@ export function registerExploreCommand(program: Command): void {
     const loaded = loadModelDir(dir, name);
     const tokenizer = loadTokenizer(dir);
     const task = taskFromOptions(taskOpts, { nCtx: loaded.config.nCtx }, tokenizer);
-    checkTaskVocabulary(task, VocabMap.of(loaded.config));
+    checkTaskVocabulary(task, VocabMap.of(loaded.config), tokenizer);
     const session = new ExploreSession(loaded, task, engine, { metric, meanOver, batchSize, outDir: opts.outDir, run, tokenizer });
 
     const served = await startExploreServer(session, { host, port });

@@ -106,7 +106,7 @@ export function registerPruneCommand(program: Command): void {
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
     pruneOpts.metric = metricFor(opts, task);
-    checkTaskVocabulary(task, model.vocab);
+    checkTaskVocabulary(task, model.vocab, tokenizer);
     const bar = progressBar(`prune ${order}`);
     let result;
     try {

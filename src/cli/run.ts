@@ -23,7 +23,7 @@ export interface Prediction {
 export async function predictNext(model: HookedModel, tokens: number[], top: number, tokenizer: Tokenizer = gpt2Tokenizer): Promise<Prediction> {
   if (tokens.length === 0) fail('the prompt is empty');
   if (tokens.length > model.config.nCtx) fail(`the prompt has ${tokens.length} tokens, more than the model's context of ${model.config.nCtx}`);
-  model.vocab.toLocal(tokens, describeToken);
+  model.vocab.toLocal(tokens, (id) => describeToken(id, tokenizer));
   const out = await model.run({ tokens: [tokens], logits: 'last' });
   const logits = out.logits!.data;
   const lse = logSumExp(logits);

@@ -47,7 +47,7 @@ export function registerScanCommand(program: Command): void {
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
     const metric = metricFor(opts, task);
-    checkTaskVocabulary(task, model.vocab);
+    checkTaskVocabulary(task, model.vocab, tokenizer);
     const bar = progressBar(`scan ${method}/${ablation}`);
     const result = await scan(model, task, {
       ablation,

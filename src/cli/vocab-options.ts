@@ -8,7 +8,8 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { fail } from '../util/errors.ts';
-import { BOS_ID, encode, tokenString } from '../tokenizer/gpt2.ts';
+import { gpt2Tokenizer } from '../tokenizer/gpt2.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
 import type { VocabMap } from '../model/vocab.ts';
 import type { Task } from '../task/types.ts';
 import { ioiVocabulary, pairsVocabulary, type TaskVocabulary } from '../task/vocab.ts';
@@ -69,15 +70,26 @@ function parseVocabExtra(path: string): ExtraEntry[] {
   });
 }
 
-/** The task's own tokens and longest prompt: every IOI prompt of any seed, or what a file holds. */
-export function vocabularyOfTask(taskArg: string, task: Task): TaskVocabulary {
-  return taskArg.trim() === 'ioi' ? ioiVocabulary(encode, BOS_ID) : pairsVocabulary(task.pairs);
+/**
+ * The task's own tokens and longest prompt under the model's tokenizer: every IOI prompt of any
+ * seed, or what the task's pairs hold (a file, or a generator without an enumeration: greater-than).
+ */
+export function vocabularyOfTask(taskArg: string, task: Task, tokenizer: Tokenizer = gpt2Tokenizer): TaskVocabulary {
+  if (taskArg.trim() !== 'ioi') return pairsVocabulary(task.pairs);
+  const bos = tokenizer.bos?.id;
+  if (bos === undefined) fail(`--vocab task: ${tokenizer.name} has no BOS token, which IOI prompts may start with`);
+  return ioiVocabulary((text) => tokenizer.encode(text), bos);
 }
 
 /** Readable text of a token for error messages (undefined when the tokenizer has no such token). */
-export function describeToken(id: number): string | undefined {
+export function describeToken(id: number, tokenizer: Tokenizer = gpt2Tokenizer): string | undefined {
+  return describeTokenOf(id, tokenizer);
+}
+
+function describeTokenOf(id: number, tokenizer: Tokenizer): string | undefined {
+  if (!Number.isInteger(id) || id < 0 || id >= tokenizer.vocabSize) return undefined;
   try {
-    return tokenString(id);
+    return tokenizer.tokenString(id);
   } catch {
     return undefined;
   }
@@ -87,8 +99,16 @@ export function describeToken(id: number): string | undefined {
  * The original ids to keep and the context length, checked against the model being compressed:
  * every token must be one the model has, and N must cover the task's longest prompt.
  */
-export function resolveVocab(plan: VocabPlan, taskArg: string, task: Task, source: VocabMap, nCtx: number): { keep?: number[]; maxLen?: number; taskMaxLen: number } {
-  const tv = vocabularyOfTask(taskArg, task);
+export function resolveVocab(
+  plan: VocabPlan,
+  taskArg: string,
+  task: Task,
+  source: VocabMap,
+  nCtx: number,
+  tokenizer: Tokenizer = gpt2Tokenizer,
+): { keep?: number[]; maxLen?: number; taskMaxLen: number } {
+  const tv = vocabularyOfTask(taskArg, task, tokenizer);
+  const describeToken = (id: number) => describeTokenOf(id, tokenizer);
   if (plan.maxLen !== undefined) {
     if (plan.maxLen < tv.maxLen) {
       fail(`--max-len ${plan.maxLen}: shorter than the task's longest prompt (${tv.maxLen} tokens${taskArg.trim() === 'ioi' ? ', over every IOI template' : ''})`);
@@ -102,7 +122,7 @@ export function resolveVocab(plan: VocabPlan, taskArg: string, task: Task, sourc
     keep.add(t);
   }
   for (const e of plan.extra?.entries ?? []) {
-    const ids = typeof e.value === 'number' ? [e.value] : encode(e.value);
+    const ids = typeof e.value === 'number' ? [e.value] : tokenizer.encode(e.value);
     for (const id of ids) {
       if (!source.has(id)) {
         const shown = typeof e.value === 'string' ? ` (from ${JSON.stringify(e.value)})` : '';
