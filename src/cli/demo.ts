@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail, isCarveError } from '../util/errors.ts';
-import { ortWebDist } from '../export/web.ts';
+import { ortWebDist, webExportObstacle } from '../export/web.ts';
 
 interface DemoOptions {
   out: string;
@@ -88,6 +88,11 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
         web = false;
         process.stderr.write(`\n== export as a web page: skipped (${e.message})\n`);
       }
+      const obstacle = web ? webExportObstacle(f('shipped')) : undefined;
+      if (obstacle) {
+        web = false;
+        process.stderr.write(`\n== export as a web page: skipped (${obstacle})\n`);
+      }
       if (web) await step('export it as a web page', ['export', '--model', f('shipped'), '--format', 'web', '--dtype', 'f16', ...task, '--out', f('web')]);
       await step('report', ['report', dir]);
       process.stderr.write('\n');
@@ -106,7 +111,7 @@ function readJson<T>(path: string): T {
 /** What the demo found, in a few lines a newcomer can read. */
 function summary(dir: string, seconds: number): string {
   const scan = readJson<ScanJson>(join(dir, 'scan-mean-exact.json'));
-  const original = readJson<{ metric: number; accuracy: number; n_params: number; n_params_non_embedding: number; ms_per_prompt: number; file_bytes?: number }>(join(dir, 'eval-original.json'));
+  const original = readJson<{ metric: number; accuracy: number; n_params: number; n_params_non_embedding: number; ms_per_prompt: number; file_bytes?: number; model?: string }>(join(dir, 'eval-original.json'));
   const compressed = readJson<typeof original>(join(dir, 'eval-compressed.json'));
   const record = readJson<{ kept: string[]; removed: string[] }>(join(dir, 'compressed', 'carve-compress.json'));
   const needed = [...scan.components].sort((a, b) => a.score - b.score).filter((c) => c.score < 0).slice(0, 5);
@@ -124,7 +129,8 @@ function summary(dir: string, seconds: number): string {
 }
 
 /** The shipped model's figures: its share of toy-ioi's parameters and file size, and how it does on held-out prompts. */
-function shipSummary(dir: string, original: { n_params: number; file_bytes?: number }): string[] {
+function shipSummary(dir: string, original: { n_params: number; file_bytes?: number; model?: string }): string[] {
+  const who = original.model ?? 'the original';
   const shipped = readJson<{ metric: number; accuracy: number; n_params: number; n_neurons?: number; n_prompts: number; task: string }>(join(dir, 'eval-shipped-heldout.json'));
   const base = readJson<{ metric: number; accuracy: number }>(join(dir, 'eval-original-heldout.json'));
   const rec = readJson<{ kept: string[]; vocab: { n_tokens_after: number }; neurons?: { n_after: number; n_before: number } }>(join(dir, 'shipped', 'carve-compress.json'));
@@ -133,10 +139,10 @@ function shipSummary(dir: string, original: { n_params: number; file_bytes?: num
   const fileBytes = original.file_bytes ?? 0;
   return [
     `model you can ship (${join(dir, 'shipped')}): ${rec.kept.length} components, ${rec.neurons?.n_after ?? '?'} of ${rec.neurons?.n_before ?? '?'} MLP neurons, ${rec.vocab.n_tokens_after} tokens`,
-    `  ${shipped.n_params.toLocaleString('en-US')} parameters = ${pct(shipped.n_params, original.n_params)} of toy-ioi's ${original.n_params.toLocaleString('en-US')}; ` +
-      `ONNX file (f16) ${(onnx / 1000).toFixed(1)} kB = ${fileBytes > 0 ? pct(onnx, fileBytes) : '?'} of toy-ioi's ${(fileBytes / 1e6).toFixed(2)} MB`,
+    `  ${shipped.n_params.toLocaleString('en-US')} parameters = ${pct(shipped.n_params, original.n_params)} of ${who}'s ${original.n_params.toLocaleString('en-US')}; ` +
+      `ONNX file (f16) ${(onnx / 1000).toFixed(1)} kB = ${fileBytes > 0 ? pct(onnx, fileBytes) : '?'} of ${who}'s ${(fileBytes / 1e6).toFixed(2)} MB`,
     `  held-out prompts (${shipped.task}): logit difference ${shipped.metric.toFixed(2)} = ${pct(shipped.metric, base.metric)} of the original's ${base.metric.toFixed(2)}, ` +
       `accuracy ${(100 * shipped.accuracy).toFixed(1)}% (original ${(100 * base.accuracy).toFixed(1)}%)`,
-    existsSync(join(dir, 'web', 'index.html')) ? `  in a browser, offline: open ${join(dir, 'web', 'index.html')}` : '  web page: not exported (onnxruntime-web is not installed)',
+    existsSync(join(dir, 'web', 'index.html')) ? `  in a browser, offline: open ${join(dir, 'web', 'index.html')}` : '  web page: not exported (see the skipped step above)',
   ];
 }

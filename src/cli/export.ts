@@ -19,7 +19,7 @@ import { decode, encode, tokenString } from '../tokenizer/gpt2.ts';
 import { NAMES } from '../task/ioi-data.ts';
 import type { Task } from '../task/types.ts';
 import { EXPORT_DTYPES, exportOnnx, onnxMeta, type ExportDtype } from '../export/onnx.ts';
-import { WEB_FILES, webExportFiles, writeFiles } from '../export/web.ts';
+import { WEB_FILES, webExportFiles, webExportObstacle, writeFiles } from '../export/web.ts';
 import { addModelOptions, parseChoice, parsePositiveInt, type EngineCliOptions } from './common.ts';
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 
@@ -66,6 +66,8 @@ export function registerExportCommand(program: Command): void {
 
     const { dir, name } = await resolveModel(opts.model ?? 'toy-ioi');
     const model = loadModelDir(dir, name);
+    const obstacle = format === 'web' ? webExportObstacle(dir) : undefined;
+    if (obstacle) fail(`--format web: ${obstacle}`);
     if (maxLen !== undefined && maxLen > model.config.nCtx) fail(`--max-len ${maxLen}: longer than the model's context of ${model.config.nCtx}`);
     const exportOpts = { dtype, maxLen };
     const vocab = VocabMap.of(model.config);

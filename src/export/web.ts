@@ -98,3 +98,15 @@ export function webExportFiles(model: ModelData, opts: WebExportOptions, tokenSt
 export function writeFiles(dir: string, files: Map<string, string | Uint8Array>): void {
   for (const [name, data] of files) writeFileAtomic(join(dir, name), data);
 }
+
+/**
+ * Why a model directory cannot be exported as a page yet, or undefined when it can: the page
+ * tokenises with GPT-2's BPE (bpe.js), so a model that brings its own tokenizer.json would read
+ * the wrong ids there.
+ */
+export function webExportObstacle(modelDir: string): string | undefined {
+  if (existsSync(join(modelDir, 'tokenizer.json'))) {
+    return "the page tokenises with GPT-2's BPE, and this model has its own tokenizer.json; export it with --format onnx (a page for tokenizer.json models is not built yet)";
+  }
+  return undefined;
+}

@@ -13,7 +13,7 @@ import { Engine } from '../onnx/session.ts';
 import { HookedModel } from '../model/hooked.ts';
 import { loadModelDir } from '../model/load.ts';
 import { layerPatterns } from '../model/attention.ts';
-import { TOY_MODEL, findCachedSnapshot, hfHubCacheDir, isPlausibleHubId, resolveModel, type ResolvedModel } from '../model/hub.ts';
+import { embeddedModels, findCachedSnapshot, hfHubCacheDir, isPlausibleHubId, resolveModel, type ResolvedModel } from '../model/hub.ts';
 import { loadJsonlTask } from '../task/jsonl.ts';
 import { displayToken } from '../tokenizer/gpt2.ts';
 import { isCarveError } from '../util/errors.ts';
@@ -66,7 +66,6 @@ function localModel(spec: string, runDir: string): ResolvedModel | null {
   for (const dir of [spec, join(runDir, spec)]) {
     if (existsSync(join(dir, 'config.json')) && statSync(dir).isDirectory()) return { dir, name: spec };
   }
-  if (spec === TOY_MODEL) return null; // resolved by resolveModel below, which needs no network for it
   if (isPlausibleHubId(spec)) {
     const cached = findCachedSnapshot(hfHubCacheDir(), spec);
     if (cached) return { dir: cached, name: spec };
@@ -85,7 +84,8 @@ export async function reportAttention(run: RunData, opts: AttentionOptions = {})
   if (!spec) return skip(`${scan.file} names no model; pass --model`);
 
   let resolved: ResolvedModel | null;
-  if (opts.model !== undefined || spec === TOY_MODEL) resolved = await resolveModel(spec);
+  // Embedded models (models/toy-*) resolve without the network, like a directory.
+  if (opts.model !== undefined || embeddedModels().includes(spec)) resolved = await resolveModel(spec);
   else resolved = localModel(spec, run.dir);
   if (!resolved) return skip(`model ${JSON.stringify(spec)} (named in ${scan.file}) is not on this machine; pass --model`);
 
