@@ -13,6 +13,7 @@ import { progressBar } from '../util/progress.ts';
 import { Engine } from '../onnx/session.ts';
 import { HookedModel } from '../model/hooked.ts';
 import { loadModelDir, saveModelDir } from '../model/load.ts';
+import { loadTokenizer, TOKENIZER_FILE } from '../tokenizer/load.ts';
 import { checkRecipeField, dataSpec, evaluate, mergeRecipe, parameterCounts, resolveRecipe, train, type EvalLog, type Recipe, type StepLog, type TrainResult } from '../train/trainer.ts';
 import { heldOut } from '../train/data.ts';
 import { engineFrom, parseNonNegativeInt, parseNumber, parsePositiveInt, writeJson } from './common.ts';
@@ -21,6 +22,7 @@ export const TRAINING_FILE = 'training.json';
 
 interface TrainCliOptions {
   out?: string;
+  tokenizer?: string;
   arch?: string;
   kvHeads?: string;
   ropeTheta?: string;
@@ -127,6 +129,7 @@ export function recipeFromFlags(o: TrainCliOptions, nLayerSoFar: number): Record
     dataSeed: nonNeg(o.dataSeed, '--data-seed'),
     promptType: o.promptType,
     prependBos: o.prependBos,
+    tokenizer: o.tokenizer,
     task: o.task,
     evalEvery: int(o.evalEvery, '--eval-every'),
     heldOutN: int(o.heldOutN, '--held-out-n'),
@@ -259,6 +262,7 @@ export function registerTrainCommand(program: Command): void {
     .option('--data-seed <n>', 'first IOI generator seed of the training batches (default 1000000 x (1 + seed))')
     .option('--prompt-type <t>', 'mixed|ABBA|BABA (default mixed)')
     .option('--prepend-bos', 'start every prompt with <|endoftext|>')
+    .option('--tokenizer <gpt2|task>', "gpt2: GPT-2's BPE and 50,257-token vocabulary; task: one token per word the task can write, saved as tokenizer.json (default gpt2)")
     .option('--eval-every <n>', 'held-out evaluation interval in steps (default 100)')
     .option('--held-out-n <n>', 'held-out prompts (default 200)')
     .option('--held-out-seed <n>', 'IOI seed of the held-out prompts (default 1)')
@@ -298,10 +302,12 @@ export function registerTrainCommand(program: Command): void {
         },
       });
       bar.stop();
-      saveModelDir(out, { config: res.config, weights: res.weights }, recipe.dtype);
-      // The figures that matter are those of the model as saved (rounded to the file's dtype).
+      const extra: Record<string, string> = res.tokenizerJson ? { [TOKENIZER_FILE]: JSON.stringify(res.tokenizerJson) } : {};
+      saveModelDir(out, { config: res.config, weights: res.weights }, recipe.dtype, extra);
+      // The figures that matter are those of the model as saved (rounded to the file's dtype), read
+      // through its own tokenizer.
       const saved = loadModelDir(out);
-      const savedEval = await evaluate(new HookedModel(saved, engine, 'float32'), heldOut(dataSpec(recipe)));
+      const savedEval = await evaluate(new HookedModel(saved, engine, 'float32'), heldOut(dataSpec(recipe), loadTokenizer(out)));
       const seconds = (performance.now() - t0) / 1000;
       const record = trainingRecord(res, savedEval, process.argv.slice(2), seconds);
       writeFileAtomic(join(out, TRAINING_FILE), JSON.stringify(record, null, 2) + '\n');

@@ -79,6 +79,29 @@ export function ioiVocabulary(encode: Encode, bos: number): TaskVocabulary {
   return { tokens: [...tokens].sort((a, b) => a - b), maxLen };
 }
 
+/**
+ * Texts that between them hold every word IOI's generator can write: each template (ABBA and BABA)
+ * with each slot filled by every value in turn and the other slots by their first value. Under a
+ * tokenizer that splits text into words first, these cover every prompt of any seed (see above);
+ * a task vocabulary built from them (src/tokenizer/word-vocab.ts) encodes every IOI prompt in words.
+ */
+export function ioiTexts(): string[] {
+  const out: string[] = [];
+  for (const template of [...BABA_TEMPLATES, ...ABBA_TEMPLATES]) {
+    const parts = splitTemplate(template);
+    const defaults = parts.slots.map((s) => SLOT_VALUES[s][0]);
+    out.push(fill(parts, defaults));
+    parts.slots.forEach((slot, i) => {
+      for (const v of SLOT_VALUES[slot]) {
+        const values = [...defaults];
+        values[i] = v;
+        out.push(fill(parts, values));
+      }
+    });
+  }
+  return out;
+}
+
 /** The tokens that occur in a task's prompt pairs (prompts and answers) and its longest prompt. */
 export function pairsVocabulary(pairs: readonly PromptPair[]): TaskVocabulary {
   const tokens = new Set<number>();

@@ -31,6 +31,8 @@ export interface InitSpec {
   nCtx: number;
   /** Default: GPT-2's 50257. */
   vocabSize?: number;
+  /** The BOS/EOS token id written into config.json (default GPT-2's, 50256). */
+  bosId?: number;
   /** Key/value heads (llama; default nHead). */
   nKvHead?: number;
   /** Rotary base (llama; default 10000). */
@@ -182,8 +184,8 @@ function hfConfig(spec: InitSpec, vocab: number, dMlp: number, std: number): Rec
       model_type: 'gpt2',
       architectures: ['GPT2LMHeadModel'],
       initializer_range: std,
-      bos_token_id: 50256,
-      eos_token_id: 50256,
+      bos_token_id: spec.bosId ?? 50256,
+      eos_token_id: spec.bosId ?? 50256,
       tie_word_embeddings: !spec.untied,
       n_layer: spec.nLayer,
       n_head: spec.nHead,
@@ -199,6 +201,8 @@ function hfConfig(spec: InitSpec, vocab: number, dMlp: number, std: number): Rec
     model_type: 'llama',
     architectures: ['LlamaForCausalLM'],
     initializer_range: std,
+    bos_token_id: spec.bosId ?? 50256,
+    eos_token_id: spec.bosId ?? 50256,
     hidden_size: spec.dModel,
     num_hidden_layers: spec.nLayer,
     num_attention_heads: spec.nHead,

@@ -28,6 +28,7 @@ import { IOI_PROMPT_TYPES } from '../task/ioi.ts';
 import type { Activation, ModelConfig, Weights } from '../model/types.ts';
 import type { IoiPromptType } from '../task/types.ts';
 import type { WriteDtype } from '../model/safetensors.ts';
+import { trainingTokenizer, TRAIN_TOKENIZERS, type TrainTokenizer } from './tokenizer.ts';
 
 /** Everything that determines a trained model (plus `threads` and `dtype`, which only affect speed and the file). */
 export interface Recipe {
@@ -83,6 +84,8 @@ export interface Recipe {
   promptType: IoiPromptType;
   curriculum: CurriculumPhase[];
   prependBos: boolean;
+  /** gpt2: GPT-2's BPE and vocabulary; task: a vocabulary of the task's words (saved as tokenizer.json). */
+  tokenizer: TrainTokenizer;
   // Evaluation
   evalEvery: number;
   heldOutN: number;
@@ -127,6 +130,7 @@ export const DEFAULT_RECIPE: Recipe = {
   promptType: 'mixed',
   curriculum: [],
   prependBos: false,
+  tokenizer: 'gpt2',
   evalEvery: 100,
   heldOutN: 200,
   heldOutSeed: 1,
@@ -200,6 +204,7 @@ const CHECKS: Record<keyof Recipe, Check> = {
   promptType: oneOf(IOI_PROMPT_TYPES),
   curriculum: (v) => checkCurriculum(v, 0),
   prependBos: bool,
+  tokenizer: oneOf(TRAIN_TOKENIZERS),
   evalEvery: int(1),
   heldOutN: int(1),
   heldOutSeed: int(0),
@@ -306,6 +311,8 @@ export interface TrainResult {
   recipe: Recipe;
   config: ModelConfig;
   weights: Weights;
+  /** The task vocabulary's tokenizer.json, when the recipe trains with one. */
+  tokenizerJson?: Record<string, unknown>;
   steps: StepLog[];
   evals: EvalLog[];
   timing: { seconds: number; msPerStep: number; msGraph: number; msOptimizer: number; msData: number };
@@ -366,9 +373,10 @@ function trainable(cfg: ModelConfig, slot: TensorSlot): boolean {
 export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<TrainResult> {
   const t0 = performance.now();
   const engine = hooks.engine ?? new Engine({ device: 'cpu', threads: recipe.threads });
-  const { config, weights } = initModel(initSpecOf(recipe), recipe.seed);
+  const { tokenizer: tok, json: tokenizerJson } = trainingTokenizer(recipe.tokenizer, recipe.task, recipe.prependBos);
+  const { config, weights } = initModel({ ...initSpecOf(recipe), vocabSize: tok.vocabSize, bosId: tok.bos?.id }, recipe.seed);
   const data = dataSpec(recipe);
-  const held = heldOut(data);
+  const held = heldOut(data, tok);
 
   const sets = recipe.task !== 'ioi';
   const obj = buildObjective(config, 'float32', {
@@ -414,7 +422,7 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
   const tLoop = performance.now();
   for (let s = 0; s < recipe.steps; s++) {
     const ta = performance.now();
-    const batch = trainBatch(data, s, recipe.batch);
+    const batch = trainBatch(data, s, recipe.batch, tok);
     const feeds = { ...weightFeeds, ...objectiveFeeds(batch, config.vocabSize, config.nCtx, sets) };
     if (config.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(config, feeds.tokens.dims[1], 'float32'));
     const tb = performance.now();
@@ -451,6 +459,7 @@ export async function train(recipe: Recipe, hooks: TrainHooks = {}): Promise<Tra
     recipe,
     config,
     weights,
+    tokenizerJson,
     steps,
     evals,
     timing: {

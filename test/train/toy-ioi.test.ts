@@ -5,6 +5,7 @@ import { HookedModel } from '../../src/model/hooked.ts';
 import { resolveModel } from '../../src/model/hub.ts';
 import { loadModelDir } from '../../src/model/load.ts';
 import { loadTask } from '../../src/task/load.ts';
+import { loadTokenizer } from '../../src/tokenizer/load.ts';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -28,6 +29,29 @@ test('toy-ioi: held-out IOI (seeds never trained on, all mixed templates) at >= 
   }
   assert.ok(JSON.stringify(record).includes('1000000') || record.recipe !== undefined, 'training.json records the recipe');
   const accuracy = correct / diffs.length;
+  const meanDiff = diffs.reduce((a, b) => a + b, 0) / diffs.length;
+  assert.ok(accuracy >= 0.95, `accuracy ${accuracy}`);
+  assert.ok(meanDiff >= 3, `mean logit difference ${meanDiff}`);
+});
+
+test('toy-ioi-llama: a Llama (RMSNorm, rotary, SwiGLU, GQA, untied) read through its own tokenizer.json; held-out IOI >= 95% accuracy, logit diff >= 3, <= 10 MB', async () => {
+  const { dir } = await resolveModel('toy-ioi-llama');
+  const size = statSync(join(dir, 'model.safetensors')).size + statSync(join(dir, 'tokenizer.json')).size;
+  assert.ok(size <= 10 * 2 ** 20, `at most 10 MB (${size} bytes)`);
+  const loaded = loadModelDir(dir, 'toy-ioi-llama');
+  assert.equal(loaded.config.arch, 'llama');
+  assert.ok(loaded.config.nKvHead < loaded.config.nHead && !loaded.config.tied, 'grouped-query attention, untied');
+  const tokenizer = loadTokenizer(dir);
+  assert.ok(tokenizer.name.endsWith('tokenizer.json') && tokenizer.addsBos, 'its tokenizer.json adds BOS, as Llama tokenizers do');
+  const model = new HookedModel(loaded, new Engine({ device: 'cpu', threads: 0 }));
+  const diffs: number[] = [];
+  for (const seed of [2, 3]) {
+    const task = loadTask({ task: 'ioi', n: 100, seed, promptType: 'mixed', flip: 'ABC->XYZ, BAB->XYZ', tokenizer });
+    assert.ok(task.pairs.every((p) => p.clean[0] === tokenizer.bos!.id), 'BOS from the tokenizer');
+    const out = await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs });
+    diffs.push(...out.metric!);
+  }
+  const accuracy = diffs.filter((m) => m > 0).length / diffs.length;
   const meanDiff = diffs.reduce((a, b) => a + b, 0) / diffs.length;
   assert.ok(accuracy >= 0.95, `accuracy ${accuracy}`);
   assert.ok(meanDiff >= 3, `mean logit difference ${meanDiff}`);

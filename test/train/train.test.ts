@@ -10,6 +10,7 @@ import { resolveRecipe, train, type Recipe } from '../../src/train/trainer.ts';
 import { loadModelDir } from '../../src/model/load.ts';
 import { buildProgram } from '../../src/cli/main.ts';
 import { recipeFromOptions } from '../../src/cli/train.ts';
+import { loadTokenizer } from '../../src/tokenizer/load.ts';
 import { isCarveError } from '../../src/util/errors.ts';
 
 const spec: DataSpec = { promptType: 'mixed', dataSeed: 1_000_000, heldOutSeed: 1, heldOutN: 30 };
@@ -181,6 +182,7 @@ test('carve train: writes a loadable F16 model with training.json; --recipe trai
     bad({ arch: 'falcon' }, /--arch/);
     bad({ arch: 'llama', heads: '4', kvHeads: '3' }, /does not divide/);
     bad({ kvHeads: '2' }, /needs arch llama/);
+    bad({ tokenizer: 'bpe' }, /--tokenizer/);
     const llama = recipeFromOptions({ out, arch: 'llama', heads: '4', kvHeads: '2', ropeTheta: '500000' });
     assert.deepEqual([llama.arch, llama.nKvHead, llama.ropeTheta, llama.untied], ['llama', 2, 500000, 'auto']);
     assert.equal(recipeFromOptions({ out, arch: 'llama', untied: false }).untied, false);
@@ -194,7 +196,7 @@ test('carve train --arch llama: RMSNorm, rotary, SwiGLU, grouped-query attention
   const dir = mkdtempSync(join(tmpdir(), 'carve-train-llama-'));
   try {
     const out = join(dir, 'm');
-    const args = ['--arch', 'llama', '--layers', '1', '--heads', '4', '--kv-heads', '2', '--d-model', '16', '--steps', '4', '--batch', '8', '--warmup', '1', '--eval-every', '2', '--held-out-n', '10'];
+    const args = ['--arch', 'llama', '--tokenizer', 'task', '--prepend-bos', '--layers', '1', '--heads', '4', '--kv-heads', '2', '--d-model', '16', '--steps', '4', '--batch', '8', '--warmup', '1', '--eval-every', '2', '--held-out-n', '10'];
     await buildProgram().parseAsync(['node', 'carve', 'train', '--out', out, ...args]);
     const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
     assert.equal(cfg.model_type, 'llama');
@@ -207,6 +209,13 @@ test('carve train --arch llama: RMSNorm, rotary, SwiGLU, grouped-query attention
     assert.ok(model.config.mlp.gated);
     assert.ok(model.weights.has('lm_head.weight'));
     assert.deepEqual(model.weights.get('model.layers.0.self_attn.k_proj.weight')!.shape, [8, 16]);
+    // The task vocabulary: every IOI word one token, saved as the model's tokenizer.json (BOS first).
+    const tok = loadTokenizer(out);
+    assert.equal(model.config.vocabSize, tok.vocabSize);
+    assert.ok(tok.vocabSize < 1000, `a task vocabulary, not GPT-2's (${tok.vocabSize})`);
+    assert.ok(tok.addsBos);
+    assert.equal(tok.encode(' Mary').length, 1);
+    assert.equal(cfg.bos_token_id, tok.bos!.id);
     const again = join(dir, 'again');
     await buildProgram().parseAsync(['node', 'carve', 'train', '--out', again, '--recipe', join(out, 'training.json')]);
     assert.ok(readFileSync(join(again, 'model.safetensors')).equals(readFileSync(join(out, 'model.safetensors'))));
