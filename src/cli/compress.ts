@@ -301,6 +301,7 @@ export function registerCompressCommand(program: Command): void {
     const task = taskFromOptions(opts, { nCtx: cfg.nCtx }, tokenizer);
     const metric = metricFor(opts, task);
     if (target !== undefined && metric === 'kl') fail('--target needs a metric where higher is better (logit-diff or prob-diff); the task\'s default here is kl');
+    if (opts.neurons && metric === 'kl') fail('--neurons keeps the metric above a threshold, which needs logit-diff or prob-diff (kl is lower-is-better)');
     checkTaskVocabulary(task, VocabMap.of(cfg), tokenizer);
     const vocabChoice = resolveVocab(vocabPlan, opts.task ?? 'ioi', task, VocabMap.of(cfg), cfg.nCtx, tokenizer);
     // Names are checked against the model before any long computation.
@@ -353,6 +354,7 @@ export function registerCompressCommand(program: Command): void {
       const before = countNeurons(carved.config).kept;
       const found = await searchNeurons(model, task, repl, nv, removed, threshold, {
         batchSize,
+        metric: { name: metric },
         onProgress: (round, n, metric) => process.stderr.write(`  neurons, round ${round}: removed ${n} more (metric ${metric.toFixed(4)})\n`),
       });
       const bySource = new Map<number, RemovedNeuron[]>();

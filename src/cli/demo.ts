@@ -75,7 +75,7 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
       await step('evaluate the compressed model', ['eval', '--model', f('compressed'), '--threads', opts.threads, '--device', opts.device, ...task, '--out', f('eval-compressed.json')]);
       // The model you can ship: the circuit, its MLP neurons pruned, the task's vocabulary, checked
       // on prompts it was not carved on, exported as one ONNX file and as a web page.
-      const heldOut = ['--task', 'ioi', '--n', opts.quick ? '20' : '100', '--seed', '2'];
+      const heldOut = ['--task', opts.task, '--n', opts.quick ? '20' : '100', '--seed', '2'];
       await step('carve a model you can ship', ['compress', ...common, ...task, '--ablation', 'mean', '--from', f('prune-greedy.json'), '--target', opts.shipTarget, '--neurons', '--vocab', 'task', '--out', f('shipped')]);
       await step('evaluate it on held-out prompts', ['eval', '--model', f('shipped'), '--threads', opts.threads, '--device', opts.device, ...heldOut, '--out', f('eval-shipped-heldout.json')]);
       await step('evaluate the original on the same prompts', ['eval', ...common, ...heldOut, '--out', f('eval-original-heldout.json')]);
@@ -131,7 +131,7 @@ function summary(dir: string, seconds: number): string {
 /** The shipped model's figures: its share of toy-ioi's parameters and file size, and how it does on held-out prompts. */
 function shipSummary(dir: string, original: { n_params: number; file_bytes?: number; model?: string }): string[] {
   const who = original.model ?? 'the original';
-  const shipped = readJson<{ metric: number; accuracy: number; n_params: number; n_neurons?: number; n_prompts: number; task: string }>(join(dir, 'eval-shipped-heldout.json'));
+  const shipped = readJson<{ metric: number; accuracy: number; n_params: number; n_neurons?: number; n_prompts: number; task: string; metric_name?: string }>(join(dir, 'eval-shipped-heldout.json'));
   const base = readJson<{ metric: number; accuracy: number }>(join(dir, 'eval-original-heldout.json'));
   const rec = readJson<{ kept: string[]; vocab: { n_tokens_after: number }; neurons?: { n_after: number; n_before: number } }>(join(dir, 'shipped', 'carve-compress.json'));
   const onnx = statSync(join(dir, 'shipped.onnx')).size;
@@ -141,7 +141,7 @@ function shipSummary(dir: string, original: { n_params: number; file_bytes?: num
     `model you can ship (${join(dir, 'shipped')}): ${rec.kept.length} components, ${rec.neurons?.n_after ?? '?'} of ${rec.neurons?.n_before ?? '?'} MLP neurons, ${rec.vocab.n_tokens_after} tokens`,
     `  ${shipped.n_params.toLocaleString('en-US')} parameters = ${pct(shipped.n_params, original.n_params)} of ${who}'s ${original.n_params.toLocaleString('en-US')}; ` +
       `ONNX file (f16) ${(onnx / 1000).toFixed(1)} kB = ${fileBytes > 0 ? pct(onnx, fileBytes) : '?'} of ${who}'s ${(fileBytes / 1e6).toFixed(2)} MB`,
-    `  held-out prompts (${shipped.task}): logit difference ${shipped.metric.toFixed(2)} = ${pct(shipped.metric, base.metric)} of the original's ${base.metric.toFixed(2)}, ` +
+    `  held-out prompts (${shipped.task}): ${shipped.metric_name === 'prob-diff' ? 'probability difference' : 'logit difference'} ${shipped.metric.toFixed(2)} = ${pct(shipped.metric, base.metric)} of the original's ${base.metric.toFixed(2)}, ` +
       `accuracy ${(100 * shipped.accuracy).toFixed(1)}% (original ${(100 * base.accuracy).toFixed(1)}%)`,
     existsSync(join(dir, 'web', 'index.html')) ? `  in a browser, offline: open ${join(dir, 'web', 'index.html')}` : '  web page: not exported (see the skipped step above)',
   ];

@@ -13,6 +13,7 @@ import type { Tokenizer } from '../tokenizer/types.ts';
 import type { VocabMap } from '../model/vocab.ts';
 import type { Task } from '../task/types.ts';
 import { ioiVocabulary, pairsVocabulary, type TaskVocabulary } from '../task/vocab.ts';
+import { greaterThanTaskVocabulary } from '../task/greater-than.ts';
 import { parsePositiveInt } from './common.ts';
 
 export type VocabMode = 'all' | 'task';
@@ -72,9 +73,10 @@ function parseVocabExtra(path: string): ExtraEntry[] {
 
 /**
  * The task's own tokens and longest prompt under the model's tokenizer: every IOI prompt of any
- * seed, or what the task's pairs hold (a file, or a generator without an enumeration: greater-than).
+ * seed or greater-than prompt of any seed, or what a task file's pairs hold.
  */
 export function vocabularyOfTask(taskArg: string, task: Task, tokenizer: Tokenizer = gpt2Tokenizer): TaskVocabulary {
+  if (taskArg.trim() === 'greater-than') return greaterThanTaskVocabulary(tokenizer);
   if (taskArg.trim() !== 'ioi') return pairsVocabulary(task.pairs);
   const bos = tokenizer.bos?.id;
   if (bos === undefined) fail(`--vocab task: ${tokenizer.name} has no BOS token, which IOI prompts may start with`);

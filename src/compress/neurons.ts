@@ -29,6 +29,9 @@ import type { Component } from '../discover/components.ts';
 import { removalInterventions, type MeanOver, type Replacements } from '../discover/replacements.ts';
 import { allocLike } from '../discover/activations.ts';
 import { mean } from '../task/metrics.ts';
+import { metricRun, type TaskMetric } from '../discover/metric.ts';
+
+const LOGIT_DIFF: TaskMetric = { name: 'logit-diff' };
 import type { FoldableAblation } from './prune-model.ts';
 
 /** Removed neurons: by layer position, their slots (indices among the layer's kept neurons). */
@@ -93,6 +96,7 @@ async function runRows(
   repl: Replacements,
   nv: NeuronValues,
   rows: Row[],
+  tm: TaskMetric,
   extra: { hooks?: string[]; gradients?: string[] } = {},
 ): Promise<RunResult> {
   const cfg = model.config;
@@ -118,12 +122,19 @@ async function runRows(
     });
     neurons.set(pos, { keep, value: nv.values.get(pos)! });
   }
-  const pairs = rows.map((r) => task.pairs[r.prompt]);
-  return model.run({ tokens: pairs.map((p) => p.clean), logits: 'answers', answers: pairs, z, mlp, neurons, ...extra });
+  return model.run({ tokens: rows.map((r) => task.pairs[r.prompt].clean), ...metricRun(tm, task, rows.map((r) => r.prompt)), z, mlp, neurons, ...extra });
 }
 
 /** The exact metric of each state, per prompt: many states per run, rows ordered by prompt length. */
-export async function stateMetrics(model: HookedModel, task: Task, repl: Replacements, nv: NeuronValues, states: PruneState[], batchSize: number): Promise<Float64Array[]> {
+export async function stateMetrics(
+  model: HookedModel,
+  task: Task,
+  repl: Replacements,
+  nv: NeuronValues,
+  states: PruneState[],
+  batchSize: number,
+  tm: TaskMetric = LOGIT_DIFF,
+): Promise<Float64Array[]> {
   const N = task.pairs.length;
   const out = states.map(() => new Float64Array(N));
   const order = task.pairs.map((_, i) => i).sort((a, b) => task.pairs[a].clean.length - task.pairs[b].clean.length || a - b);
@@ -131,7 +142,7 @@ export async function stateMetrics(model: HookedModel, task: Task, repl: Replace
   for (const p of order) states.forEach((state, s) => rows.push({ prompt: p, state, s }));
   for (let i = 0; i < rows.length; i += batchSize) {
     const chunk = rows.slice(i, i + batchSize);
-    const r = await runRows(model, task, repl, nv, chunk);
+    const r = await runRows(model, task, repl, nv, chunk, tm);
     chunk.forEach((row, b) => (out[row.s][row.prompt] = r.metric![b]));
   }
   return out;
@@ -145,7 +156,15 @@ export interface NeuronScore {
 }
 
 /** Attribution scores of every neuron of every kept MLP not yet removed, at a state. */
-export async function neuronAttribution(model: HookedModel, task: Task, repl: Replacements, nv: NeuronValues, state: PruneState, batchSize: number): Promise<NeuronScore[]> {
+export async function neuronAttribution(
+  model: HookedModel,
+  task: Task,
+  repl: Replacements,
+  nv: NeuronValues,
+  state: PruneState,
+  batchSize: number,
+  tm: TaskMetric = LOGIT_DIFF,
+): Promise<NeuronScore[]> {
   const cfg = model.config;
   const removedMlps = new Set(state.components.filter((c) => c.head === null).map((c) => c.pos));
   const layers = mlpLayers(cfg).filter((pos) => !removedMlps.has(pos));
@@ -155,7 +174,7 @@ export async function neuronAttribution(model: HookedModel, task: Task, repl: Re
   const N = task.pairs.length;
   for (let s = 0; s < N; s += batchSize) {
     const rows = Array.from({ length: Math.min(batchSize, N - s) }, (_, b) => ({ prompt: s + b, state }));
-    const out = await runRows(model, task, repl, nv, rows, { hooks, gradients: hooks });
+    const out = await runRows(model, task, repl, nv, rows, tm, { hooks, gradients: hooks });
     const T = out.seqLen;
     layers.forEach((pos, k) => {
       const post = out.hooks.get(hooks[k])!.data;
@@ -191,6 +210,8 @@ export interface NeuronSearchOptions {
   /** Rounds of re-scoring (default 8). */
   maxRounds?: number;
   onProgress?: (round: number, removed: number, metric: number) => void;
+  /** The metric kept above the threshold (higher is better: logit-diff or prob-diff; default logit-diff). */
+  metric?: TaskMetric;
 }
 
 export interface NeuronRound {
@@ -229,11 +250,13 @@ export async function searchNeurons(
   const grid = opts.grid ?? 8;
   const levels = opts.levels ?? 3;
   let state: PruneState = { components, neurons: new Map() };
-  let [metrics] = await stateMetrics(model, task, repl, nv, [state], opts.batchSize);
+  const tm = opts.metric ?? LOGIT_DIFF;
+  if (tm.name === 'kl') throw new Error('searchNeurons keeps a metric above a threshold; kl is lower-is-better');
+  let [metrics] = await stateMetrics(model, task, repl, nv, [state], opts.batchSize, tm);
   const rounds: NeuronRound[] = [];
   if (mean(metrics) < threshold) return { neurons: state.neurons, metrics, rounds };
   for (let round = 1; round <= (opts.maxRounds ?? 8); round++) {
-    const scores = await neuronAttribution(model, task, repl, nv, state, opts.batchSize);
+    const scores = await neuronAttribution(model, task, repl, nv, state, opts.batchSize, tm);
     // Least needed first; ties in layer and slot order.
     scores.sort((a, b) => b.score - a.score || a.pos - b.pos || a.slot - b.slot);
     let lo = 0;
@@ -242,7 +265,7 @@ export async function searchNeurons(
     // Invariant: removing the first `lo` candidates is verified to pass; more than `hi` is not tried.
     for (let level = 0; level < levels && hi > lo; level++) {
       const ks = [...new Set(Array.from({ length: grid }, (_, j) => lo + Math.max(1, Math.round(((hi - lo) * (j + 1)) / grid))))];
-      const results = await stateMetrics(model, task, repl, nv, ks.map((k) => withNeurons(state, scores.slice(0, k))), opts.batchSize);
+      const results = await stateMetrics(model, task, repl, nv, ks.map((k) => withNeurons(state, scores.slice(0, k))), opts.batchSize, tm);
       let passed = -1;
       ks.forEach((_, j) => {
         if (mean(results[j]) >= threshold) passed = j;

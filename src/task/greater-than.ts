@@ -190,3 +190,29 @@ export function generateGreaterThan(options: Partial<GreaterThanOptions> = {}, t
   if (vocab.nouns.length < GREATER_THAN_NOUNS.length) name += `,nouns=${vocab.nouns.length}/${GREATER_THAN_NOUNS.length}`;
   return { name: name + ')', pairs, defaultMetric: 'prob-diff', greaterThan: info, ...(notes.length ? { notes } : {}) };
 }
+
+/**
+ * Every token greater-than prompts can hold under a tokenizer, and the longest prompt: each noun in
+ * the first valid year's sentence, each valid year (both the clean year and the corrupt XX01) in the
+ * first noun's, the BOS forms, and all hundred two-digit endings (the answer sets). The sentence's
+ * words are independent of each other under a word-splitting tokenizer, so this covers every seed.
+ */
+export function greaterThanTaskVocabulary(tok: Tokenizer): { tokens: number[]; maxLen: number } {
+  const vocab = greaterThanVocabulary(tok);
+  const tokens = new Set<number>(vocab.yearTokens);
+  let maxLen = 0;
+  const add = (text: string) => {
+    for (const ids of [tok.encode(text), ...(tok.bos ? [[tok.bos.id, ...tok.encode(' ' + text)]] : [])]) {
+      ids.forEach((t) => tokens.add(t));
+      maxLen = Math.max(maxLen, ids.length);
+    }
+  };
+  const first = vocab.years[0]!;
+  for (const noun of vocab.nouns) add(sentence(noun, Math.floor(first / 100), first % 100));
+  for (const year of vocab.years) {
+    const century = Math.floor(year / 100);
+    add(sentence(vocab.nouns[0]!, century, year % 100));
+    add(sentence(vocab.nouns[0]!, century, CORRUPT_YY));
+  }
+  return { tokens: [...tokens].sort((a, b) => a - b), maxLen };
+}

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { generateGreaterThan, greaterThanVocabulary, GREATER_THAN_NOUNS } from '../../src/task/greater-than.ts';
 import { loadTask } from '../../src/task/load.ts';
 import { parseJsonlTask } from '../../src/task/jsonl.ts';
-import { BOS_ID, decode, encode } from '../../src/tokenizer/gpt2.ts';
+import { BOS_ID, decode, encode, gpt2Tokenizer } from '../../src/tokenizer/gpt2.ts';
 import { loadTokenizer } from '../../src/tokenizer/load.ts';
 import { isCarveError } from '../../src/util/errors.ts';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer.ts';
@@ -104,4 +104,20 @@ test('carve task greater-than writes list answers that round-trip through carve 
   const again = spawnSync(process.execPath, ['bin/carve.js', 'task', out, '--show', '0'], { encoding: 'utf8' });
   assert.equal(again.status, 0, again.stderr);
   assert.equal(again.stdout, readFileSync(out, 'utf8'), 'rewriting the file gives the same file');
+});
+
+test('the greater-than task vocabulary holds every token of prompts of any seed (what compress --vocab task keeps)', async () => {
+  const { greaterThanTaskVocabulary } = await import('../../src/task/greater-than.ts');
+  const v = greaterThanTaskVocabulary(gpt2Tokenizer);
+  const kept = new Set(v.tokens);
+  let longest = 0;
+  for (let seed = 0; seed < 30; seed++) {
+    for (const prependBos of [false, true]) {
+      for (const p of generateGreaterThan({ n: 40, seed, prependBos }).pairs) {
+        for (const t of [...p.clean, ...p.corrupt, ...p.correct, ...p.incorrect]) assert.ok(kept.has(t), `seed ${seed}: token ${t} missing`);
+        longest = Math.max(longest, p.clean.length);
+      }
+    }
+  }
+  assert.ok(longest <= v.maxLen && v.maxLen - longest <= 1, `maxLen ${v.maxLen} vs longest ${longest}`);
 });

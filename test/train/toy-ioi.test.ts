@@ -56,3 +56,22 @@ test('toy-ioi-llama: a Llama (RMSNorm, rotary, SwiGLU, GQA, untied) read through
   assert.ok(accuracy >= 0.95, `accuracy ${accuracy}`);
   assert.ok(meanDiff >= 3, `mean logit difference ${meanDiff}`);
 });
+
+test('toy-gt: held-out greater-than (seeds never trained on) at prob-diff >= 0.8 and accuracy >= 0.95', async () => {
+  const { dir } = await resolveModel('toy-gt');
+  const model = new HookedModel(loadModelDir(dir, 'toy-gt'), new Engine({ device: 'cpu', threads: 0 }));
+  const task = loadTask({ task: 'greater-than', n: 200, seed: 2 });
+  const out = await model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs, metric: 'prob-diff' });
+  const probDiff = Array.from(out.metric!).reduce((a, b) => a + b, 0) / out.metric!.length;
+  // Accuracy with sets: the highest-logit answer among correct ∪ incorrect is a correct one.
+  const A = out.answerLogits!.dims[1];
+  let correct = 0;
+  task.pairs.forEach((p, b) => {
+    const row = out.answerLogits!.data.subarray(b * A, (b + 1) * A);
+    let best = 0;
+    for (let a = 1; a < p.correct.length + p.incorrect.length; a++) if (row[a] > row[best]) best = a;
+    if (best < p.correct.length) correct++;
+  });
+  assert.ok(probDiff >= 0.8, `prob-diff ${probDiff}`);
+  assert.ok(correct / task.pairs.length >= 0.95, `accuracy ${correct / task.pairs.length}`);
+});
