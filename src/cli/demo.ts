@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail, isCarveError } from '../util/errors.ts';
-import { ortWebDist, webExportObstacle } from '../export/web.ts';
+import { ortWebDist } from '../export/web.ts';
 
 interface DemoOptions {
   out: string;
@@ -87,11 +87,6 @@ export function registerDemoCommand(program: Command, runCommand: (argv: string[
         if (!isCarveError(e)) throw e;
         web = false;
         process.stderr.write(`\n== export as a web page: skipped (${e.message})\n`);
-      }
-      const obstacle = web ? webExportObstacle(f('shipped')) : undefined;
-      if (obstacle) {
-        web = false;
-        process.stderr.write(`\n== export as a web page: skipped (${obstacle})\n`);
       }
       if (web) await step('export it as a web page', ['export', '--model', f('shipped'), '--format', 'web', '--dtype', 'f16', ...task, '--out', f('web')]);
       await step('report', ['report', dir]);

@@ -5,8 +5,8 @@
  *  - web: a static directory whose index.html runs the model in a browser, offline
  *    (src/export/web.ts). The task options choose the example prompt and the answers it lists.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.ts';
@@ -15,11 +15,12 @@ import { loadModelDir } from '../model/load.ts';
 import { VocabMap } from '../model/vocab.ts';
 import { countParams } from '../compress/count.ts';
 import { listComponents } from '../discover/components.ts';
-import { decode, encode, tokenString } from '../tokenizer/gpt2.ts';
+import { loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../tokenizer/load.ts';
+import type { Tokenizer } from '../tokenizer/types.ts';
 import { NAMES } from '../task/ioi-data.ts';
 import type { Task } from '../task/types.ts';
 import { EXPORT_DTYPES, exportOnnx, onnxMeta, type ExportDtype } from '../export/onnx.ts';
-import { WEB_FILES, webExportFiles, webExportObstacle, writeFiles } from '../export/web.ts';
+import { WEB_FILES, webExportFiles, writeFiles, type TokenizerFiles } from '../export/web.ts';
 import { addModelOptions, parseChoice, parsePositiveInt, type EngineCliOptions } from './common.ts';
 import { addTaskOptions, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 
@@ -30,8 +31,8 @@ interface ExportCliOptions extends EngineCliOptions, TaskCliOptions {
 }
 
 /** The task's answer tokens: for IOI every name (the generator's answers), for a file the answers it lists. */
-function taskAnswers(taskArg: string, task: Task): number[] {
-  if (taskArg.trim() === 'ioi') return NAMES.map((n) => encode(' ' + n)[0]);
+function taskAnswers(taskArg: string, task: Task, tokenizer: Tokenizer): number[] {
+  if (taskArg.trim() === 'ioi') return NAMES.map((n) => tokenizer.encodeContinuation(' ' + n)).filter((ids) => ids.length === 1).map((ids) => ids[0]!);
   const ids = new Set<number>();
   for (const p of task.pairs) {
     for (const t of [...p.correct, ...p.incorrect]) ids.add(t);
@@ -66,30 +67,36 @@ export function registerExportCommand(program: Command): void {
 
     const { dir, name } = await resolveModel(opts.model ?? 'toy-ioi');
     const model = loadModelDir(dir, name);
-    const obstacle = format === 'web' ? webExportObstacle(dir) : undefined;
-    if (obstacle) fail(`--format web: ${obstacle}`);
+    const tokenizer = loadTokenizer(dir);
     if (maxLen !== undefined && maxLen > model.config.nCtx) fail(`--max-len ${maxLen}: longer than the model's context of ${model.config.nCtx}`);
     const exportOpts = { dtype, maxLen };
     const vocab = VocabMap.of(model.config);
 
     if (format === 'onnx') {
       const bytes = exportOnnx(model, exportOpts);
-      const meta = onnxMeta(model, exportOpts, tokenString);
+      const meta = onnxMeta(model, exportOpts, (id) => tokenizer.tokenString(id));
       writeFileAtomic(out, bytes);
       writeFileAtomic(`${out}.json`, JSON.stringify(meta, null, 2) + '\n');
       process.stderr.write(`carve export: wrote ${out} (${(bytes.length / 1024).toFixed(1)} KiB, ${dtype}) and ${basename(out)}.json\n`);
       return;
     }
 
-    const task = taskFromOptions(opts, { nCtx: model.config.nCtx });
-    const answers = taskAnswers(opts.task ?? 'ioi', task).filter((id) => vocab.has(id));
+    const task = taskFromOptions(opts, { nCtx: model.config.nCtx }, tokenizer);
+    const answers = taskAnswers(opts.task ?? 'ioi', task, tokenizer).filter((id) => vocab.has(id));
     const first = task.pairs[0];
-    const example = first.cleanText ?? decode(first.clean);
+    const example = first.cleanText ?? tokenizer.decode(first.clean);
     const counts = countParams(model);
     const about =
       `${counts.n_params.toLocaleString('en-US')} parameters; ${listComponents(model.config).length} components; ` +
       `${vocab.size.toLocaleString('en-US')} tokens${vocab.trimmed ? ' (the task\'s vocabulary)' : ''}; context ${model.config.nCtx}`;
-    const files = webExportFiles(model, { ...exportOpts, name, about, example, answers }, tokenString);
+    const tokenizerFiles: TokenizerFiles | undefined = existsSync(join(dir, TOKENIZER_FILE))
+      ? {
+          json: readFileSync(join(dir, TOKENIZER_FILE), 'utf8'),
+          config: existsSync(join(dir, TOKENIZER_CONFIG_FILE)) ? readFileSync(join(dir, TOKENIZER_CONFIG_FILE), 'utf8') : undefined,
+          bos: tokenizer.addsBos && tokenizer.bos ? tokenizer.bos.id : null,
+        }
+      : undefined;
+    const files = webExportFiles(model, { ...exportOpts, name, about, example, answers }, (id) => tokenizer.tokenString(id), tokenizerFiles);
     writeDirAtomic(out, (tmp) => writeFiles(tmp, files));
     const total = [...files.values()].reduce((s, f) => s + f.length, 0);
     process.stderr.write(`carve export: wrote ${out}/index.html (${files.size} files, ${(total / 2 ** 20).toFixed(1)} MiB; the model ${((files.get('model.onnx')!.length) / 1024).toFixed(1)} KiB); open it in a browser\n`);

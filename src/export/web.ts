@@ -73,8 +73,31 @@ export function webExportTokenizer(): { tokens: string[]; specials: Record<strin
 
 const script = (name: string, value: unknown) => `window.${name} = ${JSON.stringify(value)};\n`;
 
+/** A model's own tokenizer files (tokenizer.json, tokenizer_config.json), as text. */
+export interface TokenizerFiles {
+  json: string;
+  config?: string;
+  /** The BOS id a prompt starts with (the tokenizer's post-processor adds it), or null for none. */
+  bos: number | null;
+}
+
+/**
+ * @huggingface/tokenizers' browser build, as text: a page whose model brings a tokenizer.json
+ * tokenises with the same library carve does (imported through a blob URL, as file:// pages cannot
+ * import modules from disk).
+ */
+function hfTokenizersLibrary(): string {
+  const main = createRequire(import.meta.url).resolve('@huggingface/tokenizers');
+  return readFileSync(join(dirname(main), 'tokenizers.min.mjs'), 'utf8');
+}
+
 /** The files of the page, by name (written by the caller, atomically, into one directory). */
-export function webExportFiles(model: ModelData, opts: WebExportOptions, tokenString: (id: number) => string): Map<string, string | Uint8Array> {
+export function webExportFiles(
+  model: ModelData,
+  opts: WebExportOptions,
+  tokenString: (id: number) => string,
+  tokenizerFiles?: TokenizerFiles,
+): Map<string, string | Uint8Array> {
   const dist = ortWebDist();
   const onnx = exportOnnx(model, opts);
   if (onnx.length > MAX_WEB_MODEL_BYTES) {
@@ -83,9 +106,16 @@ export function webExportFiles(model: ModelData, opts: WebExportOptions, tokenSt
   const meta = onnxMeta(model, opts, tokenString);
   const files = new Map<string, string | Uint8Array>();
   for (const f of PAGE_FILES) files.set(f, readFileSync(join(ASSETS, f)));
-  const tokenizer = webExportTokenizer();
-  files.set('carve-data.js', script('CARVE', { ...meta, name: opts.name, about: opts.about, example: opts.example, answers: opts.answers, specials: tokenizer.specials }));
-  files.set('tokenizer.js', script('CARVE_BPE', { tokens: tokenizer.tokens }));
+  if (tokenizerFiles) {
+    // The page tokenises with the model's tokenizer.json: BOS as its post-processor says, as `carve run` does.
+    files.set('carve-data.js', script('CARVE', { ...meta, name: opts.name, about: opts.about, example: opts.example, answers: opts.answers, specials: {} }));
+    const config = tokenizerFiles.config !== undefined ? JSON.parse(tokenizerFiles.config) : {};
+    files.set('tokenizer.js', script('CARVE_HF', { json: JSON.parse(tokenizerFiles.json), config, bos: tokenizerFiles.bos, lib: hfTokenizersLibrary() }));
+  } else {
+    const tokenizer = webExportTokenizer();
+    files.set('carve-data.js', script('CARVE', { ...meta, name: opts.name, about: opts.about, example: opts.example, answers: opts.answers, specials: tokenizer.specials }));
+    files.set('tokenizer.js', script('CARVE_BPE', { tokens: tokenizer.tokens }));
+  }
   files.set('model.onnx', onnx);
   files.set('model.js', script('CARVE_MODEL', Buffer.from(onnx).toString('base64')));
   files.set('ort.wasm.min.js', readFileSync(join(dist, 'ort.wasm.min.js')));
@@ -97,16 +127,4 @@ export function webExportFiles(model: ModelData, opts: WebExportOptions, tokenSt
 /** Write a file set into `dir` (each file atomically; the caller makes the directory itself atomic). */
 export function writeFiles(dir: string, files: Map<string, string | Uint8Array>): void {
   for (const [name, data] of files) writeFileAtomic(join(dir, name), data);
-}
-
-/**
- * Why a model directory cannot be exported as a page yet, or undefined when it can: the page
- * tokenises with GPT-2's BPE (bpe.js), so a model that brings its own tokenizer.json would read
- * the wrong ids there.
- */
-export function webExportObstacle(modelDir: string): string | undefined {
-  if (existsSync(join(modelDir, 'tokenizer.json'))) {
-    return "the page tokenises with GPT-2's BPE, and this model has its own tokenizer.json; export it with --format onnx (a page for tokenizer.json models is not built yet)";
-  }
-  return undefined;
 }

@@ -91,3 +91,56 @@ test("the exported web page runs offline in headless Chromium and predicts carve
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a model with its own tokenizer.json (toy-ioi-llama): the page tokenises through it and predicts carve run's top token", async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip(`${CHROMIUM} not found: install it with "apt-get install -y chromium" to run this test`);
+    return;
+  }
+  if (!ortWebInstalled()) {
+    t.skip(`the npm package onnxruntime-web is not installed (npm install onnxruntime-web@${ORT_WEB_VERSION}): the page cannot be exported`);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'carve-web-hf-'));
+  try {
+    const web = join(dir, 'web');
+    const exp = await carveHere(['export', '--model', 'toy-ioi-llama', '--format', 'web', '--n', '2', '--seed', '5', '--out', web]);
+    assert.equal(exp.code, 0, exp.stderr);
+    const prompts = ['Then, Alice and Kevin were working at the school. Kevin decided to give a ring to', '<|endoftext|>After the lunch, Sarah and Jack went to the house. Jack gave a snack to'];
+    const expected: { id: number; prob: number }[] = [];
+    for (const [i, p] of prompts.entries()) {
+      const out = join(dir, `run-${i}.json`);
+      const r = await carveHere(['run', '--model', 'toy-ioi-llama', '--prompt', p, '--top', '1', '--out', out]);
+      assert.equal(r.code, 0, r.stderr);
+      expected.push(JSON.parse(readFileSync(out, 'utf8')).top[0]);
+    }
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+      await page.goto(pathToFileURL(join(web, 'index.html')).href);
+      await page.waitForFunction(() => document.body.dataset.runs === '1' || document.body.dataset.state === 'error', null, { timeout: 120_000 });
+      assert.equal(await page.getAttribute('body', 'data-state'), 'ready', (await page.textContent('#status')) ?? '');
+      for (const [i, p] of prompts.entries()) {
+        await page.fill('#prompt', p);
+        await page.click('#run');
+        await page.waitForFunction((n) => document.body.dataset.runs === String(n), i + 2, { timeout: 30_000 });
+        assert.equal(Number(await page.getAttribute('#top-token', 'data-id')), expected[i].id, `prompt ${i}`);
+        const shown = Number(((await page.textContent('#top-prob')) ?? '').replace('%', '')) / 100;
+        assert.ok(Math.abs(shown - expected[i].prob) < 0.002, `prompt ${i}: p ${shown} vs ${expected[i].prob}`);
+        // The prompt's chips start with BOS, once, as the tokenizer's post-processor says.
+        const chips = await page.$$eval('#tokens .chip', (els) => els.map((e) => e.getAttribute('title')));
+        assert.equal(chips[0], 'token 0');
+        assert.notEqual(chips[1], 'token 0');
+      }
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

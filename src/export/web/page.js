@@ -13,7 +13,23 @@
   'use strict';
   var C = window.CARVE;
   var $ = function (id) { return document.getElementById(id); };
-  var bpe = window.CarveBpe.create(window.CARVE_BPE.tokens, C.specials);
+  // GPT-2 BPE (bpe.js), or the model's own tokenizer.json through @huggingface/tokenizers (set up in start()).
+  var bpe = window.CARVE_HF ? null : window.CarveBpe.create(window.CARVE_BPE.tokens, C.specials);
+
+  async function hfTokenizer() {
+    var H = window.CARVE_HF;
+    var lib = await import(URL.createObjectURL(new Blob([H.lib], { type: 'text/javascript' })));
+    var t = new lib.Tokenizer(H.json, H.config);
+    return {
+      // As carve's promptTokens: no special tokens from the library, BOS first when the tokenizer's
+      // post-processor adds one and the text does not already start with it.
+      encode: function (text) {
+        var ids = Array.from(t.encode(text, { add_special_tokens: false }).ids);
+        return H.bos !== null && ids[0] !== H.bos ? [H.bos].concat(ids) : ids;
+      },
+      show: function (id) { return t.decode([id], { skip_special_tokens: false }); },
+    };
+  }
   var localOf = new Map();
   if (C.vocab) C.vocab.forEach(function (orig, local) { localOf.set(orig, local); });
   var originalOf = function (local) { return C.vocab ? C.vocab[local] : local; };
@@ -135,6 +151,7 @@
       ort.env.wasm.wasmBinary = fromBase64(window.ORT_WASM);
       ort.env.wasm.wasmPaths = { mjs: URL.createObjectURL(new Blob([window.ORT_GLUE], { type: 'text/javascript' })) };
       session = await ort.InferenceSession.create(fromBase64(window.CARVE_MODEL), { executionProviders: ['wasm'] });
+      if (!bpe) bpe = await hfTokenizer();
     } catch (e) {
       setState('error', 'could not load the model: ' + (e && e.message ? e.message : e));
       return;
