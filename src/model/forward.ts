@@ -12,6 +12,9 @@
  * Hook points carry TransformerLens names, with the layer's original index (a pruned model keeps
  * the numbering of the model it was cut from).
  *
+ * Edge interventions (edges.ts) give each head's q/k/v input, an MLP's input or the logits' input its
+ * own residual stream, with some senders' outputs replaced; the normal path is untouched without them.
+ *
  * For metric-only runs the last layer can be computed at the metric positions only
  * (`lastLayerAtMetric`): queries, attention output and MLP at one row per prompt, keys and values at
  * every position. Same numbers, a fraction of the last layer's work.
@@ -19,6 +22,7 @@
 import type { Graph, Shape, Value } from '../onnx/graph.ts';
 import { activation, attend, intervene, linear, norm, rotate, splitFused } from './blocks.ts';
 import { metricReadout, type Readout } from './readout.ts';
+import { EdgeRouter, type EdgeSpec } from './edges.ts';
 import { rotaryTables } from './arch/rope.ts';
 import { tensorTable } from './arch/index.ts';
 import { slotShape, type Role, type TensorSlot } from './tensors.ts';
@@ -32,6 +36,8 @@ export interface InterventionSpec {
   z: Map<number, ReplacementShape>;
   /** Layer positions whose hook_mlp_out takes `mlp_keep.{i}` and `mlp_value.{i}`. */
   mlp: Map<number, ReplacementShape>;
+  /** Edge interventions: receivers read their senders with some edges ablated (edges.ts). */
+  edges?: EdgeSpec;
 }
 
 export interface ForwardSpec {
@@ -113,7 +119,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
     return v;
   };
   const end = spec.endLayer ?? cfg.layers.length;
-  const iv = spec.interventions ?? { z: new Map(), mlp: new Map() };
+  const iv: InterventionSpec = spec.interventions ?? { z: new Map(), mlp: new Map() };
   const ints = (n: number) => g.constant([n], [], 'int64');
 
   let resid: Value;
@@ -192,6 +198,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   };
 
   const metricOnly = spec.lastLayerAtMetric === true && spec.readout.kind === 'metric' && end === cfg.layers.length;
+  const router = iv.edges ? new EdgeRouter(g, cfg, iv.edges, spec.startLayer, { w, must, slot: slotOf }, rowsOf) : undefined;
   for (let i = spec.startLayer; i < end; i++) {
     const layout = cfg.layers[i];
     const p = hookPrefix(layout);
@@ -211,18 +218,21 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       let q: Value;
       let kk: Value;
       let v: Value;
+      // Edge interventions swap receivers' inputs at every position, so q is computed everywhere first.
+      const edgeAtt = router?.hasAttention(i) ?? false;
       const fused = slotOf('qkv.w', i);
       if (fused) {
         // The fused output's factor structure (from the table) tells where Q, K and V sit.
         const factors = (fused.layout === 'in_out' ? fused.axes[1] : fused.axes[0]).map((f) => (f === 'head' ? k : f === 'dh' ? dh : f)) as number[];
         [q, kk, v] = splitFused(g, proj(x, 'qkv', i), factors, factors.indexOf(3));
-        q = rows(q);
       } else {
         const heads = (y: Value, n: number, rowsDim: 1 | 'T') => g.reshape(y, [0, 0, n, dh], ['B', rowsDim, n, dh]);
-        q = heads(proj(rows(x), 'q', i), k, rowDim);
+        q = edgeAtt ? heads(proj(x, 'q', i), k, 'T') : heads(proj(rows(x), 'q', i), k, rowDim);
         kk = heads(proj(x, 'k', i), kvCount, 'T');
         v = heads(proj(x, 'v', i), kvCount, 'T');
       }
+      if (edgeAtt) [q, kk, v] = router!.attention(i, resid, q, kk, v);
+      if (fused || edgeAtt) q = rows(q);
       hk(`${p}.attn.hook_q`, q);
       hk(`${p}.attn.hook_k`, kk);
       hk(`${p}.attn.hook_v`, v);
@@ -244,6 +254,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         z = intervene(g, z, keep, zShape === 'row' ? rows(value) : value);
       }
       hk(`${p}.attn.hook_z`, z);
+      router?.addHeads(i, z, atMetric);
       const flat = g.reshape(z, [0, 0, k * dh], ['B', rowDim, k * dh]);
       const os = slotOf('o.w', i)!;
       // A head's output excludes the shared bias (SPEC): the bias is added after the heads' sum.
@@ -258,7 +269,8 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
 
     const mid = cfg.parallelResidual || !attnOut ? residRows : g.add(residRows, attnOut);
     if (!cfg.parallelResidual) resid = hk(`${p}.hook_resid_mid`, mid);
-    const mlpIn = cfg.parallelResidual ? residRows : mid;
+    let mlpIn = cfg.parallelResidual ? residRows : mid;
+    if (router?.hasMlp(i)) mlpIn = router.mlpInput(i, mlpIn, atMetric);
 
     let mlpOut: Value | undefined;
     if (layout.mlp) {
@@ -285,12 +297,14 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       if (db) mlpOut = g.expandLike(db, residRows);
     }
     if (mlpOut) hk(`${p}.hook_mlp_out`, mlpOut);
+    if (layout.mlp && mlpOut) router?.addMlp(i, mlpOut, atMetric);
     let post = mid;
     if (cfg.parallelResidual && attnOut) post = g.add(post, attnOut);
     if (mlpOut) post = g.add(post, mlpOut);
     resid = hk(`${p}.hook_resid_post`, post);
   }
   const residAtMetric = metricOnly && end > spec.startLayer;
+  if (iv.edges?.logits) resid = router!.logitsInput(resid, residAtMetric);
 
   const out: ForwardValues = { hooks, weights };
   if (spec.readout.kind === 'none') return out;

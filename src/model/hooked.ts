@@ -9,6 +9,7 @@ import { Graph } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
 import { Engine, runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
 import { buildForward, hookPrefix, type ReplacementShape } from './forward.ts';
+import type { EdgeSpec } from './edges.ts';
 import type { MetricName, Readout } from './readout.ts';
 import { rotaryTables } from './arch/rope.ts';
 import type { ModelConfig, ModelData, LoadedModel, Weights } from './types.ts';
@@ -67,10 +68,18 @@ export interface RunOptions {
   /** Interventions by layer position. */
   z?: Map<number, Intervention>;
   mlp?: Map<number, Intervention>;
+  /** Edge interventions: the spec and the graph inputs it calls for, by name (see edges.ts). */
+  edges?: EdgeRun;
   /** Hook names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'answers' or 'last'). */
   gradients?: string[];
   /** Default: 1 for every row. */
   rowWeights?: number[];
+}
+
+/** Inputs of an edge-intervened run, already laid out as edges.ts documents (float data is cast to the model's dtype). */
+export interface EdgeRun {
+  spec: EdgeSpec;
+  feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>;
 }
 
 export interface RunResult {
@@ -160,6 +169,7 @@ export class HookedModel {
       g: opts.gradients ?? [],
       z: [...zSpec.entries()].sort(),
       m: [...mSpec.entries()].sort(),
+      ed: opts.edges?.spec,
     });
     let c = this.compiled.get(key);
     if (!c) {
@@ -172,7 +182,7 @@ export class HookedModel {
         lastLayerAtMetric,
         endLayer: opts.endLayer,
         readout,
-        interventions: { z: zSpec, mlp: mSpec },
+        interventions: { z: zSpec, mlp: mSpec, edges: opts.edges?.spec },
       });
       const endLayer = opts.endLayer ?? this.config.layers.length;
       for (const h of opts.hooks ?? []) {
@@ -242,6 +252,9 @@ export class HookedModel {
       feeds[`mlp_keep.${i}`] = toOrt({ data: this.cast(iv.keep), dims: [B, 1, 1] }, this.dtype);
       const dims = iv.value.shape === 'row' ? [B, T, d] : [1, 1, d];
       feeds[`mlp_value.${i}`] = toOrt({ data: this.cast(iv.value.data), dims }, this.dtype);
+    }
+    for (const [name, v] of Object.entries(opts.edges?.feeds ?? {})) {
+      feeds[name] = v.data instanceof BigInt64Array ? toOrt({ data: v.data, dims: v.dims }, 'int64') : toOrt({ data: this.cast(v.data as FloatArray), dims: v.dims }, this.dtype);
     }
     if (this.config.positions.kind === 'rotary') Object.assign(feeds, this.rotaryFeeds(T));
     if (logits === 'answers' || logits === 'last') {

@@ -1,0 +1,271 @@
+/**
+ * Exact evaluation of edge ablations, many configurations at once: the task metric, per prompt, with
+ * a given set of edges ablated together (SPEC "Edges"). As for components (evaluate.ts):
+ *  - the clean run is cached once: the residual stream before every layer (and after the last),
+ *    every head's hook_z and every MLP's output, and the embeddings;
+ *  - a configuration starts at the first layer one of its receivers sits in, from the cached stream;
+ *    the senders before that layer enter as per-prompt deltas (replacement − clean), shared by all
+ *    of a prompt's rows;
+ *  - configurations share runs along the batch axis, prompt-major (rows = U prompts × C
+ *    configurations), with per-row masks; prompts are ordered by length;
+ *  - only the metric is read out (the last layer at the metric position).
+ */
+import type { FloatArray, HookedModel, HostValue, RunResult } from '../model/hooked.ts';
+import type { EdgeSpec } from '../model/edges.ts';
+import { attentionReceivers, mlpReceiverSenders, sendersBefore } from '../model/edges.ts';
+import type { MetricName } from '../model/readout.ts';
+import { answersOf, type Task } from '../task/types.ts';
+import { logSoftmax } from '../task/metrics.ts';
+import { buildEdgeGraph, type EdgeGraph } from './edge-graph.ts';
+import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
+import { allocLike, collectActivations } from './activations.ts';
+import { componentHooks } from './replacements.ts';
+
+/** A set of ablated edges (indices into the edge graph), each fully ablated unless `amount` says how much. */
+export interface EdgeAblation {
+  edges: readonly number[];
+  amount?: readonly number[];
+}
+
+export interface EdgeEvaluateOptions {
+  batchSize: number;
+  metric?: MetricName;
+}
+
+export class EdgeEvaluator {
+  readonly graph: EdgeGraph;
+  /** Per prompt: the clean metric (0 for kl). */
+  clean!: Float64Array;
+  private cleanLogP: Float64Array[] = [];
+  /** Cached clean hook_resid_pre per layer position, and the final residual stream last: [N, tMax, d]. */
+  private resid: FloatArray[] = [];
+  private z = new Map<number, FloatArray>();
+  private mlp = new Map<number, FloatArray>();
+  private embed!: FloatArray;
+  private tMax = 0;
+  private lengths: number[] = [];
+  private order: number[] = [];
+
+  private constructor(
+    readonly model: HookedModel,
+    readonly task: Task,
+    readonly repl: EdgeReplacements,
+    readonly metric: MetricName,
+    readonly batchSize: number,
+  ) {
+    this.graph = buildEdgeGraph(model.config);
+  }
+
+  static async create(model: HookedModel, task: Task, repl: EdgeReplacements, opts: EdgeEvaluateOptions): Promise<EdgeEvaluator> {
+    const ev = new EdgeEvaluator(model, task, repl, opts.metric ?? 'logit-diff', Math.max(1, opts.batchSize));
+    await ev.prepare();
+    return ev;
+  }
+
+  private async prepare(): Promise<void> {
+    const { model, task } = this;
+    const cfg = model.config;
+    const L = cfg.layers.length;
+    const prompts = task.pairs.map((p) => p.clean);
+    const residHooks = cfg.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre'));
+    if (L > 0) residHooks.push(model.hookName(L - 1, 'hook_resid_post'));
+    const { z, mlp } = componentHooks(model);
+    const hooks = [...residHooks, ...z.values(), ...mlp.values()];
+    this.clean = new Float64Array(prompts.length);
+    const acts = await collectActivations(model, prompts, hooks, this.batchSize, {
+      options: (s, e) => ({ logits: this.metric === 'kl' ? 'last' : 'answers', metric: this.metric === 'kl' ? 'logit-diff' : this.metric, answers: task.pairs.slice(s, e).map(answersOf) }),
+      result: (s, out) => {
+        const B = out.metric!.length;
+        for (let b = 0; b < B; b++) this.clean[s + b] = this.metric === 'kl' ? 0 : out.metric![b];
+        if (this.metric === 'kl') {
+          const V = cfg.vocabSize;
+          for (let b = 0; b < B; b++) this.cleanLogP.push(logSoftmax(out.logits!.data.subarray(b * V, (b + 1) * V)));
+        }
+      },
+    });
+    this.resid = residHooks.map((h) => acts.values.get(h)!);
+    for (const [pos, h] of z) this.z.set(pos, acts.values.get(h)!);
+    for (const [pos, h] of mlp) this.mlp.set(pos, acts.values.get(h)!);
+    this.tMax = acts.tMax;
+    this.lengths = acts.lengths;
+    this.embed = promptEmbeddings(model, prompts, this.tMax);
+    this.order = prompts.map((_, i) => i).sort((a, b) => this.lengths[a] - this.lengths[b] || a - b);
+  }
+
+  /** The metric of each configuration, per prompt. */
+  async evaluate(configs: EdgeAblation[], onProgress?: (done: number, total: number) => void): Promise<Float64Array[]> {
+    const N = this.task.pairs.length;
+    const L = this.model.config.layers.length;
+    const results = configs.map(() => new Float64Array(N));
+    const groups = new Map<number, number[]>();
+    configs.forEach((c, i) => {
+      if (c.edges.length === 0) {
+        results[i] = Float64Array.from(this.clean);
+        return;
+      }
+      let start = L;
+      for (const e of c.edges) start = Math.min(start, this.graph.edges[e].receiver.pos);
+      if (!groups.has(start)) groups.set(start, []);
+      groups.get(start)!.push(i);
+    });
+    const total = [...groups.values()].reduce((s, ids) => s + ids.length * N, 0);
+    let done = 0;
+    for (const [start, ids] of [...groups.entries()].sort((a, b) => a[0] - b[0])) {
+      const spec = this.specFor(start, ids.map((i) => configs[i]));
+      // Rectangular chunks: U prompts × C configurations.
+      const C = Math.min(ids.length, this.batchSize);
+      const U = Math.max(1, Math.floor(this.batchSize / C));
+      for (let ps = 0; ps < N; ps += U) {
+        const prompts = this.order.slice(ps, ps + U);
+        for (let cs = 0; cs < ids.length; cs += C) {
+          const chunk = ids.slice(cs, cs + C);
+          const values = await this.runChunk(start, spec, prompts, chunk.map((i) => configs[i]));
+          prompts.forEach((p, u) => chunk.forEach((ci, c) => (results[ci][p] = values[u * chunk.length + c])));
+          done += prompts.length * chunk.length;
+          onProgress?.(done, total);
+        }
+      }
+    }
+    return results;
+  }
+
+  /** Which receivers the graph for these configurations must route. */
+  private specFor(start: number, configs: EdgeAblation[]): EdgeSpec {
+    const att = new Set<number>();
+    const mlp = new Set<number>();
+    let logits = false;
+    for (const c of configs) {
+      for (const e of c.edges) {
+        const r = this.graph.edges[e].receiver;
+        if (r.kind === 'logits') logits = true;
+        else if (r.kind === 'mlp') mlp.add(r.pos);
+        else att.add(r.pos);
+      }
+    }
+    const sort = (s: Set<number>) => [...s].sort((a, b) => a - b);
+    const shape = this.repl.comp.ablation === 'resample' ? 'row' : 'const';
+    return { att: sort(att), mlp: sort(mlp), logits, replacement: shape };
+  }
+
+  private async runChunk(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Promise<Float64Array> {
+    const { model, repl } = this;
+    const cfg = model.config;
+    const L = cfg.layers.length;
+    const d = cfg.dModel;
+    const dh = cfg.dHead;
+    const U = prompts.length;
+    const C = configs.length;
+    const B = U * C;
+    const T = Math.max(...prompts.map((p) => this.lengths[p]));
+    const tMax = this.tMax;
+    const rowPrompt = (b: number) => prompts[Math.floor(b / C)];
+
+    // Per-row copies of a [N, tMax, width] cache (or per-prompt with `perPrompt`).
+    const gather = (src: FloatArray, width: number, perPrompt: boolean): FloatArray => {
+      const n = perPrompt ? U : B;
+      const out = allocLike(model, n * T * width);
+      for (let r = 0; r < n; r++) {
+        const p = perPrompt ? prompts[r] : rowPrompt(r);
+        out.set(src.subarray(p * tMax * width, (p * tMax + T) * width), r * T * width);
+      }
+      return out;
+    };
+    /** replacement − clean per prompt [U, T, width]; `r` const [width] or row [N, repl.tMax, width]. */
+    const delta = (r: { shape: 'const' | 'row'; data: FloatArray }, clean: FloatArray, width: number): FloatArray => {
+      const out = allocLike(model, U * T * width);
+      prompts.forEach((p, u) => {
+        for (let t = 0; t < T; t++) {
+          const o = (u * T + t) * width;
+          const co = (p * tMax + t) * width;
+          const ro = (p * repl.comp.tMax + t) * width;
+          for (let j = 0; j < width; j++) out[o + j] = (r.shape === 'const' ? r.data[j] : t < repl.comp.tMax ? r.data[ro + j] : 0) - clean[co + j];
+        }
+      });
+      return out;
+    };
+    const feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }> = {};
+    feeds.edge_pre_input = { data: delta(repl.input, this.embed, d), dims: [U, T, d] };
+    for (let j = 0; j < start; j++) {
+      const k = cfg.layers[j].heads.length;
+      if (k > 0) feeds[`edge_pre_z.${j}`] = { data: delta(repl.comp.z.get(j)!, this.z.get(j)!, k * dh), dims: [U, T, k, dh] };
+      if (cfg.layers[j].mlp) feeds[`edge_pre_mlp.${j}`] = { data: delta(repl.comp.mlp.get(j)!, this.mlp.get(j)!, d), dims: [U, T, d] };
+    }
+    // In-run senders' replacements, up to the last layer some receiver reads from.
+    const lastRead = spec.logits ? L - 1 : Math.max(-1, ...spec.att.map((i) => i - 1), ...spec.mlp);
+    for (let j = start; j <= lastRead; j++) {
+      const k = cfg.layers[j].heads.length;
+      const zr = repl.comp.z.get(j);
+      if (k > 0 && zr) {
+        feeds[`edge_z_repl.${j}`] = zr.shape === 'const' ? { data: zr.data, dims: [1, 1, k, dh] } : { data: this.rowsOf(zr.data, k * dh, prompts, C, T), dims: [B, T, k, dh] };
+      }
+      const mr = repl.comp.mlp.get(j);
+      if (cfg.layers[j].mlp && mr) {
+        feeds[`edge_mlp_repl.${j}`] = mr.shape === 'const' ? { data: mr.data, dims: [1, 1, d] } : { data: this.rowsOf(mr.data, d, prompts, C, T), dims: [B, T, d] };
+      }
+    }
+    // Masks.
+    const perConfig = configs.map((c) => c.edges.map((e, i) => [e, c.amount?.[i] ?? 1] as const));
+    for (const i of spec.att) {
+      const S = sendersBefore(cfg, i);
+      const active = new Set<number>();
+      for (const list of perConfig) for (const [e] of list) if (this.graph.edges[e].receiver.pos === i && this.graph.edges[e].receiver.attIndex >= 0) active.add(this.graph.edges[e].receiver.attIndex);
+      const sel = active.size > 0 ? [...active].sort((a, b) => a - b) : [0];
+      if (sel.some((a) => a >= attentionReceivers(cfg, i))) throw new Error('edge receiver outside its layer');
+      const A = sel.length;
+      const slotOf = new Map(sel.map((a, s) => [a, s]));
+      const mask = new Float64Array(B * A * S);
+      perConfig.forEach((list, c) => {
+        for (const [e, amount] of list) {
+          const edge = this.graph.edges[e];
+          if (edge.receiver.pos !== i || edge.receiver.attIndex < 0) continue;
+          for (let u = 0; u < U; u++) mask[((u * C + c) * A + slotOf.get(edge.receiver.attIndex)!) * S + edge.sender.index] = amount;
+        }
+      });
+      feeds[`edge_att_sel.${i}`] = { data: BigInt64Array.from(sel, (a) => BigInt(a)), dims: [A] };
+      feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, S] };
+    }
+    const singleMask = (S: number, take: (r: { kind: string; pos: number }) => boolean): Float64Array => {
+      const mask = new Float64Array(B * S);
+      perConfig.forEach((list, c) => {
+        for (const [e, amount] of list) {
+          const edge = this.graph.edges[e];
+          if (!take(edge.receiver)) continue;
+          for (let u = 0; u < U; u++) mask[(u * C + c) * S + edge.sender.index] = amount;
+        }
+      });
+      return mask;
+    };
+    for (const i of spec.mlp) {
+      const S = mlpReceiverSenders(cfg, i);
+      feeds[`edge_mlp_mask.${i}`] = { data: singleMask(S, (r) => r.kind === 'mlp' && r.pos === i), dims: [B, 1, S] };
+    }
+    if (spec.logits) {
+      const S = sendersBefore(cfg, L);
+      feeds.edge_logits_mask = { data: singleMask(S, (r) => r.kind === 'logits'), dims: [B, 1, S] };
+    }
+    const rows = Array.from({ length: B }, (_, b) => rowPrompt(b));
+    const out: RunResult = await model.run({
+      resid: { data: gather(this.resid[start], d, false), dims: [B, T, d] },
+      startLayer: start,
+      lengths: rows.map((p) => this.lengths[p]),
+      logits: 'answers',
+      metric: this.metric,
+      answers: rows.map((p) => answersOf(this.task.pairs[p])),
+      cleanLogProbs: this.metric === 'kl' ? rows.map((p) => this.cleanLogP[p]) : undefined,
+      edges: { spec, feeds },
+    });
+    return Float64Array.from(out.metric!);
+  }
+
+  /** Per-row copies of a per-prompt [N, repl.tMax, width] replacement. */
+  private rowsOf(src: FloatArray, width: number, prompts: number[], C: number, T: number): FloatArray {
+    const out = allocLike(this.model, prompts.length * C * T * width);
+    const tm = this.repl.comp.tMax;
+    prompts.forEach((p, u) => {
+      const len = Math.min(T, tm);
+      const row = src.subarray(p * tm * width, (p * tm + len) * width);
+      for (let c = 0; c < C; c++) out.set(row, (u * C + c) * T * width);
+    });
+    return out;
+  }
+}
