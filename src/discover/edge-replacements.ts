@@ -5,10 +5,11 @@
  * embedding over every real token of the --mean-over prompts, or the corrupt prompt's embedding.
  */
 import type { FloatArray, HookedModel } from '../model/hooked.ts';
-import type { Task } from '../task/types.ts';
+import { answersOf, type Task } from '../task/types.ts';
+import type { MetricName } from '../model/readout.ts';
 import { tensorTable } from '../model/arch/index.ts';
-import { computeReplacements, type Ablation, type LayerValues, type MeanOver, type Replacements } from './replacements.ts';
-import { allocLike } from './activations.ts';
+import { componentHooks, computeReplacements, type Ablation, type LayerValues, type MeanOver, type Replacements } from './replacements.ts';
+import { allocLike, collectActivations } from './activations.ts';
 
 export interface EdgeReplacements {
   ablation: Ablation;
@@ -45,9 +46,33 @@ export function promptEmbeddings(model: HookedModel, prompts: number[][], tMax: 
   return out;
 }
 
-export async function computeEdgeReplacements(model: HookedModel, task: Task, ablation: Ablation, meanOver: MeanOver = 'clean', batchSize = 32): Promise<EdgeReplacements> {
-  const comp = await computeReplacements(model, task, ablation, meanOver, batchSize);
+/**
+ * The replacements for every sender. Under resample ablation the one pass over the corrupt prompts
+ * that gives the values also gives the corrupt prompts' metric (`corruptMetric`), which scans report.
+ */
+export async function computeEdgeReplacements(
+  model: HookedModel,
+  task: Task,
+  ablation: Ablation,
+  meanOver: MeanOver = 'clean',
+  batchSize = 32,
+  metric: MetricName = 'logit-diff',
+): Promise<EdgeReplacements & { corruptMetric?: Float64Array }> {
   const d = model.config.dModel;
+  if (ablation === 'resample' && metric !== 'kl') {
+    const { z, mlp } = componentHooks(model);
+    const corruptMetric = new Float64Array(task.pairs.length);
+    const acts = await collectActivations(model, task.pairs.map((p) => p.corrupt), [...z.values(), ...mlp.values()], batchSize, {
+      options: (s, e) => ({ logits: 'answers', metric, answers: task.pairs.slice(s, e).map(answersOf) }),
+      result: (s, out) => out.metric!.forEach((m, b) => (corruptMetric[s + b] = m)),
+    });
+    const comp: Replacements = { ablation, meanOver, z: new Map(), mlp: new Map(), tMax: acts.tMax };
+    for (const [pos, h] of z) comp.z.set(pos, { shape: 'row', data: acts.values.get(h)! });
+    for (const [pos, h] of mlp) comp.mlp.set(pos, { shape: 'row', data: acts.values.get(h)! });
+    const input: LayerValues = { shape: 'row', data: promptEmbeddings(model, task.pairs.map((p) => p.corrupt), acts.tMax) };
+    return { ablation, meanOver, comp, input, corruptMetric };
+  }
+  const comp = await computeReplacements(model, task, ablation, meanOver, batchSize);
   let input: LayerValues;
   if (ablation === 'zero') {
     input = { shape: 'const', data: allocLike(model, d) };
