@@ -92,8 +92,20 @@ export class EdgeEvaluator {
     this.order = prompts.map((_, i) => i).sort((a, b) => this.lengths[a] - this.lengths[b] || a - b);
   }
 
-  /** The metric of each configuration, per prompt. */
-  async evaluate(configs: EdgeAblation[], onProgress?: (done: number, total: number) => void): Promise<Float64Array[]> {
+  /** Per prompt, the clean next-token log-probabilities (kl metric only). */
+  get cleanLogProbs(): Float64Array[] {
+    return this.cleanLogP;
+  }
+
+  /**
+   * The metric of each configuration, per prompt. `onChunk` hears about every onnxruntime run:
+   * its start layer, its rows and how long it took.
+   */
+  async evaluate(
+    configs: EdgeAblation[],
+    onProgress?: (done: number, total: number) => void,
+    onChunk?: (info: { start: number; rows: number; seconds: number }) => void,
+  ): Promise<Float64Array[]> {
     const N = this.task.pairs.length;
     const L = this.model.config.layers.length;
     const results = configs.map(() => new Float64Array(N));
@@ -119,7 +131,9 @@ export class EdgeEvaluator {
         const prompts = this.order.slice(ps, ps + U);
         for (let cs = 0; cs < ids.length; cs += C) {
           const chunk = ids.slice(cs, cs + C);
+          const t0 = performance.now();
           const values = await this.runChunk(start, spec, prompts, chunk.map((i) => configs[i]));
+          onChunk?.({ start, rows: values.length, seconds: (performance.now() - t0) / 1000 });
           prompts.forEach((p, u) => chunk.forEach((ci, c) => (results[ci][p] = values[u * chunk.length + c])));
           done += prompts.length * chunk.length;
           onProgress?.(done, total);
