@@ -10,6 +10,7 @@ import { registerEvalCommand } from './eval.ts';
 import { registerScanCommand } from './scan.ts';
 import { registerPruneCommand } from './prune.ts';
 import { registerDemoCommand } from './demo.ts';
+import { registerFaithfulnessCommand } from './faithfulness.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerTrainCommand(program);
   registerCompressCommand(program);
   registerEvalCommand(program);
+  registerFaithfulnessCommand(program);
   // The demo runs the other commands in-process, each on a fresh program (commander keeps option state).
   registerDemoCommand(program, async (argv) => {
     await buildProgram().parseAsync(argv, { from: 'user' });
