@@ -21,10 +21,26 @@ import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts'
 import { allocLike, collectActivations } from './activations.ts';
 import { componentHooks } from './replacements.ts';
 
-/** A set of ablated edges (indices into the edge graph), each fully ablated unless `amount` says how much. */
+/**
+ * A set of ablated edges (indices into the edge graph), each fully ablated unless `amount` says
+ * how much, on top of an optional shared `base` set (ACDC's removals so far): many configurations
+ * that share a large base are cheap to lay out.
+ */
 export interface EdgeAblation {
   edges: readonly number[];
   amount?: readonly number[];
+  base?: EdgeBase;
+}
+
+/** A set of fully ablated edges laid out once as per-receiver-layer mask rows (see EdgeEvaluator.base). */
+export interface EdgeBase {
+  edges: readonly number[];
+  /** Earliest receiver layer position (L for logits only, +∞ for none). */
+  minPos: number;
+  /** Per layer position: dense [attention receivers × senders before the layer] rows, and which receivers have any. */
+  att: Map<number, { rows: Float64Array; active: number[] }>;
+  mlp: Map<number, Float64Array>;
+  logits?: Float64Array;
 }
 
 export interface EdgeEvaluateOptions {
@@ -92,6 +108,31 @@ export class EdgeEvaluator {
     this.order = prompts.map((_, i) => i).sort((a, b) => this.lengths[a] - this.lengths[b] || a - b);
   }
 
+  /** Lay a set of edges out once, for configurations that all contain it. */
+  base(edges: readonly number[]): EdgeBase {
+    const cfg = this.model.config;
+    const out: EdgeBase = { edges: [...edges], minPos: Infinity, att: new Map(), mlp: new Map() };
+    for (const e of edges) {
+      const { sender, receiver: r } = this.graph.edges[e];
+      out.minPos = Math.min(out.minPos, r.pos);
+      if (r.kind === 'logits') {
+        (out.logits ??= new Float64Array(sendersBefore(cfg, cfg.layers.length)))[sender.index] = 1;
+      } else if (r.kind === 'mlp') {
+        let m = out.mlp.get(r.pos);
+        if (!m) out.mlp.set(r.pos, (m = new Float64Array(mlpReceiverSenders(cfg, r.pos))));
+        m[sender.index] = 1;
+      } else {
+        const S = sendersBefore(cfg, r.pos);
+        let a = out.att.get(r.pos);
+        if (!a) out.att.set(r.pos, (a = { rows: new Float64Array(attentionReceivers(cfg, r.pos) * S), active: [] }));
+        if (!a.active.includes(r.attIndex)) a.active.push(r.attIndex);
+        a.rows[r.attIndex * S + sender.index] = 1;
+      }
+    }
+    for (const a of out.att.values()) a.active.sort((x, y) => x - y);
+    return out;
+  }
+
   /** Per prompt, the clean next-token log-probabilities (kl metric only). */
   get cleanLogProbs(): Float64Array[] {
     return this.cleanLogP;
@@ -111,11 +152,11 @@ export class EdgeEvaluator {
     const results = configs.map(() => new Float64Array(N));
     const groups = new Map<number, number[]>();
     configs.forEach((c, i) => {
-      if (c.edges.length === 0) {
+      if (c.edges.length === 0 && (c.base?.edges.length ?? 0) === 0) {
         results[i] = Float64Array.from(this.clean);
         return;
       }
-      let start = L;
+      let start = Math.min(L, c.base?.minPos ?? L);
       for (const e of c.edges) start = Math.min(start, this.graph.edges[e].receiver.pos);
       if (!groups.has(start)) groups.set(start, []);
       groups.get(start)!.push(i);
@@ -148,6 +189,12 @@ export class EdgeEvaluator {
     const att = new Set<number>();
     const mlp = new Set<number>();
     let logits = false;
+    const bases = new Set(configs.flatMap((c) => (c.base ? [c.base] : [])));
+    for (const b of bases) {
+      for (const i of b.att.keys()) att.add(i);
+      for (const i of b.mlp.keys()) mlp.add(i);
+      if (b.logits) logits = true;
+    }
     for (const c of configs) {
       for (const e of c.edges) {
         const r = this.graph.edges[e].receiver;
@@ -217,45 +264,55 @@ export class EdgeEvaluator {
         feeds[`edge_mlp_repl.${j}`] = mr.shape === 'const' ? { data: mr.data, dims: [1, 1, d] } : { data: this.rowsOf(mr.data, d, prompts, C, T), dims: [B, T, d] };
       }
     }
-    // Masks.
-    const perConfig = configs.map((c) => c.edges.map((e, i) => [e, c.amount?.[i] ?? 1] as const));
+    // Masks: each configuration's rows (its base's, then its own edges), repeated for its U prompts.
+    const perConfig = configs.map((c) => c.edges.map((e, i) => [this.graph.edges[e], c.amount?.[i] ?? 1] as const));
+    const fill = (mask: Float64Array, perRow: number, write: (c: number, row: Float64Array) => void) => {
+      const row = new Float64Array(perRow);
+      configs.forEach((_, c) => {
+        row.fill(0);
+        write(c, row);
+        for (let u = 0; u < U; u++) mask.set(row, (u * C + c) * perRow);
+      });
+    };
     for (const i of spec.att) {
       const S = sendersBefore(cfg, i);
       const active = new Set<number>();
-      for (const list of perConfig) for (const [e] of list) if (this.graph.edges[e].receiver.pos === i && this.graph.edges[e].receiver.attIndex >= 0) active.add(this.graph.edges[e].receiver.attIndex);
+      configs.forEach((c, ci) => {
+        for (const a of c.base?.att.get(i)?.active ?? []) active.add(a);
+        for (const [edge] of perConfig[ci]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) active.add(edge.receiver.attIndex);
+      });
       const sel = active.size > 0 ? [...active].sort((a, b) => a - b) : [0];
       if (sel.some((a) => a >= attentionReceivers(cfg, i))) throw new Error('edge receiver outside its layer');
       const A = sel.length;
-      const slotOf = new Map(sel.map((a, s) => [a, s]));
+      const slotOf = new Map(sel.map((a, k) => [a, k]));
       const mask = new Float64Array(B * A * S);
-      perConfig.forEach((list, c) => {
-        for (const [e, amount] of list) {
-          const edge = this.graph.edges[e];
-          if (edge.receiver.pos !== i || edge.receiver.attIndex < 0) continue;
-          for (let u = 0; u < U; u++) mask[((u * C + c) * A + slotOf.get(edge.receiver.attIndex)!) * S + edge.sender.index] = amount;
-        }
+      fill(mask, A * S, (c, row) => {
+        const b = configs[c].base?.att.get(i);
+        if (b) for (const a of b.active) row.set(b.rows.subarray(a * S, (a + 1) * S), slotOf.get(a)! * S);
+        for (const [edge, amount] of perConfig[c]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) row[slotOf.get(edge.receiver.attIndex)! * S + edge.sender.index] = amount;
       });
       feeds[`edge_att_sel.${i}`] = { data: BigInt64Array.from(sel, (a) => BigInt(a)), dims: [A] };
       feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, S] };
     }
-    const singleMask = (S: number, take: (r: { kind: string; pos: number }) => boolean): Float64Array => {
-      const mask = new Float64Array(B * S);
-      perConfig.forEach((list, c) => {
-        for (const [e, amount] of list) {
-          const edge = this.graph.edges[e];
-          if (!take(edge.receiver)) continue;
-          for (let u = 0; u < U; u++) mask[(u * C + c) * S + edge.sender.index] = amount;
-        }
-      });
-      return mask;
-    };
     for (const i of spec.mlp) {
       const S = mlpReceiverSenders(cfg, i);
-      feeds[`edge_mlp_mask.${i}`] = { data: singleMask(S, (r) => r.kind === 'mlp' && r.pos === i), dims: [B, 1, S] };
+      const mask = new Float64Array(B * S);
+      fill(mask, S, (c, row) => {
+        const b = configs[c].base?.mlp.get(i);
+        if (b) row.set(b);
+        for (const [edge, amount] of perConfig[c]) if (edge.receiver.kind === 'mlp' && edge.receiver.pos === i) row[edge.sender.index] = amount;
+      });
+      feeds[`edge_mlp_mask.${i}`] = { data: mask, dims: [B, 1, S] };
     }
     if (spec.logits) {
       const S = sendersBefore(cfg, L);
-      feeds.edge_logits_mask = { data: singleMask(S, (r) => r.kind === 'logits'), dims: [B, 1, S] };
+      const mask = new Float64Array(B * S);
+      fill(mask, S, (c, row) => {
+        const b = configs[c].base?.logits;
+        if (b) row.set(b);
+        for (const [edge, amount] of perConfig[c]) if (edge.receiver.kind === 'logits') row[edge.sender.index] = amount;
+      });
+      feeds.edge_logits_mask = { data: mask, dims: [B, 1, S] };
     }
     const rows = Array.from({ length: B }, (_, b) => rowPrompt(b));
     const out: RunResult = await model.run({

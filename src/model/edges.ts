@@ -214,7 +214,7 @@ export class EdgeRouter {
    * Σ_S mask[b, a, S] · delta_S over the first `count` senders: [B, A, T, d], or with `metricRows`
    * [B, A, 1, d] at each row's metric position.
    */
-  private mix(mask: Value, count: number, metricRows: boolean, A: number | 'A' = 'A'): Value {
+  private mix(mask: Value, count: number, metricRows: boolean, A: number | string): Value {
     const g = this.g;
     const d = this.d;
     const sizes: number[] = [];
@@ -234,12 +234,12 @@ export class EdgeRouter {
     used.forEach((p, idx) => {
       const m = masks[idx];
       const R = p.atMetric ? 1 : 'T';
-      const flat = g.reshapeTo(p.value, g.concat([g.slice(g.shapeOf(p.value), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1])], 0), [p.kind === 'pre' ? 'U' : 'B', p.size, 'R*d']);
+      const flat = g.reshapeTo(p.value, g.concat([g.slice(g.shapeOf(p.value), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1])], 0), [p.kind === 'pre' ? 'U' : 'B', p.size, p.atMetric ? d : 'T*d']);
       let mixed: Value;
       if (p.kind === 'pre') {
         // Rows are prompt-major (b = u·C + c): [U, C·A, S] @ [U, S, T·d].
         const U = g.slice(g.shapeOf(p.value), g.ints([0]), g.ints([1]), [0], [1]);
-        const mm = g.reshapeTo(m, g.concat([U, g.ints([-1, p.size])], 0), ['U', 'CA', p.size]);
+        const mm = g.reshapeTo(m, g.concat([U, g.ints([-1, p.size])], 0), ['U', `C*${A}`, p.size]);
         mixed = g.matmul(mm, flat);
       } else {
         mixed = g.matmul(m, flat);
@@ -262,9 +262,11 @@ export class EdgeRouter {
     const R = attentionReceivers(cfg, i);
     const kq = cfg.layers[i].heads.length;
     const kv = (R - kq) / 2;
-    const sel = g.input(`edge_att_sel.${i}`, ['A'], 'int64');
-    const mask = g.input(`edge_att_mask.${i}`, ['B', 'A', sendersBefore(cfg, i)]);
-    const x = g.add(g.unsqueeze(resid, [1]), this.mix(mask, sendersBefore(cfg, i), false)); // [B, A, T, d]
+    // Each layer's count of selected receivers is its own symbolic dim (onnxruntime checks names agree).
+    const A = `Arecv${i}`;
+    const sel = g.input(`edge_att_sel.${i}`, [A], 'int64');
+    const mask = g.input(`edge_att_mask.${i}`, ['B', A, sendersBefore(cfg, i)]);
+    const x = g.add(g.unsqueeze(resid, [1]), this.mix(mask, sendersBefore(cfg, i), false, A)); // [B, A, T, d]
     const y = norm(g, cfg, x, this.wa.must('norm1.w', i), this.wa.w('norm1.b', i));
     const proj = receiverProjections(g, cfg, i, this.wa);
     let p = g.matmul(y, g.gather(proj.w, sel)); // [B, A, T, dh]

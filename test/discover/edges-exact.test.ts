@@ -101,3 +101,20 @@ for (const c of cases) {
     assert.ok(Math.abs(got[4][0] - ev.clean[0]) > 1e-3);
   });
 }
+
+test('configurations on a shared base set equal the same sets written out', async () => {
+  const hf = randomHfModel({ arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 8 });
+  const model = load(hf, 'base');
+  const task = randomTask(3, VOCAB, 12, [5, 7, 6]);
+  const repl = await computeEdgeReplacements(model, task, 'resample');
+  const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 5 });
+  const graph = ev.graph;
+  const late = graph.edges.filter((e) => e.receiver.pos >= 1).map((e) => e.index);
+  const baseEdges = late.filter((_, i) => i % 3 === 0);
+  const base = ev.base(baseEdges);
+  const extras = [[], [late[1]], [late[2], late[4]], graph.edges.filter((e) => e.receiver.pos === 0).slice(0, 3).map((e) => e.index)];
+  const onBase = await ev.evaluate(extras.map((edges) => ({ edges, base })));
+  const written = await ev.evaluate(extras.map((edges) => ({ edges: [...baseEdges, ...edges] })));
+  onBase.forEach((row, i) => row.forEach((v, p) => assert.ok(Math.abs(v - written[i][p]) < 1e-10, `config ${i} prompt ${p}`)));
+  assert.ok(Math.abs(onBase[0][0] - ev.clean[0]) > 1e-4);
+});
