@@ -1,5 +1,6 @@
 /**
- * `carve prune`: a pruning order (scores, greedy, acdc) and the metric after every step.
+ * `carve prune`: a pruning order (scores, greedy, acdc) and the metric after every step; with
+ * `--level edges`, ACDC over edges.
  * With --out, the partial result is written after every step to FILE.partial.json (atomically);
  * --resume continues from it when it was made for the same model, task and options, and the
  * partial file is removed once FILE is written.
@@ -15,6 +16,8 @@ import { progressBar } from '../util/progress.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
 import type { MetricKind } from '../discover/evaluate.ts';
+import type { MetricName } from '../model/readout.ts';
+import { edgeAcdc } from '../discover/edge-acdc.ts';
 import {
   DEFAULT_ACDC_THRESHOLD,
   DEFAULT_VERIFY,
@@ -40,6 +43,7 @@ export interface PruneCliOptions extends EngineCliOptions, TaskCliOptions {
   metric?: string;
   resume?: boolean;
   batchSize: string;
+  level: string;
 }
 
 /** Where the partial result of `--out FILE` lives. */
@@ -82,12 +86,15 @@ export function registerPruneCommand(program: Command): void {
     .option('--threshold <T>', `acdc: remove when the metric gets worse by less than T (default ${DEFAULT_ACDC_THRESHOLD})`)
     .option('--metric <logit_diff|kl>', 'acdc: the metric its decisions use (default logit_diff); steps always report the logit difference')
     .option('--components <heads|mlps|all>', 'which components to prune', 'all')
+    .option('--level <components|edges>', 'prune components, or (with --order acdc) edges', 'components')
     .option('--resume', 'continue from FILE.partial.json of an interrupted run with the same model, task and options', false)
     .option('--out <file>', 'write the JSON here (default: stdout); with it, partial results go to FILE.partial.json');
   addAblationOptions(cmd);
   addTaskOptions(cmd);
   addModelOptions(cmd).action(async (opts: PruneCliOptions) => {
     const order = parseChoice<PruneOrder>(opts.order, '--order', PRUNE_ORDERS);
+    const level = parseChoice<'components' | 'edges'>(opts.level, '--level', ['components', 'edges']);
+    if (level === 'edges') return pruneEdges(opts, order);
     const ablation = parseChoice<Ablation>(opts.ablation, '--ablation', ABLATIONS);
     const method = parseChoice<PruneMethod>(opts.method, '--method', PRUNE_METHODS);
     const components = parseChoice<ComponentKind>(opts.components, '--components', COMPONENT_KINDS);
@@ -123,4 +130,28 @@ export function registerPruneCommand(program: Command): void {
     writeJson(opts.out, result);
     if (partial) rmSync(partial, { force: true });
   });
+}
+
+/** `--level edges`: ACDC over edges (edge-acdc.ts). */
+async function pruneEdges(opts: PruneCliOptions, order: PruneOrder): Promise<void> {
+  if (order !== 'acdc') fail(`--level edges: only --order acdc works on edges, got --order ${order}`);
+  if (opts.method !== 'exact') fail('--level edges: ACDC over edges is exact only (--method exact)');
+  if (opts.verify !== undefined) fail('--verify applies only to --order greedy --method attribution');
+  if (opts.resume) fail('--resume: ACDC over edges does not checkpoint');
+  const ablation = parseChoice<Ablation>(opts.ablation, '--ablation', ABLATIONS);
+  const meanOver = parseChoice<MeanOver>(opts.meanOver, '--mean-over', ['clean', 'corrupt']);
+  const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
+  const threshold = opts.threshold !== undefined ? parseNumber(opts.threshold, '--threshold') : undefined;
+  const kind = opts.metric !== undefined ? parseChoice<MetricKind>(opts.metric, '--metric', METRIC_KINDS) : 'logit_diff';
+  const metric: MetricName = kind === 'kl' ? 'kl' : 'logit-diff';
+  const model = await loadHookedModel(opts);
+  const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' });
+  const bar = progressBar('prune acdc edges');
+  let result;
+  try {
+    result = await edgeAcdc(model, task, { threshold, ablation, meanOver, metric, batchSize, onProgress: (done, total) => bar.update(done, total, 'edges visited') });
+  } finally {
+    bar.stop();
+  }
+  writeJson(opts.out, result);
 }
