@@ -16,7 +16,7 @@ import { attentionReceivers, mlpReceiverSenders, sendersBefore } from '../model/
 import type { MetricName } from '../model/readout.ts';
 import { answersOf, type Task } from '../task/types.ts';
 import { logSoftmax } from '../task/metrics.ts';
-import { buildEdgeGraph, type EdgeGraph } from './edge-graph.ts';
+import { buildEdgeGraph, type Edge, type EdgeGraph } from './edge-graph.ts';
 import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
 import { allocLike, collectActivations } from './activations.ts';
 import { componentHooks } from './replacements.ts';
@@ -205,7 +205,19 @@ export class EdgeEvaluator {
     }
     const sort = (s: Set<number>) => [...s].sort((a, b) => a - b);
     const shape = this.repl.comp.ablation === 'resample' ? 'row' : 'const';
-    return { att: sort(att), mlp: sort(mlp), logits, replacement: shape };
+    // Configurations that each ablate into at most two attention receivers of a layer (single-edge
+    // scans) select receivers per row; the rest share one selection.
+    const fewPerRow = bases.size === 0 && configs.every((c) => {
+      const perLayer = new Map<number, Set<number>>();
+      for (const e of c.edges) {
+        const r = this.graph.edges[e].receiver;
+        if (r.attIndex < 0) continue;
+        if (!perLayer.has(r.pos)) perLayer.set(r.pos, new Set());
+        perLayer.get(r.pos)!.add(r.attIndex);
+      }
+      return [...perLayer.values()].every((set) => set.size <= 2);
+    });
+    return { att: sort(att), mlp: sort(mlp), logits, replacement: shape, select: fewPerRow ? 'row' : 'shared' };
   }
 
   private async runChunk(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Promise<Float64Array> {
@@ -275,6 +287,10 @@ export class EdgeEvaluator {
       });
     };
     for (const i of spec.att) {
+      if (spec.select === 'row') {
+        this.rowSelection(i, perConfig, U, feeds);
+        continue;
+      }
       const S = sendersBefore(cfg, i);
       const active = new Set<number>();
       configs.forEach((c, ci) => {
@@ -326,6 +342,40 @@ export class EdgeEvaluator {
       edges: { spec, feeds },
     });
     return Float64Array.from(out.metric!);
+  }
+
+  /**
+   * Per-row receiver selection for layer position i: each row's own receivers (padding rows of the
+   * one-hot are zero), and its mask rows for them.
+   */
+  private rowSelection(i: number, perConfig: (readonly (readonly [Edge, number])[])[], U: number, feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>): void {
+    const cfg = this.model.config;
+    const S = sendersBefore(cfg, i);
+    const R = attentionReceivers(cfg, i);
+    const C = perConfig.length;
+    const B = U * C;
+    const lists = perConfig.map((list) => [...new Set(list.filter(([e]) => e.receiver.pos === i && e.receiver.attIndex >= 0).map(([e]) => e.receiver.attIndex))].sort((a, b) => a - b));
+    const A = Math.max(1, ...lists.map((l) => l.length));
+    const sel = new BigInt64Array(B * A);
+    const onehot = new Float64Array(B * A * R);
+    const mask = new Float64Array(B * A * S);
+    perConfig.forEach((list, c) => {
+      const mine = lists[c];
+      for (let u = 0; u < U; u++) {
+        const b = u * C + c;
+        mine.forEach((a, k) => {
+          sel[b * A + k] = BigInt(a);
+          onehot[(b * A + k) * R + a] = 1;
+        });
+        for (const [e, amount] of list) {
+          if (e.receiver.pos !== i || e.receiver.attIndex < 0) continue;
+          mask[(b * A + mine.indexOf(e.receiver.attIndex)) * S + e.sender.index] = amount;
+        }
+      }
+    });
+    feeds[`edge_att_sel.${i}`] = { data: sel, dims: [B, A] };
+    feeds[`edge_att_onehot.${i}`] = { data: onehot, dims: [B, A, R] };
+    feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, S] };
   }
 
   /** Per-row copies of a per-prompt [N, repl.tMax, width] replacement. */

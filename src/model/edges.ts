@@ -47,6 +47,13 @@ export interface EdgeSpec {
   logits: boolean;
   /** Shape of the in-run senders' replacement values. */
   replacement: EdgeReplacementShape;
+  /**
+   * How attention receivers are selected: 'shared' — one list for all rows (`edge_att_sel.{i}` [A]),
+   * for configurations that ablate into many receivers; 'row' — a list per row (`edge_att_sel.{i}`
+   * [B, A] and `edge_att_onehot.{i}` [B, A, R], zero rows for padding), for batches of
+   * configurations that each touch one or two receivers (single-edge scans).
+   */
+  select?: 'shared' | 'row';
 }
 
 /** How the forward hands its weights over: by role, with the tensor table's slot for layouts. */
@@ -264,20 +271,28 @@ export class EdgeRouter {
     const kv = (R - kq) / 2;
     // Each layer's count of selected receivers is its own symbolic dim (onnxruntime checks names agree).
     const A = `Arecv${i}`;
-    const sel = g.input(`edge_att_sel.${i}`, [A], 'int64');
+    const perRow = this.spec.select === 'row';
+    const sel = g.input(`edge_att_sel.${i}`, perRow ? ['B', A] : [A], 'int64');
     const mask = g.input(`edge_att_mask.${i}`, ['B', A, sendersBefore(cfg, i)]);
     const x = g.add(g.unsqueeze(resid, [1]), this.mix(mask, sendersBefore(cfg, i), false, A)); // [B, A, T, d]
     const y = norm(g, cfg, x, this.wa.must('norm1.w', i), this.wa.w('norm1.b', i));
     const proj = receiverProjections(g, cfg, i, this.wa);
+    // Each selected receiver's own projection: weights [A, d, dh] (or [B, A, d, dh] per row).
     let p = g.matmul(y, g.gather(proj.w, sel)); // [B, A, T, dh]
-    if (proj.b) p = g.add(p, g.unsqueeze(g.gather(proj.b, sel), [1]));
-    // Swap the selected receivers into the shared [B, T, R, dh] projections with a one-hot [A, R].
-    const eye = new Float64Array(R * R);
-    for (let r = 0; r < R; r++) eye[r * R + r] = 1;
-    const onehot = g.gather(g.constant(eye, [R, R]), sel);
+    if (proj.b) p = g.add(p, g.unsqueeze(g.gather(proj.b, sel), [-2]));
+    // Swap the selected receivers into the shared [B, T, R, dh] projections with a one-hot [A, R]
+    // (per row: [B, 1, A, R], whose zero rows leave padding out).
+    let onehot: Value;
+    if (perRow) {
+      onehot = g.unsqueeze(g.input(`edge_att_onehot.${i}`, ['B', A, R]), [1]);
+    } else {
+      const eye = new Float64Array(R * R);
+      for (let r = 0; r < R; r++) eye[r * R + r] = 1;
+      onehot = g.gather(g.constant(eye, [R, R]), sel);
+    }
     const all = g.concat([q, k, v], 2);
     const diff = g.sub(g.transpose(p, [0, 2, 1, 3]), g.matmul(onehot, all)); // [B, T, A, dh]
-    const swapped = g.add(all, g.matmul(g.transpose(onehot, [1, 0]), diff));
+    const swapped = g.add(all, g.matmul(g.transpose(onehot, perRow ? [0, 1, 3, 2] : [1, 0]), diff));
     const [q2, k2, v2] = g.split(swapped, 2, [kq, kv, kv]);
     return [q2, k2, v2];
   }

@@ -97,6 +97,17 @@ for (const c of cases) {
         assert.ok(Math.abs(got[ci][p] - want) < 1e-8, `config ${ci} prompt ${p}: ${got[ci][p]} vs naive ${want}`);
       });
     });
+    // Batches of one- and two-edge configurations select receivers per row: same numbers.
+    const att = graph.edges.filter((e) => e.receiver.attIndex >= 0);
+    const few: EdgeAblation[] = [...pick(5).map((e) => ({ edges: [e] })), { edges: [att[0].index, att[att.length - 1].index] }, { edges: [att[1].index, att[2].index], amount: [0.5, 1] }];
+    const gotFew = await ev.evaluate(few);
+    few.forEach((conf, ci) => {
+      const ablated = new Map(conf.edges.map((e, i) => [graph.edges[e].name, conf.amount?.[i] ?? 1]));
+      task.pairs.forEach((_, p) => {
+        const want = naiveMetric(hf, task, p, c.ablation, ablated);
+        assert.ok(Math.abs(gotFew[ci][p] - want) < 1e-8, `few-edge config ${ci} prompt ${p}: ${gotFew[ci][p]} vs naive ${want}`);
+      });
+    });
     // Not vacuous: ablating every edge moves the metric.
     assert.ok(Math.abs(got[4][0] - ev.clean[0]) > 1e-3);
   });
