@@ -221,6 +221,33 @@ export class EdgeEvaluator {
   }
 
   private async runChunk(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Promise<Float64Array> {
+    const { model } = this;
+    const d = model.config.dModel;
+    const C = configs.length;
+    const B = prompts.length * C;
+    const T = Math.max(...prompts.map((p) => this.lengths[p]));
+    const rows = Array.from({ length: B }, (_, b) => prompts[Math.floor(b / C)]);
+    const resid = allocLike(model, B * T * d);
+    rows.forEach((p, b) => resid.set(this.resid[start].subarray(p * this.tMax * d, (p * this.tMax + T) * d), b * T * d));
+    const out: RunResult = await model.run({
+      resid: { data: resid, dims: [B, T, d] },
+      startLayer: start,
+      lengths: rows.map((p) => this.lengths[p]),
+      logits: 'answers',
+      metric: this.metric,
+      answers: rows.map((p) => answersOf(this.task.pairs[p])),
+      cleanLogProbs: this.metric === 'kl' ? rows.map((p) => this.cleanLogP[p]) : undefined,
+      edges: { spec, feeds: this.edgeFeeds(start, spec, prompts, configs) },
+    });
+    return Float64Array.from(out.metric!);
+  }
+
+  /**
+   * The edge inputs (edges.ts) of a run from layer position `start` over rows = prompts × configs
+   * (prompt-major), padded to the longest of the prompts. Public for benchmarks that run the graph
+   * their own way.
+   */
+  edgeFeeds(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Record<string, HostValue | { data: BigInt64Array; dims: number[] }> {
     const { model, repl } = this;
     const cfg = model.config;
     const L = cfg.layers.length;
@@ -233,16 +260,6 @@ export class EdgeEvaluator {
     const tMax = this.tMax;
     const rowPrompt = (b: number) => prompts[Math.floor(b / C)];
 
-    // Per-row copies of a [N, tMax, width] cache (or per-prompt with `perPrompt`).
-    const gather = (src: FloatArray, width: number, perPrompt: boolean): FloatArray => {
-      const n = perPrompt ? U : B;
-      const out = allocLike(model, n * T * width);
-      for (let r = 0; r < n; r++) {
-        const p = perPrompt ? prompts[r] : rowPrompt(r);
-        out.set(src.subarray(p * tMax * width, (p * tMax + T) * width), r * T * width);
-      }
-      return out;
-    };
     /** replacement − clean per prompt [U, T, width]; `r` const [width] or row [N, repl.tMax, width]. */
     const delta = (r: { shape: 'const' | 'row'; data: FloatArray }, clean: FloatArray, width: number): FloatArray => {
       const out = allocLike(model, U * T * width);
@@ -330,18 +347,7 @@ export class EdgeEvaluator {
       });
       feeds.edge_logits_mask = { data: mask, dims: [B, 1, S] };
     }
-    const rows = Array.from({ length: B }, (_, b) => rowPrompt(b));
-    const out: RunResult = await model.run({
-      resid: { data: gather(this.resid[start], d, false), dims: [B, T, d] },
-      startLayer: start,
-      lengths: rows.map((p) => this.lengths[p]),
-      logits: 'answers',
-      metric: this.metric,
-      answers: rows.map((p) => answersOf(this.task.pairs[p])),
-      cleanLogProbs: this.metric === 'kl' ? rows.map((p) => this.cleanLogP[p]) : undefined,
-      edges: { spec, feeds },
-    });
-    return Float64Array.from(out.metric!);
+    return feeds;
   }
 
   /**
