@@ -103,7 +103,7 @@ function weightAccess(g: Graph, model: HookedModel, fvWeights: Map<string, Value
  * backward to every receiver, and per receiving layer the scores [U, receivers, senders] summed over
  * the K steps.
  */
-function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, fedSenders: boolean, replShape: 'const' | 'row'): { graph: Graph; outputs: AttributionGraph['outputs'] } {
+export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, fedSenders: boolean, replShape: 'const' | 'row'): { graph: Graph; outputs: AttributionGraph['outputs'] } {
   const cfg = model.config;
   const L = cfg.layers.length;
   const d = cfg.dModel;
@@ -134,30 +134,45 @@ function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number
   if (!fedSenders && K !== 1) throw new Error('senders from the run itself need one step per prompt');
   const U = K === 1 ? 'B' : 'U';
   const repl = (name: string, rest: number[]) => (replShape === 'const' ? g.input(name, [1, 1, ...rest]) : g.input(name, [U, 'T', ...rest]));
-  const toColumns = (e: Value /* [U, S, T, d] */, S: number) => g.reshape(g.transpose(e, [0, 2, 3, 1]), [0, -1, S], [U, 'T*d', S]);
-  const pieces: { size: number; value: Value }[] = [{ size: 1, value: g.reshape(g.input('attr_input_delta', [U, 'T', d]), [0, -1, 1], [U, 'T*d', 1]) }];
+  // Sender deltas stay [U, S_piece, T·d] (a head's as its output projection leaves it); the
+  // contraction multiplies by their transpose, which onnxruntime fuses into the product.
+  const pieces: { size: number; value: Value; sums?: Value }[] = [{ size: 1, value: g.reshape(g.input('attr_input_delta', [U, 'T', d]), [0, 1, -1], [U, 1, 'T*d']) }];
   cfg.layers.forEach((l, i) => {
     const k = l.heads.length;
     if (k > 0) {
       const clean = fedSenders ? g.input(`attr_clean_z.${i}`, [U, 'T', k, dh]) : hook(i, 'attn.hook_z');
       const e = headOutputs(g, g.sub(repl(`attr_repl_z.${i}`, [k, dh]), clean), headOutputWeights(g, cfg, i, wa)); // [U, k, T, d]
-      pieces.push({ size: k, value: toColumns(e, k) });
+      pieces.push({ size: k, value: g.reshape(e, [0, 0, -1], [U, k, 'T*d']) });
     }
     if (l.mlp) {
       const clean = fedSenders ? g.input(`attr_clean_mlp.${i}`, [U, 'T', d]) : hook(i, 'hook_mlp_out');
-      pieces.push({ size: 1, value: g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d]), clean), [0, -1, 1], [U, 'T*d', 1]) });
+      pieces.push({ size: 1, value: g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d]), clean), [0, 1, -1], [U, 1, 'T*d']) });
     }
   });
-  /** Σ over the K steps of G [B, R, T, d] → [U, R, T·d], contracted with the first `count` senders → [U, R, count]. */
-  const contract = (G: Value, R: number, count: number): Value => {
-    const flat = g.reshape(G, [0, 0, -1], [K === 1 ? U : 'B', R, 'T*d']);
-    const td = g.slice(g.shapeOf(flat), g.ints([2]), g.ints([3]), [0], [1]);
-    const summed = K === 1 ? flat : g.reduceSum(g.reshapeTo(flat, g.concat([g.ints([-1, K, R]), td], 0), [U, K, R, 'T*d']), [1], false);
+  /** Σ over the K steps of rows [B, R, ...] → [U, R, ...rest] (rest flattened). */
+  const sumSteps = (x: Value, R: number, rest: string): Value => {
+    const flat = g.reshape(x, [0, 0, -1], [K === 1 ? U : 'B', R, rest]);
+    if (K === 1) return flat;
+    const n = g.slice(g.shapeOf(flat), g.ints([2]), g.ints([3]), [0], [1]);
+    return g.reduceSum(g.reshapeTo(flat, g.concat([g.ints([-1, K, R]), n], 0), [U, K, R, rest]), [1], false);
+  };
+  /**
+   * Σ_steps Σ_t Σ_j G[r, t, j]·E[s, t, j] − (with `c1` [B, R, T, 1]) Σ_steps Σ_t c1[r, t]·Σ_j E[s, t, j],
+   * for the first `count` senders: [U, R, count].
+   */
+  const contract = (G: Value, R: number, count: number, c1?: Value): Value => {
+    const summed = sumSteps(G, R, 'T*d');
+    const c1Sum = c1 ? sumSteps(c1, R, 'T') : undefined;
     const parts: Value[] = [];
     let n = 0;
     for (const p of pieces) {
       if (n >= count) break;
-      parts.push(g.matmul(summed, p.value));
+      let part = g.matmul(summed, g.transpose(p.value, [0, 2, 1]));
+      if (c1Sum) {
+        p.sums ??= g.transpose(g.reduceSum(g.reshape(p.value, [0, 0, -1, d], [U, p.size, 'T', d]), [-1], false), [0, 2, 1]); // [U, T, S]
+        part = g.sub(part, g.matmul(c1Sum, p.sums));
+      }
+      parts.push(part);
       n += p.size;
     }
     if (n !== count) throw new Error('sender pieces do not match the receiver');
@@ -190,11 +205,24 @@ function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number
       const gamma = g.reshape(wa.must('norm1.w', i), [1, d, 1], [1, d, 1]);
       const delta = g.concat([grad(`q${i}`), grad(`k${i}`), grad(`v${i}`)], 2); // [B, T, R, dh]
       const R = delta.shape[2] as number;
-      // Gradient at each receiver's normed input, times γ/σ: [B, R, T, d].
-      const scaled = g.matmul(g.transpose(g.mul(delta, g.unsqueeze(inv, [-1])), [0, 2, 1, 3]), g.transpose(g.mul(proj.w, gamma), [0, 2, 1]));
-      const G = normVjp(scaled, g.unsqueeze(xhat, [1]));
+      // The norm's VJP for every receiver at once, without passes over [B, R, T, d] for its means:
+      // ũ = γ⊙(W_r δ_r)/σ, mean(ũ) = δ_r/σ · (γᵀW_r)/d and mean(ũ⊙x̂) = δ_r/σ · W_rᵀ(γ⊙x̂)/d, where
+      // W_rᵀ(γ⊙x̂) is the receiver's projection output less its bias and W_rᵀβ.
+      const dPrime = g.transpose(g.mul(delta, g.unsqueeze(inv, [-1])), [0, 2, 1, 3]); // [B, R, T, dh]
+      const wg = g.mul(proj.w, gamma); // [R, d, dh]
+      const scaled = g.matmul(dPrime, g.transpose(wg, [0, 2, 1])); // [B, R, T, d]
+      let offset = proj.b ? g.unsqueeze(proj.b, [1]) : undefined; // [R, 1, dh]
+      const beta = wa.w('norm1.b', i);
+      if (beta) {
+        const betaW = g.matmul(g.reshape(beta, [1, 1, d], [1, 1, d]), proj.w);
+        offset = offset ? g.add(offset, betaW) : betaW;
+      }
+      const P = g.transpose(g.concat([hook(i, 'attn.hook_q'), hook(i, 'attn.hook_k'), hook(i, 'attn.hook_v')], 2), [0, 2, 1, 3]);
+      const c2 = g.div(g.reduceSum(g.mul(dPrime, offset ? g.sub(P, offset) : P), [-1]), d); // [B, R, T, 1]
+      const G = g.sub(scaled, g.mul(c2, g.unsqueeze(xhat, [1])));
+      const c1 = cfg.norm.kind === 'layer' ? g.reduceSum(g.mul(dPrime, g.div(g.reduceSum(wg, [1]), d)), [-1]) : undefined;
       const name = `scores_att.${i}`;
-      g.output(contract(G, R, sendersBefore(cfg, i)), name);
+      g.output(contract(G, R, sendersBefore(cfg, i), c1), name);
       outputs.att.set(i, name);
     }
     if (l.mlp) {
