@@ -170,13 +170,14 @@ export class EdgeRouter {
     this.d = cfg.dModel;
     for (const i of [...spec.att, ...spec.mlp]) if (i < start) throw new Error(`edge receivers of layer position ${i} precede the run's start ${start}`);
     const d = this.d;
-    const pre: Value[] = [g.unsqueeze(g.input('edge_pre_input', ['U', 'T', d]), [1])];
+    // One piece per sender group (not concatenated: mixing reads each where it lies).
+    const pre = (size: number, value: Value) => this.pieces.push({ size, value, kind: 'pre', atMetric: false });
+    pre(1, g.unsqueeze(g.input('edge_pre_input', ['U', 'T', d]), [1]));
     for (let j = 0; j < start; j++) {
       const l = cfg.layers[j];
-      if (l.heads.length > 0) pre.push(headOutputs(g, g.input(`edge_pre_z.${j}`, ['U', 'T', l.heads.length, cfg.dHead]), headOutputWeights(g, cfg, j, wa)));
-      if (l.mlp) pre.push(g.unsqueeze(g.input(`edge_pre_mlp.${j}`, ['U', 'T', d]), [1]));
+      if (l.heads.length > 0) pre(l.heads.length, headOutputs(g, g.input(`edge_pre_z.${j}`, ['U', 'T', l.heads.length, cfg.dHead]), headOutputWeights(g, cfg, j, wa)));
+      if (l.mlp) pre(1, g.unsqueeze(g.input(`edge_pre_mlp.${j}`, ['U', 'T', d]), [1]));
     }
-    this.pieces.push({ size: sendersBefore(cfg, start), value: pre.length === 1 ? pre[0] : g.concat(pre, 1), kind: 'pre', atMetric: false });
   }
 
   hasAttention(i: number): boolean {
