@@ -36,7 +36,7 @@ import { gradients } from '../onnx/autodiff.ts';
 import { runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
 import { buildForward, hookPrefix } from '../model/forward.ts';
 import { answerFeeds, rotaryFeeds, type FloatArray, type HookedModel } from '../model/hooked.ts';
-import { headOutputWeights, headOutputs, mlpReceiverSenders, receiverProjections, sendersBefore, type WeightAccess } from '../model/edges.ts';
+import { headOutputWeights, headOutputs, perSlotMatmul, receiverProjections, type WeightAccess } from '../model/edges.ts';
 import { tensorTable } from '../model/arch/index.ts';
 import { slotShape, type Role, type TensorSlot } from '../model/tensors.ts';
 import type { MetricName } from '../model/readout.ts';
@@ -67,13 +67,7 @@ export interface EdgeAttributionResult {
 
 export const DEFAULT_IG_STEPS = 5;
 
-interface AttributionGraph {
-  compiled: CompiledGraph;
-  /** Output names, per receiving layer position (L = logits). */
-  outputs: { att: Map<number, string>; mlp: Map<number, string>; logits: string | undefined };
-}
-
-const graphCache = new WeakMap<HookedModel, Map<string, Promise<AttributionGraph>>>();
+const graphCache = new WeakMap<HookedModel, Map<string, Promise<CompiledGraph>>>();
 
 function weightAccess(g: Graph, model: HookedModel, fvWeights: Map<string, Value>): WeightAccess {
   const cfg = model.config;
@@ -103,7 +97,7 @@ function weightAccess(g: Graph, model: HookedModel, fvWeights: Map<string, Value
  * backward to every receiver, and per receiving layer the scores [U, receivers, senders] summed over
  * the K steps.
  */
-export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, fedSenders: boolean, replShape: 'const' | 'row'): { graph: Graph; outputs: AttributionGraph['outputs'] } {
+export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, fedSenders: boolean, replShape: 'const' | 'row'): Graph {
   const cfg = model.config;
   const L = cfg.layers.length;
   const d = cfg.dModel;
@@ -150,33 +144,11 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     }
   });
   /** Σ over the K steps of rows [B, R, ...] → [U, R, ...rest] (rest flattened). */
-  const sumSteps = (x: Value, R: number, rest: string): Value => {
+  const sumSteps = (x: Value, R: number | string, rest: string): Value => {
     const flat = g.reshape(x, [0, 0, -1], [K === 1 ? U : 'B', R, rest]);
     if (K === 1) return flat;
-    const n = g.slice(g.shapeOf(flat), g.ints([2]), g.ints([3]), [0], [1]);
-    return g.reduceSum(g.reshapeTo(flat, g.concat([g.ints([-1, K, R]), n], 0), [U, K, R, rest]), [1], false);
-  };
-  /**
-   * Σ_steps Σ_t Σ_j G[r, t, j]·E[s, t, j] − (with `c1` [B, R, T, 1]) Σ_steps Σ_t c1[r, t]·Σ_j E[s, t, j],
-   * for the first `count` senders: [U, R, count].
-   */
-  const contract = (G: Value, R: number, count: number, c1?: Value): Value => {
-    const summed = sumSteps(G, R, 'T*d');
-    const c1Sum = c1 ? sumSteps(c1, R, 'T') : undefined;
-    const parts: Value[] = [];
-    let n = 0;
-    for (const p of pieces) {
-      if (n >= count) break;
-      let part = g.matmul(summed, g.transpose(p.value, [0, 2, 1]));
-      if (c1Sum) {
-        p.sums ??= g.transpose(g.reduceSum(g.reshape(p.value, [0, 0, -1, d], [U, p.size, 'T', d]), [-1], false), [0, 2, 1]); // [U, T, S]
-        part = g.sub(part, g.matmul(c1Sum, p.sums));
-      }
-      parts.push(part);
-      n += p.size;
-    }
-    if (n !== count) throw new Error('sender pieces do not match the receiver');
-    return parts.length === 1 ? parts[0] : g.concat(parts, 2);
+    const n = g.slice(g.shapeOf(flat), g.ints([1]), g.ints([3]), [0], [2]);
+    return g.reduceSum(g.reshapeTo(flat, g.concat([g.ints([-1, K]), n], 0), [U, K, R, rest]), [1], false);
   };
   /** x̂ and 1/σ of a norm's input x [B, T, d]. */
   const normStats = (x: Value): { xhat: Value; inv: Value } => {
@@ -196,7 +168,11 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     return out;
   };
 
-  const outputs: AttributionGraph['outputs'] = { att: new Map(), mlp: new Map(), logits: undefined };
+  // Every receiver's gradient G [B, R, T, d] in receiver order, and (LayerNorm) the mean term c1
+  // [B, R, T] its attention receivers leave to the contraction; zeros where G already has it.
+  const gs: Value[] = [];
+  const c1s: Value[] = [];
+  const zeros = (like: Value) => g.constantOfShape(g.concat([g.slice(g.shapeOf(like), g.ints([0]), g.ints([1]), [0], [1]), g.ints([1]), g.slice(g.shapeOf(like), g.ints([1]), g.ints([2]), [0], [1])], 0), ['B', 1, 'T'], g.floatType);
   cfg.layers.forEach((l, i) => {
     const k = l.heads.length;
     if (k > 0) {
@@ -204,13 +180,12 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
       const proj = receiverProjections(g, cfg, i, wa); // W [R, d, dh]
       const gamma = g.reshape(wa.must('norm1.w', i), [1, d, 1], [1, d, 1]);
       const delta = g.concat([grad(`q${i}`), grad(`k${i}`), grad(`v${i}`)], 2); // [B, T, R, dh]
-      const R = delta.shape[2] as number;
       // The norm's VJP for every receiver at once, without passes over [B, R, T, d] for its means:
       // ũ = γ⊙(W_r δ_r)/σ, mean(ũ) = δ_r/σ · (γᵀW_r)/d and mean(ũ⊙x̂) = δ_r/σ · W_rᵀ(γ⊙x̂)/d, where
       // W_rᵀ(γ⊙x̂) is the receiver's projection output less its bias and W_rᵀβ.
       const dPrime = g.transpose(g.mul(delta, g.unsqueeze(inv, [-1])), [0, 2, 1, 3]); // [B, R, T, dh]
       const wg = g.mul(proj.w, gamma); // [R, d, dh]
-      const scaled = g.matmul(dPrime, g.transpose(wg, [0, 2, 1])); // [B, R, T, d]
+      const scaled = perSlotMatmul(g, dPrime, g.transpose(wg, [0, 2, 1])); // [B, R, T, d]
       let offset = proj.b ? g.unsqueeze(proj.b, [1]) : undefined; // [R, 1, dh]
       const beta = wa.w('norm1.b', i);
       if (beta) {
@@ -219,38 +194,44 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
       }
       const P = g.transpose(g.concat([hook(i, 'attn.hook_q'), hook(i, 'attn.hook_k'), hook(i, 'attn.hook_v')], 2), [0, 2, 1, 3]);
       const c2 = g.div(g.reduceSum(g.mul(dPrime, offset ? g.sub(P, offset) : P), [-1]), d); // [B, R, T, 1]
-      const G = g.sub(scaled, g.mul(c2, g.unsqueeze(xhat, [1])));
-      const c1 = cfg.norm.kind === 'layer' ? g.reduceSum(g.mul(dPrime, g.div(g.reduceSum(wg, [1]), d)), [-1]) : undefined;
-      const name = `scores_att.${i}`;
-      g.output(contract(G, R, sendersBefore(cfg, i), c1), name);
-      outputs.att.set(i, name);
+      gs.push(g.sub(scaled, g.mul(c2, g.unsqueeze(xhat, [1]))));
+      if (cfg.norm.kind === 'layer') c1s.push(g.reduceSum(g.mul(dPrime, g.div(g.reduceSum(wg, [1]), d)), [-1], false));
     }
     if (l.mlp) {
       const x = hook(i, cfg.parallelResidual ? 'hook_resid_pre' : 'hook_resid_mid');
       const { xhat, inv } = normStats(x);
       const scaled = g.mul(g.mul(grad(`mlp${i}`), wa.must('norm2.w', i)), inv);
-      const G = g.unsqueeze(normVjp(scaled, xhat), [1]);
-      const name = `scores_mlp.${i}`;
-      g.output(contract(G, 1, mlpReceiverSenders(cfg, i)), name);
-      outputs.mlp.set(i, name);
+      gs.push(g.unsqueeze(normVjp(scaled, xhat), [1]));
+      if (cfg.norm.kind === 'layer') c1s.push(zeros(x));
     }
   });
   if (L > 0) {
-    g.output(contract(g.unsqueeze(grad('final'), [1]), 1, sendersBefore(cfg, L)), 'scores_logits');
-    outputs.logits = 'scores_logits';
+    gs.push(g.unsqueeze(grad('final'), [1]));
+    if (cfg.norm.kind === 'layer') c1s.push(zeros(grad('final')));
   }
+  // scores[u, r, s] = Σ_steps Σ_t Σ_j G[r, t, j]·E[s, t, j] (− Σ_steps Σ_t c1[r, t]·Σ_j E[s, t, j]):
+  // one product for all receivers and senders (entries where s comes after r are never read).
+  const summed = (xs: Value[], rest: string) => g.concat(xs.map((x) => sumSteps(x, x.shape[1], rest)), 1);
+  const G = summed(gs, 'T*d'); // [U, R, T·d]
+  const E = g.concat(pieces.map((p) => p.value), 1); // [U, S, T·d]
+  let scores = g.matmul(G, g.transpose(E, [0, 2, 1]));
+  if (c1s.length > 0) {
+    const c1 = summed(c1s, 'T');
+    const sums = g.transpose(g.reduceSum(g.reshape(E, [0, 0, -1, d], [U, E.shape[1], 'T', d]), [-1], false), [0, 2, 1]); // [U, T, S]
+    scores = g.sub(scores, g.matmul(c1, sums));
+  }
+  g.output(scores, 'scores');
   g.output(fv.metric!, 'metric');
-  return { graph: g, outputs };
+  return g;
 }
 
-async function attributionGraph(model: HookedModel, metric: MetricName, K: number, fed: boolean, replShape: 'const' | 'row'): Promise<AttributionGraph> {
+async function attributionGraph(model: HookedModel, metric: MetricName, K: number, fed: boolean, replShape: 'const' | 'row'): Promise<CompiledGraph> {
   let cache = graphCache.get(model);
   if (!cache) graphCache.set(model, (cache = new Map()));
   const key = JSON.stringify([metric, K, fed, replShape]);
   let entry = cache.get(key);
   if (!entry) {
-    const { graph, outputs } = buildAttributionGraph(model, metric, K, fed, replShape);
-    entry = model.engine.compile(graph).then((compiled) => ({ compiled, outputs }));
+    entry = model.engine.compile(buildAttributionGraph(model, metric, K, fed, replShape));
     cache.set(key, entry);
   }
   return entry;
@@ -266,7 +247,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const fed = opts.method === 'ig';
   const graph = buildEdgeGraph(cfg);
   const N = task.pairs.length;
-  const perPrompt = graph.edges.map(() => new Float64Array(N));
+  const scoresOf = graph.edges.map(() => new Float64Array(N));
   const clean = new Float64Array(N);
   const prompts = task.pairs.map((p) => p.clean);
   const lengths = prompts.map((p) => p.length);
@@ -288,7 +269,10 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const cast = (a: FloatArray): FloatArray => (model.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a));
   const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
 
-  const U = Math.max(1, Math.floor(opts.batchSize / K));
+  // Prompts per run: the batch size over the steps, and few enough that every receiver's gradient
+  // and every sender's delta (per prompt: (receivers + senders) · T · d floats) stay under ~512 MB.
+  const bytesPerPrompt = (graph.receivers.length + graph.senders.length) * tMax * d * (model.dtype === 'float64' ? 8 : 4);
+  const U = Math.max(1, Math.min(Math.floor(opts.batchSize / K), Math.floor(512 * 2 ** 20 / bytesPerPrompt)));
   let done = 0;
   for (let s = 0; s < N; s += U) {
     const chunk = order.slice(s, s + U);
@@ -343,26 +327,21 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     feeds.answer_weights = tensor(af.weights, [B, af.A]);
     if (metric === 'kl') throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
     if (cfg.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(cfg, T, model.dtype));
-    const out = await runCompiled(ag.compiled, feeds);
+    const out = await runCompiled(ag, feeds);
     if (!fed) (out.metric.data as FloatArray).forEach((m, b) => (clean[chunk[b]] = m));
-    const collect = (name: string, receivers: number[], S: number) => {
-      const data = out[name].data as FloatArray;
-      const R = receivers.length;
-      chunk.forEach((p, r) => {
-        receivers.forEach((rc, a) => {
-          const row = graph.edgeAt[rc];
-          for (let sd = 0; sd < S; sd++) perPrompt[row[sd]][p] = data[(r * R + a) * S + sd] / K;
-        });
+    // scores [u, receivers, senders]: each receiver reads a prefix of the senders.
+    const data = out.scores.data as FloatArray;
+    const R = graph.receivers.length;
+    const S = graph.senders.length;
+    chunk.forEach((p, r) => {
+      graph.receivers.forEach((rc) => {
+        const row = graph.edgeAt[rc.index];
+        const base = (r * R + rc.index) * S;
+        for (let sd = 0; sd < row.length; sd++) scoresOf[row[sd]][p] = data[base + sd] / K;
       });
-    };
-    cfg.layers.forEach((l, i) => {
-      const rec = graph.receivers.filter((r) => r.pos === i);
-      if (ag.outputs.att.has(i)) collect(ag.outputs.att.get(i)!, rec.filter((r) => r.attIndex >= 0).sort((a, b) => a.attIndex - b.attIndex).map((r) => r.index), sendersBefore(cfg, i));
-      if (ag.outputs.mlp.has(i)) collect(ag.outputs.mlp.get(i)!, rec.filter((r) => r.kind === 'mlp').map((r) => r.index), mlpReceiverSenders(cfg, i));
     });
-    if (ag.outputs.logits) collect(ag.outputs.logits, [graph.receivers.length - 1], sendersBefore(cfg, L));
     done += u;
     opts.onProgress?.(done, N);
   }
-  return { perPrompt, clean };
+  return { perPrompt: scoresOf, clean };
 }
