@@ -36,7 +36,7 @@ import { gradients } from '../onnx/autodiff.ts';
 import { runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
 import { buildForward, hookPrefix } from '../model/forward.ts';
 import { answerFeeds, rotaryFeeds, type FloatArray, type HookedModel } from '../model/hooked.ts';
-import { headOutputWeights, headOutputs, perSlotMatmul, receiverProjections, type WeightAccess } from '../model/edges.ts';
+import { headOutputWeights, receiverProjections, type WeightAccess } from '../model/edges.ts';
 import { tensorTable } from '../model/arch/index.ts';
 import { slotShape, type Role, type TensorSlot } from '../model/tensors.ts';
 import type { MetricName } from '../model/readout.ts';
@@ -128,21 +128,37 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   if (!fedSenders && K !== 1) throw new Error('senders from the run itself need one step per prompt');
   const U = K === 1 ? 'B' : 'U';
   const repl = (name: string, rest: number[]) => (replShape === 'const' ? g.input(name, [1, 1, ...rest]) : g.input(name, [U, 'T', ...rest]));
-  // Sender deltas stay [U, S_piece, T·d] (a head's as its output projection leaves it); the
-  // contraction multiplies by their transpose, which onnxruntime fuses into the product.
-  const pieces: { size: number; value: Value; sums?: Value }[] = [{ size: 1, value: g.reshape(g.input('attr_input_delta', [U, 'T', d]), [0, 1, -1], [U, 1, 'T*d']) }];
+  // Sender deltas, [U, S, T·d], in two blocks: every head of every layer from one product of the
+  // (small) hook_z deltas with each head's output projection, and the rest (input, MLPs). The
+  // contraction multiplies by their transposes, which onnxruntime fuses into the products.
+  const dz: Value[] = [];
+  const wo: Value[] = [];
+  const others: Value[] = [g.reshape(g.input('attr_input_delta', [U, 'T', d]), [0, 1, -1], [U, 1, 'T*d'])];
   cfg.layers.forEach((l, i) => {
     const k = l.heads.length;
     if (k > 0) {
       const clean = fedSenders ? g.input(`attr_clean_z.${i}`, [U, 'T', k, dh]) : hook(i, 'attn.hook_z');
-      const e = headOutputs(g, g.sub(repl(`attr_repl_z.${i}`, [k, dh]), clean), headOutputWeights(g, cfg, i, wa)); // [U, k, T, d]
-      pieces.push({ size: k, value: g.reshape(e, [0, 0, -1], [U, k, 'T*d']) });
+      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh]), clean), [0, 2, 1, 3])); // [U, k, T, dh]
+      wo.push(headOutputWeights(g, cfg, i, wa)); // [k, dh, d]
     }
     if (l.mlp) {
       const clean = fedSenders ? g.input(`attr_clean_mlp.${i}`, [U, 'T', d]) : hook(i, 'hook_mlp_out');
-      pieces.push({ size: 1, value: g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d]), clean), [0, 1, -1], [U, 1, 'T*d']) });
+      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d]), clean), [0, 1, -1], [U, 1, 'T*d']));
     }
   });
+  const blocks: { value: Value; sums: () => Value }[] = [];
+  if (dz.length > 0) {
+    const z = dz.length === 1 ? dz[0] : g.concat(dz, 1); // [U, H, T, dh]
+    const w = wo.length === 1 ? wo[0] : g.concat(wo, 0); // [H, dh, d]
+    const H = w.shape[0];
+    blocks.push({
+      value: g.reshape(g.matmul(z, w), [0, 0, -1], [U, H, 'T*d']),
+      // Σ_j E_h(t)_j = Δz_h(t) · (W_O[h] 1), without reading E.
+      sums: () => g.transpose(g.squeeze(g.matmul(z, g.reduceSum(w, [-1])), [-1]), [0, 2, 1]), // [U, T, H]
+    });
+  }
+  const rest = others.length === 1 ? others[0] : g.concat(others, 1);
+  blocks.push({ value: rest, sums: () => g.transpose(g.reduceSum(g.reshape(rest, [0, 0, -1, d], [U, rest.shape[1], 'T', d]), [-1], false), [0, 2, 1]) });
   /** Σ over the K steps of rows [B, R, ...] → [U, R, ...rest] (rest flattened). */
   const sumSteps = (x: Value, R: number | string, rest: string): Value => {
     const flat = g.reshape(x, [0, 0, -1], [K === 1 ? U : 'B', R, rest]);
@@ -185,7 +201,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
       // W_rᵀ(γ⊙x̂) is the receiver's projection output less its bias and W_rᵀβ.
       const dPrime = g.transpose(g.mul(delta, g.unsqueeze(inv, [-1])), [0, 2, 1, 3]); // [B, R, T, dh]
       const wg = g.mul(proj.w, gamma); // [R, d, dh]
-      const scaled = perSlotMatmul(g, dPrime, g.transpose(wg, [0, 2, 1])); // [B, R, T, d]
+      const scaled = g.matmul(dPrime, g.transpose(wg, [0, 2, 1])); // [B, R, T, d]
       let offset = proj.b ? g.unsqueeze(proj.b, [1]) : undefined; // [R, 1, dh]
       const beta = wa.w('norm1.b', i);
       if (beta) {
@@ -210,16 +226,19 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     if (cfg.norm.kind === 'layer') c1s.push(zeros(grad('final')));
   }
   // scores[u, r, s] = Σ_steps Σ_t Σ_j G[r, t, j]·E[s, t, j] (− Σ_steps Σ_t c1[r, t]·Σ_j E[s, t, j]):
-  // one product for all receivers and senders (entries where s comes after r are never read).
-  const summed = (xs: Value[], rest: string) => g.concat(xs.map((x) => sumSteps(x, x.shape[1], rest)), 1);
-  const G = summed(gs, 'T*d'); // [U, R, T·d]
-  const E = g.concat(pieces.map((p) => p.value), 1); // [U, S, T·d]
-  let scores = g.matmul(G, g.transpose(E, [0, 2, 1]));
-  if (c1s.length > 0) {
-    const c1 = summed(c1s, 'T');
-    const sums = g.transpose(g.reduceSum(g.reshape(E, [0, 0, -1, d], [U, E.shape[1], 'T', d]), [-1], false), [0, 2, 1]); // [U, T, S]
-    scores = g.sub(scores, g.matmul(c1, sums));
-  }
+  // per receiving layer, one product against every sender (entries where s comes after r are never
+  // read), so no receiver gradient outlives its layer. Columns: every head, then input and MLPs.
+  const sums = c1s.length > 0 ? blocks.map((b) => b.sums()) : [];
+  const parts = gs.map((G, n) => {
+    const Gs = sumSteps(G, G.shape[1], 'T*d');
+    const c1 = c1s.length > 0 ? sumSteps(c1s[n], c1s[n].shape[1], 'T') : undefined;
+    const cols = blocks.map((b, j) => {
+      const part = g.matmul(Gs, g.transpose(b.value, [0, 2, 1]));
+      return c1 ? g.sub(part, g.matmul(c1, sums[j])) : part;
+    });
+    return cols.length === 1 ? cols[0] : g.concat(cols, 2);
+  });
+  const scores = g.concat(parts, 1);
   g.output(scores, 'scores');
   g.output(fv.metric!, 'metric');
   return g;
@@ -255,6 +274,12 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
   const replShape = repl.comp.ablation === 'resample' ? 'row' : 'const';
   const ag = await attributionGraph(model, metric, K, fed, replShape);
+  // The graph's score columns: every head (in sender order), then the input and the MLPs.
+  const heads = graph.senders.filter((x) => x.kind === 'head');
+  const rest = graph.senders.filter((x) => x.kind !== 'head');
+  const column = new Int32Array(graph.senders.length);
+  heads.forEach((x, i) => (column[x.index] = i));
+  rest.forEach((x, i) => (column[x.index] = heads.length + i));
 
   // ig: the clean run's sender outputs (and the clean metric), from one pass.
   let cleanActs: Awaited<ReturnType<typeof collectActivations>> | undefined;
@@ -329,7 +354,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     if (cfg.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(cfg, T, model.dtype));
     const out = await runCompiled(ag, feeds);
     if (!fed) (out.metric.data as FloatArray).forEach((m, b) => (clean[chunk[b]] = m));
-    // scores [u, receivers, senders]: each receiver reads a prefix of the senders.
+    // scores [u, receivers, columns]: each receiver reads a prefix of the senders.
     const data = out.scores.data as FloatArray;
     const R = graph.receivers.length;
     const S = graph.senders.length;
@@ -337,7 +362,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
       graph.receivers.forEach((rc) => {
         const row = graph.edgeAt[rc.index];
         const base = (r * R + rc.index) * S;
-        for (let sd = 0; sd < row.length; sd++) scoresOf[row[sd]][p] = data[base + sd] / K;
+        for (let sd = 0; sd < row.length; sd++) scoresOf[row[sd]][p] = data[base + column[sd]] / K;
       });
     });
     done += u;
