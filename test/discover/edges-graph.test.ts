@@ -16,6 +16,7 @@ import { listComponents } from '../../src/discover/components.ts';
 import { randomModel } from '../helpers/random-model.ts';
 import { randomTask } from '../helpers/random-task.ts';
 import { isCarveError } from '../../src/util/errors.ts';
+import { toMib } from '../../src/discover/mib.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 
@@ -82,3 +83,19 @@ for (const ablation of ['mean', 'resample'] as Ablation[]) {
     assert.ok(Math.abs(viaEdges[0][0] - ev.clean[0]) > 1e-4);
   });
 }
+
+test("MIB format: MIB's names, and a GQA key/value receiver written for every query head that reads it", () => {
+  const cfg = parseConfig({ model_type: 'llama', num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 40, vocab_size: 10, max_position_embeddings: 16 }, 'gqa');
+  const g = buildEdgeGraph(cfg);
+  const scores = g.edges.map((e) => e.index / 10);
+  const m = toMib(cfg, 'edges', scores);
+  assert.deepEqual(m.cfg, { n_layers: 2, n_heads: 4, parallel_attn_mlp: false, d_model: 32 });
+  const kv1 = g.byName.get('L0H2->L1KV1<k>')!;
+  assert.equal(m.edges['a0.h2->a1.h2<k>'].score, scores[kv1.index]);
+  assert.equal(m.edges['a0.h2->a1.h3<k>'].score, scores[kv1.index]);
+  assert.equal(m.edges['input->a1.h0<q>'].score, scores[g.byName.get('input->L1H0<q>')!.index]);
+  assert.equal(m.edges['m0->logits'].score, scores[g.byName.get('L0MLP->logits')!.index]);
+  // MIB's graph: 3 receivers per query head, whatever the key/value heads.
+  assert.equal(Object.keys(m.edges).length, edgeCountFormula(2, 4, 4));
+  assert.ok(Object.values(m.edges).every((e) => e.in_graph));
+});
