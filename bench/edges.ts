@@ -45,28 +45,44 @@ for (let i = 0; i < 5; i++) fwd.push((await time(() => model.run({ tokens, logit
 const forward = median(fwd);
 log('forward_s', forward);
 
+/**
+ * The machine is shared: time `f` and one forward alternately, several rounds, and report the
+ * median of the per-round ratios (both sides see the same load) and of f's times.
+ */
+async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: number) {
+  await f(); // compile
+  const ratios: number[] = [];
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const [, tf] = await time(() => model.run({ tokens, logits: 'answers', answers }));
+    const [, t] = await time(f);
+    times.push(t);
+    ratios.push(t / tf);
+  }
+  log(`${name}_s`, median(times));
+  log(`${name}_over_forward`, median(ratios));
+}
+
 if (only.has('eap')) {
-  const eap = async () => {
-    const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
-    return edgeAttribution(model, task, repl, { method: 'attribution', batchSize: 25 });
-  };
-  await eap(); // compile
-  const t: number[] = [];
-  for (let i = 0; i < 3; i++) t.push((await time(eap))[1]);
-  log('eap_all_edges_s', median(t));
-  log('eap_over_forward', median(t) / forward);
+  await ratioToForward(
+    'eap_all_edges',
+    async () => {
+      const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
+      return edgeAttribution(model, task, repl, { method: 'attribution', batchSize: 25 });
+    },
+    5,
+  );
 }
 
 if (only.has('ig')) {
-  const ig = async () => {
-    const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
-    return edgeAttribution(model, task, repl, { method: 'ig', steps: 5, batchSize: 25 });
-  };
-  await ig();
-  const t: number[] = [];
-  for (let i = 0; i < 2; i++) t.push((await time(ig))[1]);
-  log('eap_ig5_all_edges_s', median(t));
-  log('eap_ig5_over_forward', median(t) / forward);
+  await ratioToForward(
+    'eap_ig5_all_edges',
+    async () => {
+      const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
+      return edgeAttribution(model, task, repl, { method: 'ig', steps: 5, batchSize: 25 });
+    },
+    3,
+  );
 }
 
 if (only.has('exact') || only.has('acdc')) {

@@ -19,8 +19,8 @@
  *    them.
  *  - Attention receivers: only the `A` receivers some row of the run ablates something into
  *    (`edge_att_sel.{i}`, their indices among the layer's q, k, v receivers) get their own input,
- *    norm and projection; the rest keep the shared path. So a batch of single-edge configurations
- *    costs one extra projection, not one per head.
+ *    norm and projection; the rest keep the shared path. With a selection per row, a batch of
+ *    single-edge configurations costs one extra projection per row, not one per head.
  *
  * Graph inputs (U = prompts, B = rows, T = length, k / kv = the layer's query / key-value heads):
  *   edge_pre_input [U, T, d]                input: replacement − clean embedding
@@ -28,6 +28,7 @@
  *   edge_pre_mlp.{j} [U, T, d]              j < start: hook_mlp_out replacement − clean
  *   edge_z_repl.{j} / edge_mlp_repl.{j}     j ≥ start: replacement values, [1, 1, ...] or [B, T, ...]
  *   edge_att_sel.{i} [A] int64, edge_att_mask.{i} [B, A, S_i]      S_i senders before layer i
+ *     (select 'row': edge_att_sel.{i} [B, A], edge_att_onehot.{i} [B, A, R], a selection per row)
  *   edge_mlp_mask.{i} [B, 1, S]             S: the MLP receiver's senders
  *   edge_logits_mask [B, 1, S_all]
  * Masks may hold fractions (a partly ablated edge), which finite-difference tests use.
