@@ -165,9 +165,15 @@ export class EdgeEvaluator {
     let done = 0;
     for (const [start, ids] of [...groups.entries()].sort((a, b) => a[0] - b[0])) {
       const spec = this.specFor(start, ids.map((i) => configs[i]));
-      // Rectangular chunks: U prompts × C configurations.
-      const C = Math.min(ids.length, this.batchSize);
-      const U = Math.max(1, Math.floor(this.batchSize / C));
+      // Rectangular chunks: U prompts × C configurations. A shared selection routes up to every
+      // attention receiver of a layer through every row ([rows, receivers, T, d] per layer): keep
+      // that under ~64 MB.
+      const cfg = this.model.config;
+      const maxAtt = spec.select === 'shared' ? Math.max(0, ...spec.att.map((i) => attentionReceivers(cfg, i))) : 0;
+      const perRow = maxAtt * this.tMax * cfg.dModel * (this.model.dtype === 'float64' ? 8 : 4);
+      const rows = perRow > 0 ? Math.max(1, Math.min(this.batchSize, Math.floor((64 * 2 ** 20) / perRow))) : this.batchSize;
+      const C = Math.min(ids.length, rows);
+      const U = Math.max(1, Math.floor(rows / C));
       for (let ps = 0; ps < N; ps += U) {
         const prompts = this.order.slice(ps, ps + U);
         for (let cs = 0; cs < ids.length; cs += C) {
