@@ -12,6 +12,7 @@ import { registerPruneCommand } from './prune.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerExploreCommand } from './explore.ts';
 import { registerExportCommand } from './export.ts';
+import { registerFaithfulnessCommand } from './faithfulness.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerEvalCommand(program);
   registerExploreCommand(program);
   registerExportCommand(program);
+  registerFaithfulnessCommand(program);
   // The demo runs the other commands in-process, each on a fresh program (commander keeps option state).
   registerDemoCommand(program, async (argv) => {
     await buildProgram().parseAsync(argv, { from: 'user' });

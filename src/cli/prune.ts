@@ -1,5 +1,6 @@
 /**
- * `carve prune`: a pruning order (scores, greedy, acdc) and the metric after every step.
+ * `carve prune`: a pruning order (scores, greedy, acdc) and the metric after every step; with
+ * `--level edges`, ACDC over edges.
  * With --out, the partial result is written after every step to FILE.partial.json (atomically);
  * --resume continues from it when it was made for the same model, task and options, and the
  * partial file is removed once FILE is written.
@@ -15,6 +16,7 @@ import { writeFileAtomic } from '../util/atomic.ts';
 import { progressBar } from '../util/progress.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
+import { edgeAcdc } from '../discover/edge-acdc.ts';
 import {
   DEFAULT_ACDC_THRESHOLD,
   DEFAULT_VERIFY,
@@ -38,6 +40,7 @@ export interface PruneCliOptions extends EngineCliOptions, TaskCliOptions {
   threshold?: string;
   resume?: boolean;
   batchSize: string;
+  level: string;
 }
 
 /** Where the partial result of `--out FILE` lives. */
@@ -79,6 +82,7 @@ export function registerPruneCommand(program: Command): void {
     .option('--verify <K>', `greedy attribution: candidates checked exactly per step (default ${DEFAULT_VERIFY})`)
     .option('--threshold <T>', `acdc: remove when the metric gets worse by less than T (default ${DEFAULT_ACDC_THRESHOLD})`)
     .option('--components <heads|mlps|all>', 'which components to prune', 'all')
+    .option('--level <components|edges>', 'prune components, or (with --order acdc) edges', 'components')
     .option('--resume', 'continue from FILE.partial.json of an interrupted run with the same model, task and options', false)
     .option('--out <file>', 'write the JSON here (default: stdout); with it, partial results go to FILE.partial.json');
   addAblationOptions(cmd);
@@ -86,6 +90,8 @@ export function registerPruneCommand(program: Command): void {
   addTaskOptions(cmd);
   addModelOptions(cmd).action(async (opts: PruneCliOptions) => {
     const order = parseChoice<PruneOrder>(opts.order, '--order', PRUNE_ORDERS);
+    const level = parseChoice<'components' | 'edges'>(opts.level, '--level', ['components', 'edges']);
+    if (level === 'edges') return pruneEdges(opts, order);
     const ablation = parseChoice<Ablation>(opts.ablation, '--ablation', ABLATIONS);
     const method = parseChoice<PruneMethod>(opts.method, '--method', PRUNE_METHODS);
     const components = parseChoice<ComponentKind>(opts.components, '--components', COMPONENT_KINDS);
@@ -123,4 +129,29 @@ export function registerPruneCommand(program: Command): void {
     writeJson(opts.out, result);
     if (partial) rmSync(partial, { force: true });
   });
+}
+
+/** `--level edges`: ACDC over edges (edge-acdc.ts). */
+async function pruneEdges(opts: PruneCliOptions, order: PruneOrder): Promise<void> {
+  if (order !== 'acdc') fail(`--level edges: only --order acdc works on edges, got --order ${order}`);
+  if (opts.method !== 'exact') fail('--level edges: ACDC over edges is exact only (--method exact)');
+  if (opts.verify !== undefined) fail('--verify applies only to --order greedy --method attribution');
+  if (opts.resume) fail('--resume: ACDC over edges does not checkpoint');
+  const ablation = parseChoice<Ablation>(opts.ablation, '--ablation', ABLATIONS);
+  const meanOver = parseChoice<MeanOver>(opts.meanOver, '--mean-over', ['clean', 'corrupt']);
+  const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
+  const threshold = opts.threshold !== undefined ? parseNumber(opts.threshold, '--threshold') : undefined;
+  parseMetric(opts.metric);
+  const { model, tokenizer } = await loadModelAndTokenizer(opts);
+  const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
+  const metric = metricFor(opts, task);
+  checkTaskVocabulary(task, model.vocab, tokenizer);
+  const bar = progressBar('prune acdc edges');
+  let result;
+  try {
+    result = await edgeAcdc(model, task, { threshold, ablation, meanOver, metric, batchSize, onProgress: (done, total) => bar.update(done, total, 'edges visited') });
+  } finally {
+    bar.stop();
+  }
+  writeJson(opts.out, result);
 }

@@ -1,4 +1,7 @@
-/** `carve scan`: the score of every component, exact or by attribution, under a replacement. */
+/**
+ * `carve scan`: the score of every component (or, with --level edges, every edge), exact or by
+ * attribution, under a replacement.
+ */
 import type { Command } from 'commander';
 import { addModelOptions, loadModelAndTokenizer, parseChoice, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
@@ -7,14 +10,31 @@ import { scan, SCAN_METHODS, type ScanMethod } from '../discover/scan.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
 import { progressBar } from '../util/progress.ts';
+import { fail } from '../util/errors.ts';
+import { scanEdges } from '../discover/edge-scan.ts';
+import { DEFAULT_IG_STEPS } from '../discover/edge-attribution.ts';
+
+export type ScanLevel = 'components' | 'edges';
+export const SCAN_LEVELS: readonly ScanLevel[] = ['components', 'edges'];
+/** An exact edge scan projected to take longer than this asks for --yes. */
+export const EXACT_EDGES_CONFIRM_SECONDS = 30 * 60;
+
+/** A duration for people: 42 s, 12.5 min, 3.1 h. */
+export function formatDuration(seconds: number): string {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${(seconds / 60).toFixed(1)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
 
 export interface ScanCliOptions extends EngineCliOptions, TaskCliOptions {
   ablation: string;
   method: string;
   components: string;
   meanOver: string;
-  steps: string;
+  steps?: string;
   batchSize: string;
+  level: string;
+  yes?: boolean;
 }
 
 /** Options shared by commands that replace components: ablation, mean-over, batch size. */
@@ -31,7 +51,9 @@ export function registerScanCommand(program: Command): void {
     .description('score every attention head and MLP: mean change of the metric when its output is replaced')
     .option('--method <exact|attribution|ig>', 'exact patching, attribution patching (gradients), or integrated gradients', 'exact')
     .option('--components <heads|mlps|all>', 'which components to score', 'all')
-    .option('--steps <K>', 'ig: interpolation points along each path', '8')
+    .option('--level <components|edges>', 'score components, or every edge between them (SPEC "Edges")', 'components')
+    .option('--steps <K>', `ig: interpolation points along each path (default 8; edges: ${DEFAULT_IG_STEPS})`)
+    .option('--yes', 'exact edge scans: run even when projected to take more than 30 minutes', false)
     .option('--out <file>', 'write the JSON here (default: stdout)');
   addAblationOptions(cmd);
   addMetricOption(cmd);
@@ -41,13 +63,39 @@ export function registerScanCommand(program: Command): void {
     const method = parseChoice<ScanMethod>(opts.method, '--method', SCAN_METHODS);
     const components = parseChoice<ComponentKind>(opts.components, '--components', COMPONENT_KINDS);
     const meanOver = parseChoice<MeanOver>(opts.meanOver, '--mean-over', ['clean', 'corrupt']);
-    const steps = parsePositiveInt(opts.steps, '--steps');
+    const level = parseChoice<ScanLevel>(opts.level, '--level', SCAN_LEVELS);
+    const steps = parsePositiveInt(opts.steps ?? String(level === 'edges' ? DEFAULT_IG_STEPS : 8), '--steps');
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
     parseMetric(opts.metric);
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
     const metric = metricFor(opts, task);
     checkTaskVocabulary(task, model.vocab, tokenizer);
+    if (level === 'edges') {
+      const bar = progressBar(`scan edges ${method}/${ablation}`);
+      try {
+        const result = await scanEdges(model, task, {
+          ablation,
+          method,
+          meanOver,
+          steps,
+          batchSize,
+          metric,
+          onProgress: (done, total, label) => bar.update(done, total, label),
+          onEstimate: (seconds, edges) => {
+            process.stderr.write(`exact scan of ${edges} edges × ${task.pairs.length} prompts: about ${formatDuration(seconds)}\n`);
+            if (seconds > EXACT_EDGES_CONFIRM_SECONDS && !opts.yes) {
+              fail(`the exact scan of ${edges} edges would take about ${formatDuration(seconds)}; add --yes to run it anyway (or use --method attribution or ig)`);
+            }
+          },
+        });
+        bar.stop();
+        writeJson(opts.out, result);
+      } finally {
+        bar.stop();
+      }
+      return;
+    }
     const bar = progressBar(`scan ${method}/${ablation}`);
     const result = await scan(model, task, {
       ablation,

@@ -12,6 +12,9 @@
  * Hook points carry TransformerLens names, with the layer's original index (a pruned model keeps
  * the numbering of the model it was cut from).
  *
+ * Edge interventions (edges.ts) give each head's q/k/v input, an MLP's input or the logits' input its
+ * own residual stream, with some senders' outputs replaced; the normal path is untouched without them.
+ *
  * For metric-only runs the last layer can be computed at the metric positions only
  * (`lastLayerAtMetric`): queries, attention output and MLP at one row per prompt, keys and values at
  * every position. Same numbers, a fraction of the last layer's work.
@@ -19,6 +22,7 @@
 import type { Graph, Shape, Value } from '../onnx/graph.ts';
 import { activation, attend, intervene, linear, norm, rotate, splitFused } from './blocks.ts';
 import { metricReadout, type Readout } from './readout.ts';
+import { EdgeRouter, type EdgeSpec } from './edges.ts';
 import { rotaryTables } from './arch/rope.ts';
 import { tensorTable } from './arch/index.ts';
 import { slotShape, type Role, type TensorSlot } from './tensors.ts';
@@ -37,6 +41,8 @@ export interface InterventionSpec {
    * after the gate for a gated MLP) take `neuron_keep.{i}` [B, 1, m] and one vector `neuron_value.{i}` [1, 1, m].
    */
   neurons?: Set<number>;
+  /** Edge interventions: receivers read their senders with some edges ablated (edges.ts). */
+  edges?: EdgeSpec;
 }
 
 export interface ForwardSpec {
@@ -207,6 +213,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   };
 
   const metricOnly = spec.lastLayerAtMetric === true && spec.readout.kind === 'metric' && end === cfg.layers.length;
+  const router = iv.edges ? new EdgeRouter(g, cfg, iv.edges, spec.startLayer, { w, must, slot: slotOf }, rowsOf) : undefined;
   for (let i = spec.startLayer; i < end; i++) {
     const layout = cfg.layers[i];
     const p = hookPrefix(layout);
@@ -226,6 +233,8 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       let q: Value;
       let kk: Value;
       let v: Value;
+      // Edge interventions swap receivers' inputs at every position, so q is computed everywhere first.
+      const edgeAtt = router?.hasAttention(i) ?? false;
       const fused = slotOf('qkv.w', i);
       if (fused) {
         // The fused output's factor structure (from the table) tells where Q, K and V sit.
@@ -233,13 +242,14 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         const factors = axis.map((f) => (f === 'head' ? k : f === 'dh' ? dh : f)) as number[];
         // The q/k/v factor is the literal 3 in the table (a layer may also keep exactly 3 heads).
         [q, kk, v] = splitFused(g, proj(x, 'qkv', i), factors, axis.indexOf(3));
-        q = rows(q);
       } else {
         const heads = (y: Value, n: number, rowsDim: 1 | 'T') => g.reshape(y, [0, 0, n, dh], ['B', rowsDim, n, dh]);
-        q = heads(proj(rows(x), 'q', i), k, rowDim);
+        q = edgeAtt ? heads(proj(x, 'q', i), k, 'T') : heads(proj(rows(x), 'q', i), k, rowDim);
         kk = heads(proj(x, 'k', i), kvCount, 'T');
         v = heads(proj(x, 'v', i), kvCount, 'T');
       }
+      if (edgeAtt) [q, kk, v] = router!.attention(i, resid, q, kk, v);
+      if (fused || edgeAtt) q = rows(q);
       hk(`${p}.attn.hook_q`, q);
       hk(`${p}.attn.hook_k`, kk);
       hk(`${p}.attn.hook_v`, v);
@@ -261,6 +271,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         z = intervene(g, z, keep, zShape === 'row' ? rows(value) : value);
       }
       hk(`${p}.attn.hook_z`, z);
+      router?.addHeads(i, z, atMetric);
       const flat = g.reshape(z, [0, 0, k * dh], ['B', rowDim, k * dh]);
       const os = slotOf('o.w', i)!;
       // A head's output excludes the shared bias (SPEC): the bias is added after the heads' sum.
@@ -275,7 +286,8 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
 
     const mid = cfg.parallelResidual || !attnOut ? residRows : g.add(residRows, attnOut);
     if (!cfg.parallelResidual) resid = hk(`${p}.hook_resid_mid`, mid);
-    const mlpIn = cfg.parallelResidual ? residRows : mid;
+    let mlpIn = cfg.parallelResidual ? residRows : mid;
+    if (router?.hasMlp(i)) mlpIn = router.mlpInput(i, mlpIn, atMetric);
 
     let mlpOut: Value | undefined;
     if (layout.mlp) {
@@ -306,12 +318,14 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       if (db) mlpOut = g.expandLike(db, residRows);
     }
     if (mlpOut) hk(`${p}.hook_mlp_out`, mlpOut);
+    if (layout.mlp && mlpOut) router?.addMlp(i, mlpOut, atMetric);
     let post = mid;
     if (cfg.parallelResidual && attnOut) post = g.add(post, attnOut);
     if (mlpOut) post = g.add(post, mlpOut);
     resid = hk(`${p}.hook_resid_post`, post);
   }
   const residAtMetric = metricOnly && end > spec.startLayer;
+  if (iv.edges?.logits) resid = router!.logitsInput(resid, residAtMetric);
 
   const out: ForwardValues = { hooks, weights };
   if (spec.readout.kind === 'none') return out;

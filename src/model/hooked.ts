@@ -14,6 +14,7 @@ import { Graph } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
 import { Engine, runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
 import { buildForward, hookPrefix, type ReplacementShape } from './forward.ts';
+import type { EdgeSpec } from './edges.ts';
 import type { MetricName, Readout } from './readout.ts';
 import { rotaryTables } from './arch/rope.ts';
 import { mlpWidth, type ModelConfig, type ModelData, type LoadedModel, type Weights } from './types.ts';
@@ -83,10 +84,18 @@ export interface RunOptions {
   mlp?: Map<number, Intervention>;
   /** MLP neurons (mlp.hook_post) by layer position: keep [B * m], value one constant [m]. */
   neurons?: Map<number, NeuronIntervention>;
+  /** Edge interventions: the spec and the graph inputs it calls for, by name (see edges.ts). */
+  edges?: EdgeRun;
   /** Hook names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'answers' or 'last'). */
   gradients?: string[];
   /** Default: 1 for every row. */
   rowWeights?: number[];
+}
+
+/** Inputs of an edge-intervened run, already laid out as edges.ts documents (float data is cast to the model's dtype). */
+export interface EdgeRun {
+  spec: EdgeSpec;
+  feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>;
 }
 
 export interface RunResult {
@@ -182,6 +191,7 @@ export class HookedModel {
       z: [...zSpec.entries()].sort(),
       m: [...mSpec.entries()].sort(),
       n: [...nSpec].sort((a, b) => a - b),
+      ed: opts.edges?.spec,
     });
     let c = this.compiled.get(key);
     if (!c) {
@@ -194,7 +204,7 @@ export class HookedModel {
         lastLayerAtMetric,
         endLayer: opts.endLayer,
         readout,
-        interventions: { z: zSpec, mlp: mSpec, neurons: nSpec },
+        interventions: { z: zSpec, mlp: mSpec, neurons: nSpec, edges: opts.edges?.spec },
       });
       const endLayer = opts.endLayer ?? this.config.layers.length;
       for (const h of opts.hooks ?? []) {
@@ -269,6 +279,9 @@ export class HookedModel {
       const m = mlpWidth(this.config, this.config.layers[i]);
       feeds[`neuron_keep.${i}`] = toOrt({ data: this.cast(iv.keep), dims: [B, 1, m] }, this.dtype);
       feeds[`neuron_value.${i}`] = toOrt({ data: this.cast(iv.value), dims: [1, 1, m] }, this.dtype);
+    }
+    for (const [name, v] of Object.entries(opts.edges?.feeds ?? {})) {
+      feeds[name] = v.data instanceof BigInt64Array ? toOrt({ data: v.data, dims: v.dims }, 'int64') : toOrt({ data: this.cast(v.data as FloatArray), dims: v.dims }, this.dtype);
     }
     if (this.config.positions.kind === 'rotary') Object.assign(feeds, this.rotaryFeeds(T));
     if (logits === 'answers' || logits === 'last') {

@@ -22,7 +22,7 @@ export function scopeSvgIds(svg: string, prefix: string): string {
 
 export interface PageFigure {
   id: string;
-  section: 'scores' | 'attention' | 'curves' | 'scatter' | 'compressed';
+  section: 'scores' | 'attention' | 'curves' | 'scatter' | 'edges' | 'compressed';
   svg: string;
   /** Figure file names relative to the page, for the download links. */
   svgFile: string;
@@ -270,6 +270,10 @@ const SECTION_TEXT: Record<PageFigure['section'], { title: string; lead: string 
     title: 'Approximate vs exact scores',
     lead: 'How well the cheap gradient-based scores predict the exact patching scores. Points on the dashed diagonal agree exactly; r near 1 means the ranking can be trusted.',
   },
+  edges: {
+    title: 'Edges and faithfulness',
+    lead: 'Circuits as edges between components: which head or MLP output reaches which head\u2019s query, key or value input, which MLP, or the logits. The faithfulness curves show how much of the model\u2019s behaviour a ranking\u2019s top edges keep on their own.',
+  },
   compressed: {
     title: 'Compressed model',
     lead: 'What the carved model kept, and how it compares with the original on the task.',
@@ -291,7 +295,7 @@ export function pageHtml(input: PageInput): string {
   ].filter((s) => s !== null);
 
   const sections: string[] = [];
-  for (const key of ['scores', 'attention', 'curves', 'scatter'] as const) {
+  for (const key of ['scores', 'attention', 'curves', 'scatter', 'edges'] as const) {
     const figs = input.figures.filter((f) => f.section === key);
     if (figs.length === 0) continue;
     sections.push(`<section id="${key}">
@@ -318,7 +322,7 @@ ${run.compressed.map(keptTableHtml).join('\n')}
   if (task) sections.push(task);
 
   const warnings = run.warnings.length > 0 ? `<p class="warnings">Skipped: ${run.warnings.map(escapeHtml).join('; ')}</p>` : '';
-  const inputs = [...run.scans.map((s) => s.file), ...run.prunes.map((p) => p.file), ...run.evals.map((e) => e.file), ...run.compressed.map((c) => c.dir), ...(run.task ? [run.task.file] : [])];
+  const inputs = [...run.scans.map((s) => s.file), ...run.prunes.map((p) => p.file), ...run.edgeScans.map((s) => s.file), ...run.edgePrunes.map((p) => p.file), ...run.faithfulness.map((f) => f.file), ...run.evals.map((e) => e.file), ...run.compressed.map((c) => c.dir), ...(run.task ? [run.task.file] : [])];
   return `<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -5,10 +5,14 @@ import { writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.ts';
 import { loadRun, type RunData } from './load-run.ts';
-import { attentionSpec, evalSpec, heatmapSpec, keptSpec, pearson, pruneSpec, scatterData, scatterPairs, scatterSpec, seriesLabels, type VlSpec } from './specs.ts';
+import { attentionSpec, evalSpec, fmt, heatmapSpec, keptSpec, pearson, pruneSpec, scatterData, scatterPairs, scatterSpec, seriesLabels, type VlSpec } from './specs.ts';
 import { reportAttention, type AttentionOptions, type HeadAttention } from './attention.ts';
 import { renderSvg, svgToPng, findFont } from './render.ts';
 import { escapeHtml, pageHtml, type PageFigure } from './html.ts';
+import { circuitSpec, faithfulnessSpec, type CircuitEdge } from './edge-specs.ts';
+
+/** An edge scan's circuit figure draws its this many highest-|score| edges. */
+export const CIRCUIT_TOP_EDGES = 40;
 
 export { loadRun } from './load-run.ts';
 export type { RunData } from './load-run.ts';
@@ -88,6 +92,39 @@ export function planFigures(run: RunData, attention: HeadAttention[] = []): Plan
       section: 'scatter',
       spec: scatterSpec(exact, approx),
       caption: `Each point is one component: x its exact score (<code>${escapeHtml(exact.file)}</code>), y its ${escapeHtml(approx.method)} score (<code>${escapeHtml(approx.file)}</code>). Pearson r = ${r === null ? 'n/a' : r.toFixed(3)}; points far from the diagonal are where the approximation misleads.`,
+    });
+  }
+  for (const prune of run.edgePrunes) {
+    // ACDC keeps edges without scores; an edge scan of the same ablation gives them widths.
+    const scan = run.edgeScans.find((s) => s.ablation === prune.ablation && s.method === 'exact') ?? run.edgeScans.find((s) => s.ablation === prune.ablation);
+    const score = new Map(scan?.edges.map((e) => [e.name, e.score]) ?? []);
+    const edges: CircuitEdge[] = prune.kept.map((e) => ({ sender: e.sender, receiver: e.receiver, score: score.get(e.name) ?? null }));
+    figs.push({
+      name: `circuit-${slug(prune.file)}`,
+      section: 'edges',
+      spec: circuitSpec(edges, 'Circuit found by ACDC over edges', `${prune.kept.length}${prune.nEdges === null ? '' : ` of ${prune.nEdges}`} edges kept, threshold ${prune.threshold ?? '?'}`),
+      caption: `From <code>${escapeHtml(prune.file)}</code>: the edges ACDC kept under ${escapeHtml(prune.ablation)} ablation${prune.finalMetric === null ? '' : `, metric ${escapeHtml(fmt(prune.finalMetric))} with every other edge ablated`}${prune.cleanMetric === null ? '' : ` (clean ${escapeHtml(fmt(prune.cleanMetric))})`}. Columns are layers (each layer's heads, then its MLP); colour says which input of the receiving component the edge feeds${scan ? `; width follows |score| in <code>${escapeHtml(scan.file)}</code>` : ''}.`,
+    });
+  }
+  for (const scan of run.edgeScans) {
+    const top = [...scan.edges].sort((a, b) => Math.abs(b.score) - Math.abs(a.score)).slice(0, CIRCUIT_TOP_EDGES);
+    figs.push({
+      name: `circuit-${slug(scan.file)}`,
+      section: 'edges',
+      spec: circuitSpec(
+        top.map((e) => ({ sender: e.sender, receiver: e.receiver, score: e.score })),
+        `Top ${top.length} edges by |score|`,
+        `${scan.method} scores under ${scan.ablation} ablation, ${scan.edges.length} edges in all`,
+      ),
+      caption: `From <code>${escapeHtml(scan.file)}</code>: the ${top.length} edges whose ${escapeHtml(scan.method)} score has the largest magnitude; width follows |score|, colour the input of the receiving component it feeds (q, k, v, MLP or logits). Hover an edge for its score.`,
+    });
+  }
+  if (run.faithfulness.length > 0) {
+    figs.push({
+      name: 'faithfulness',
+      section: 'edges',
+      spec: faithfulnessSpec(run.faithfulness),
+      caption: `From ${run.faithfulness.map((f) => `<code>${escapeHtml(f.file)}</code>`).join(', ')}. For each fraction, the highest-|score| edges (or components) are kept and the rest ablated. Higher CPR and lower CMD mean a ranking whose small circuits already behave like the model.`,
     });
   }
   for (const model of run.compressed) {

@@ -109,10 +109,47 @@ export interface CompressedModelData {
   vocabKept: number | null;
 }
 
+/** An edge scan (`carve scan --level edges`): one score per edge. */
+export interface EdgeScanData {
+  file: string;
+  model: string | null;
+  task: string | null;
+  ablation: string;
+  method: string;
+  edges: { name: string; sender: string; receiver: string; score: number }[];
+}
+
+/** ACDC over edges (`carve prune --order acdc --level edges`): the edges kept. */
+export interface EdgePruneData {
+  file: string;
+  ablation: string;
+  threshold: number | null;
+  nEdges: number | null;
+  kept: { name: string; sender: string; receiver: string }[];
+  finalMetric: number | null;
+  cleanMetric: number | null;
+}
+
+/** A faithfulness curve (`carve faithfulness`). */
+export interface FaithfulnessData {
+  file: string;
+  level: string;
+  /** The method of the scan whose ranking was tested, and that scan's file, when recorded. */
+  method: string | null;
+  scoresFile: string | null;
+  ablation: string;
+  points: { fraction: number; faithfulness: number; metric: number; kept: number | null }[];
+  cpr: number;
+  cmd: number;
+}
+
 export interface RunData {
   dir: string;
   scans: ScanData[];
   prunes: PruneData[];
+  edgeScans: EdgeScanData[];
+  edgePrunes: EdgePruneData[];
+  faithfulness: FaithfulnessData[];
   evals: EvalData[];
   task: TaskData | null;
   compressed: CompressedModelData[];
@@ -201,6 +238,66 @@ function parseScan(file: string, o: Obj): ScanData {
     cleanStd: f.optNum(o, 'clean_std'),
     corruptMetric: f.optNum(o, 'corrupt_metric'),
     components,
+  };
+}
+
+/** `SENDER->RECEIVER` split at its arrow. */
+function splitEdge(file: string, where: string, name: string): { sender: string; receiver: string } {
+  const at = name.indexOf('->');
+  if (at <= 0 || at + 2 >= name.length) fail(`${file}: ${where}: ${JSON.stringify(name)} is not an edge name (SENDER->RECEIVER)`);
+  return { sender: name.slice(0, at), receiver: name.slice(at + 2) };
+}
+
+function parseEdgeScan(file: string, o: Obj): EdgeScanData {
+  const f = new Fields(file);
+  const raw = o.edges as unknown[];
+  if (raw.length === 0) fail(`${file}: "edges" is empty`);
+  const edges = raw.map((e, i) => {
+    const g = f.at(i, 'edges');
+    if (!isObj(e)) fail(`${file}: edges[${i}] must be an object`);
+    const name = g.str(e, 'name', '');
+    return { name, ...splitEdge(file, `edges[${i}].name`, name), score: g.num(e, 'score') };
+  });
+  return { file, model: f.optStr(o, 'model'), task: f.optStr(o, 'task'), ablation: f.str(o, 'ablation', 'unknown'), method: f.str(o, 'method', 'unknown'), edges };
+}
+
+function parseEdgePrune(file: string, o: Obj): EdgePruneData {
+  const f = new Fields(file);
+  const kept = (o.kept as unknown[]).map((n, i) => {
+    if (typeof n !== 'string') fail(`${file}: kept[${i}] must be an edge name`);
+    return { name: n, ...splitEdge(file, `kept[${i}]`, n) };
+  });
+  const steps = Array.isArray(o.steps) ? (o.steps as unknown[]) : [];
+  const last = steps.at(-1);
+  return {
+    file,
+    ablation: f.str(o, 'ablation', 'unknown'),
+    threshold: f.optNum(o, 'threshold'),
+    nEdges: f.optNum(o, 'n_edges'),
+    kept,
+    finalMetric: isObj(last) && typeof last.metric === 'number' ? last.metric : null,
+    cleanMetric: f.optNum(o, 'clean_metric'),
+  };
+}
+
+function parseFaithfulness(file: string, o: Obj): FaithfulnessData {
+  const f = new Fields(file);
+  const raw = o.points as unknown[];
+  if (raw.length === 0) fail(`${file}: "points" is empty`);
+  const points = raw.map((p, i) => {
+    const g = f.at(i, 'points');
+    if (!isObj(p)) fail(`${file}: points[${i}] must be an object`);
+    return { fraction: g.num(p, 'fraction'), faithfulness: g.num(p, 'faithfulness'), metric: g.num(p, 'metric'), kept: g.optNum(p, 'n_edges') ?? g.optNum(p, 'n_components') };
+  });
+  return {
+    file,
+    level: f.str(o, 'level', 'components'),
+    method: f.optStr(o, 'scores_method'),
+    scoresFile: f.optStr(o, 'scores_file'),
+    ablation: f.str(o, 'ablation', 'unknown'),
+    points,
+    cpr: f.num(o, 'cpr'),
+    cmd: f.num(o, 'cmd'),
   };
 }
 
@@ -348,7 +445,7 @@ function looksLikeTask(path: string): boolean {
 export function loadRun(runDir: string): RunData {
   if (!existsSync(runDir)) fail(`run directory ${runDir} does not exist`);
   if (!statSync(runDir).isDirectory()) fail(`${runDir} is not a directory`);
-  const run: RunData = { dir: runDir, scans: [], prunes: [], evals: [], task: null, compressed: [], warnings: [] };
+  const run: RunData = { dir: runDir, scans: [], prunes: [], edgeScans: [], edgePrunes: [], faithfulness: [], evals: [], task: null, compressed: [], warnings: [] };
   const taskFiles: string[] = [];
 
   const walk = (dir: string, depth: number): void => {
@@ -377,8 +474,11 @@ export function loadRun(runDir: string): RunData {
       const o = readJson(path);
       if (!isObj(o)) continue;
       const rel = relative(runDir, path);
+      if (o.level === 'edges' && Array.isArray(o.edges)) run.edgeScans.push(parseEdgeScan(rel, o));
+      else if (o.level === 'edges' && Array.isArray(o.kept)) run.edgePrunes.push(parseEdgePrune(rel, o));
+      else if (Array.isArray(o.points) && typeof o.cpr === 'number') run.faithfulness.push(parseFaithfulness(rel, o));
       // A scan's components are score objects (an ONNX export's metadata lists component names).
-      if (Array.isArray(o.components) && o.components.every(isObj)) run.scans.push(parseScan(rel, o));
+      else if (Array.isArray(o.components) && o.components.every(isObj)) run.scans.push(parseScan(rel, o));
       // A prune output names its order; carve-compress.json also holds a step curve, but no order.
       else if (Array.isArray(o.steps) && typeof o.order === 'string') run.prunes.push(parsePrune(rel, o));
       else if (typeof o.n_params === 'number') run.evals.push(parseEval(rel, o));
@@ -405,9 +505,9 @@ export function loadRun(runDir: string): RunData {
   }
   if (taskFiles.length > 0) run.task = parseTask(relative(runDir, taskFiles[0]), readFileSync(taskFiles[0], 'utf8'));
 
-  if (run.scans.length + run.prunes.length + run.evals.length + run.compressed.length === 0) {
+  if (run.scans.length + run.prunes.length + run.edgeScans.length + run.edgePrunes.length + run.faithfulness.length + run.evals.length + run.compressed.length === 0) {
     const why = run.warnings.length > 0 ? ` (${run.warnings.join('; ')})` : '';
-    fail(`${runDir}: nothing to report: no scan, prune, eval or compressed-model output found${why}`);
+    fail(`${runDir}: nothing to report: no scan, prune, faithfulness, eval or compressed-model output found${why}`);
   }
   return run;
 }

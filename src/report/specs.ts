@@ -8,11 +8,11 @@ import type { HeadAttention } from './attention.ts';
 // Vega-Lite's own types are large and strict about unions; the specs are checked by compiling them.
 export type VlSpec = Record<string, unknown>;
 
-const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+export const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 const FONT = 'DejaVu Sans, Liberation Sans, Helvetica, Arial, sans-serif';
 
 /** Shared look: no chart frame, quiet grid, readable titles. */
-const CONFIG = {
+export const CONFIG = {
   font: FONT,
   view: { stroke: null },
   axis: { labelFontSize: 11, titleFontSize: 12, titleFontWeight: 'normal', gridColor: '#e8e8e8', domainColor: '#888', tickColor: '#888' },

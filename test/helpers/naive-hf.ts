@@ -275,7 +275,7 @@ export function interpretHfConfig(cfg: Record<string, unknown>): NaiveHfArch {
 // Linear algebra on plain arrays
 
 /** nn.Linear: y = W x + b with W [out, in] row-major. */
-function linear(x: Float64Array, W: Float64Array, nOut: number, b?: Float64Array): Float64Array {
+export function linear(x: Float64Array, W: Float64Array, nOut: number, b?: Float64Array): Float64Array {
   const nIn = x.length;
   const y = new Float64Array(nOut);
   for (let o = 0; o < nOut; o++) {
@@ -287,7 +287,7 @@ function linear(x: Float64Array, W: Float64Array, nOut: number, b?: Float64Array
 }
 
 /** GPT-2's Conv1D: y = x W + b with W [in, out] row-major. */
-function conv1d(x: Float64Array, W: Float64Array, nOut: number, b?: Float64Array): Float64Array {
+export function conv1d(x: Float64Array, W: Float64Array, nOut: number, b?: Float64Array): Float64Array {
   const y = new Float64Array(nOut);
   for (let o = 0; o < nOut; o++) {
     let s = b ? b[o] : 0;
@@ -297,7 +297,7 @@ function conv1d(x: Float64Array, W: Float64Array, nOut: number, b?: Float64Array
   return y;
 }
 
-function layerNorm(x: Float64Array, g: Float64Array, b: Float64Array, eps: number): Float64Array {
+export function layerNorm(x: Float64Array, g: Float64Array, b: Float64Array, eps: number): Float64Array {
   const n = x.length;
   let mu = 0;
   for (const v of x) mu += v;
@@ -311,7 +311,7 @@ function layerNorm(x: Float64Array, g: Float64Array, b: Float64Array, eps: numbe
 }
 
 /** LlamaRMSNorm: weight · x / √(mean(x²) + eps) (the gain is `weight`, not 1 + weight). */
-function rmsNorm(x: Float64Array, g: Float64Array, eps: number): Float64Array {
+export function rmsNorm(x: Float64Array, g: Float64Array, eps: number): Float64Array {
   let ms = 0;
   for (const v of x) ms += v * v;
   ms /= x.length;
@@ -582,7 +582,7 @@ export function naiveHfForward(model: HfModel, tokens: number[], opts: NaiveHfOp
   return { logits, hooks };
 }
 
-interface LayerNames {
+export interface LayerNames {
   ln1g: string;
   ln1b: string | null;
   ln2g: string;
@@ -606,7 +606,7 @@ interface LayerNames {
 }
 
 /** HF checkpoint tensor names per architecture. */
-function tensorNames(arch: HfArch): { embed: string; unembed: string; lnfG: string; lnfB: string | null; layer: (l: number) => LayerNames } {
+export function tensorNames(arch: HfArch): { embed: string; unembed: string; lnfG: string; lnfB: string | null; layer: (l: number) => LayerNames } {
   if (arch === 'gpt2') {
     return {
       embed: 'transformer.wte.weight',

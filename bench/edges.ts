@@ -1,0 +1,177 @@
+/**
+ * bench/edges: edge-level discovery on the GPT-2-small shape (random weights, 32,491 edges) with 25
+ * IOI prompts, ratios side by side in one run:
+ *  - EAP over every edge (corrupt pass + one forward and backward) vs one forward pass (pair logits);
+ *  - EAP-IG-inputs with 5 steps vs one forward;
+ *  - exact scores of 1,000 edges (a seeded sample) with carve's batched evaluator, vs the plain
+ *    way: one full forward per edge over the prompts (full logits everywhere, no batching of
+ *    configurations, no prefix caching), timed on PLAIN_EDGES edges and scaled to 1,000;
+ *  - ACDC over edges: the full run's projected time, from timed batches of ACDC-shaped evaluations
+ *    (the removals so far as base, speculative candidates on top) at several receiver layers.
+ * ONLY=eap,ig,exact,acdc runs a subset.
+ */
+import { Engine } from '../src/onnx/session.ts';
+import { HookedModel } from '../src/model/hooked.ts';
+import { computeEdgeReplacements } from '../src/discover/edge-replacements.ts';
+import { edgeAttribution } from '../src/discover/edge-attribution.ts';
+import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
+import { acdcEdgeOrder, DEFAULT_ACDC_WIDTH } from '../src/discover/edge-acdc.ts';
+import { gpt2SmallInMemory, ioiPrompts, median } from './gpt2-small.ts';
+
+const engine = new Engine({ device: 'cpu', threads: 0 });
+const model = new HookedModel(gpt2SmallInMemory(), engine);
+const task = await ioiPrompts(25);
+const only = new Set((process.env.ONLY ?? 'eap,ig,exact,acdc').split(','));
+const SAMPLE = Number(process.env.EDGES ?? 1000);
+const PLAIN_EDGES = Number(process.env.PLAIN_EDGES ?? 20);
+const results: Record<string, number | string> = {};
+const log = (k: string, v: number | string) => {
+  results[k] = v;
+  process.stderr.write(`${k}: ${typeof v === 'number' ? v.toFixed(3) : v}\n`);
+};
+const time = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
+  const t0 = performance.now();
+  const r = await f();
+  return [r, (performance.now() - t0) / 1000];
+};
+const tokens = task.pairs.map((p) => p.clean);
+const answers = task.pairs;
+
+// One forward (pair logits), the unit of every ratio.
+await model.run({ tokens, logits: 'answers', answers });
+const fwd: number[] = [];
+for (let i = 0; i < 5; i++) fwd.push((await time(() => model.run({ tokens, logits: 'answers', answers })))[1]);
+const forward = median(fwd);
+log('forward_s', forward);
+
+/**
+ * The machine is shared: time `f` and one forward alternately, several rounds, and report the
+ * median of the per-round ratios (both sides see the same load) and of f's times.
+ */
+async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: number) {
+  await f(); // compile
+  const ratios: number[] = [];
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const [, tf] = await time(() => model.run({ tokens, logits: 'answers', answers }));
+    const [, t] = await time(f);
+    times.push(t);
+    ratios.push(t / tf);
+  }
+  log(`${name}_s`, median(times));
+  log(`${name}_over_forward`, median(ratios));
+}
+
+if (only.has('eap')) {
+  await ratioToForward(
+    'eap_all_edges',
+    async () => {
+      const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
+      return edgeAttribution(model, task, repl, { method: 'attribution', batchSize: 25 });
+    },
+    5,
+  );
+}
+
+if (only.has('ig')) {
+  await ratioToForward(
+    'eap_ig5_all_edges',
+    async () => {
+      const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
+      return edgeAttribution(model, task, repl, { method: 'ig', steps: 5, batchSize: 25 });
+    },
+    3,
+  );
+}
+
+if (only.has('exact') || only.has('acdc')) {
+  const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
+  const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 64 });
+  const graph = ev.graph;
+  const L = model.config.layers.length;
+
+  if (only.has('exact')) {
+    // A seeded sample of edges.
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
+    const pool = graph.edges.map((e) => e.index);
+    for (let i = pool.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [pool[i], pool[j]] = [pool[j], pool[i]];
+    }
+    const sample = pool.slice(0, SAMPLE).sort((a, b) => a - b);
+    // Compile every graph the sample needs first, on a one-prompt task (sessions are shared by
+    // graph, whatever the batch): compiling is a one-off cost a full scan never notices.
+    const one = { ...task, pairs: task.pairs.slice(0, 1) };
+    const warm = await EdgeEvaluator.create(model, one, await computeEdgeReplacements(model, one, 'resample', 'clean', 1), { batchSize: 64 });
+    await warm.evaluate(sample.map((e) => ({ edges: [e] })));
+    const [, tCarve] = await time(() => ev.evaluate(sample.map((e) => ({ edges: [e] }))));
+    log('exact_sample_edges', sample.length);
+    log('exact_carve_s', tCarve);
+    log('exact_carve_projected_all_edges_s', (tCarve / sample.length) * graph.edges.length);
+
+    // The plain way: for each edge, one forward from the tokens over all prompts, full logits at
+    // every position, with that one edge patched (its receiver's layer routed, nothing cached).
+    const N = task.pairs.length;
+    const T = Math.max(...tokens.map((t) => t.length));
+    const plainOne = async (e: number) => {
+      const edge = graph.edges[e];
+      const r = edge.receiver;
+      const spec = { att: r.attIndex >= 0 ? [r.pos] : [], mlp: r.kind === 'mlp' ? [r.pos] : [], logits: r.kind === 'logits', replacement: 'row' as const, select: 'shared' as const };
+      // The same feeds the evaluator builds for this single configuration, starting at layer 0.
+      const feeds = ev.edgeFeeds(0, spec, [...Array(N).keys()], [{ edges: [e] }]);
+      const out = await model.run({ tokens, logits: 'all', edges: { spec, feeds } });
+      return out.seqLen === T;
+    };
+    const plainSample = sample.filter((_, i) => i % Math.ceil(sample.length / PLAIN_EDGES) === 0).slice(0, PLAIN_EDGES);
+    // Each edge once to compile its graph, then timed.
+    let tPlain = 0;
+    for (const e of plainSample) {
+      await plainOne(e);
+      tPlain += (await time(() => plainOne(e)))[1];
+    }
+    log('plain_timed_edges', plainSample.length);
+    log('plain_per_edge_s', tPlain / plainSample.length);
+    log('plain_projected_sample_s', (tPlain / plainSample.length) * sample.length);
+    log('exact_speedup_vs_plain', ((tPlain / plainSample.length) * sample.length) / tCarve);
+  }
+
+  if (only.has('acdc')) {
+    // ACDC visits receivers from the last layer down; while it works on layer l, every receiver
+    // after l already has its removals (most edges, at usual thresholds). Time speculative batches
+    // of width 16 on a base holding ~90% of the later edges, at several layers, and scale by the
+    // number of edges whose receiver sits there (each edge is evaluated once, plus wasted
+    // speculation, counted here as WASTE, measured ~1.3 on toy-ioi).
+    const WASTE = Number(process.env.WASTE ?? 1.3);
+    const order = acdcEdgeOrder(graph);
+    const probes = [L, L - 1, Math.floor((2 * L) / 3), Math.floor(L / 3), 0];
+    const perRow = new Map<number, number>();
+    for (const l of probes) {
+      const later = order.filter((e) => graph.edges[e].receiver.pos > l);
+      const base = ev.base(later.filter((_, i) => i % 10 !== 0));
+      const here = order.filter((e) => graph.edges[e].receiver.pos === l).slice(0, DEFAULT_ACDC_WIDTH);
+      const configs = here.map((_, j) => ({ edges: here.slice(0, j + 1), base }));
+      await ev.evaluate(configs.slice(0, 2));
+      const [, t] = await time(() => ev.evaluate(configs));
+      perRow.set(l, t / (configs.length * task.pairs.length));
+      log(`acdc_row_s_at_layer_${l}`, t / (configs.length * task.pairs.length));
+    }
+    // Piecewise-linear in the layer between probes.
+    const at = (l: number) => {
+      const ps = [...perRow.keys()].sort((a, b) => a - b);
+      for (let k = 1; k < ps.length; k++) {
+        if (l <= ps[k]) {
+          const [a, b] = [ps[k - 1], ps[k]];
+          return perRow.get(a)! + ((l - a) / Math.max(1, b - a)) * (perRow.get(b)! - perRow.get(a)!);
+        }
+      }
+      return perRow.get(ps.at(-1)!)!;
+    };
+    let projected = 0;
+    for (const e of graph.edges) projected += at(e.receiver.pos) * task.pairs.length * WASTE;
+    log('acdc_projected_full_s', projected);
+    log('acdc_projected_full_over_forward', projected / forward);
+  }
+}
+console.log(JSON.stringify(results, null, 2));
+await engine.release();

@@ -1,0 +1,372 @@
+/**
+ * Attribution scores of every edge (SPEC "Edges"): for edge S->R and a prompt,
+ *
+ *     Σ_positions (replacement_S − clean_S) · ∂metric/∂x_R
+ *
+ * with x_R the receiver's own input before its norm (a head's q, k or v input, an MLP's input,
+ * the final residual stream for `logits`).
+ *
+ *  - `attribution` (EAP, Syed et al. 2023): the gradient at the clean run. One forward and one
+ *    backward pass over the clean prompts give every receiver's gradient and every sender's clean
+ *    output at once; the replacements come from the corrupt pass (resample) or are constants.
+ *  - `ig` (EAP-IG-inputs, Hanna et al. 2024, as MIB runs it): the gradient averaged over K runs
+ *    whose input embeddings lie on the straight line from the input sender's replacement to the
+ *    clean embeddings, x_k = replacement + (k/K)(clean − replacement), k = 0 … K−1 (MIB's
+ *    schedule: the replacement end is included, the clean end is not); every other activation
+ *    flows freely from there. The sender deltas stay (replacement − clean) of the clean run.
+ *    This integrates along the inputs, not along each sender's own activation (MIB's
+ *    EAP-IG-activations), so unlike the component-level `ig` it does not converge to the exact
+ *    score; it is what MIB's best-scoring IOI method does.
+ *
+ * Every receiver shares the residual stream in these runs, so the forward is the normal one. The
+ * gradient with respect to a receiver's own pre-norm input is the norm's vector-Jacobian product
+ * applied to the gradient at that receiver's normed input (for a head: its q/k/v gradient through
+ * its own slice of the projection). That product is written out here in closed form (LayerNorm:
+ * Jᵀu = (γ⊙u − mean(γ⊙u) − x̂·mean(γ⊙u⊙x̂))/σ; RMSNorm without the mean term) because asking the
+ * autodiff for it would mean running the norm once per receiver in the forward; the tests check it
+ * against finite differences of exact edge ablations.
+ *
+ * The sum over positions and the contraction with the sender deltas is one matrix product per
+ * receiving layer, inside the same onnxruntime graph: only [receivers × senders] scores per prompt
+ * leave it.
+ */
+import type * as ort from 'onnxruntime-node';
+import { Graph, type Value } from '../onnx/graph.ts';
+import { gradients } from '../onnx/autodiff.ts';
+import { runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
+import { buildForward, hookPrefix } from '../model/forward.ts';
+import { answerFeeds, rotaryFeeds, type FloatArray, type HookedModel } from '../model/hooked.ts';
+import { headOutputWeights, receiverProjections, type WeightAccess } from '../model/edges.ts';
+import { tensorTable } from '../model/arch/index.ts';
+import { slotShape, type Role, type TensorSlot } from '../model/tensors.ts';
+import type { MetricName } from '../model/readout.ts';
+import type { Task } from '../task/types.ts';
+import { buildEdgeGraph } from './edge-graph.ts';
+import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
+import { allocLike, collectActivations } from './activations.ts';
+import { componentHooks } from './replacements.ts';
+
+export type EdgeAttributionMethod = 'attribution' | 'ig';
+
+export interface EdgeAttributionOptions {
+  method: EdgeAttributionMethod;
+  /** ig: interpolation points (default 5, as MIB). */
+  steps?: number;
+  /** Rows (prompts × steps) per onnxruntime run. */
+  batchSize: number;
+  metric?: MetricName;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface EdgeAttributionResult {
+  /** Per edge (canonical order), per prompt. */
+  perPrompt: Float64Array[];
+  /** The clean metric per prompt. */
+  clean: Float64Array;
+}
+
+export const DEFAULT_IG_STEPS = 5;
+
+const graphCache = new WeakMap<HookedModel, Map<string, Promise<CompiledGraph>>>();
+
+function weightAccess(g: Graph, model: HookedModel, fvWeights: Map<string, Value>): WeightAccess {
+  const cfg = model.config;
+  const slots = new Map<string, TensorSlot>();
+  for (const s of tensorTable(cfg)) slots.set(`${s.role}@${s.layer ?? ''}`, s);
+  const slot = (role: Role, layer?: number) => slots.get(`${role}@${layer ?? ''}`);
+  const w = (role: Role, layer?: number) => {
+    const s = slot(role, layer);
+    if (!s) return undefined;
+    let v = fvWeights.get(s.name);
+    if (!v) {
+      v = g.input(s.name, slotShape(cfg, s));
+      fvWeights.set(s.name, v);
+    }
+    return v;
+  };
+  const must = (role: Role, layer?: number) => {
+    const v = w(role, layer);
+    if (!v) throw new Error(`${cfg.arch}: no ${role} tensor`);
+    return v;
+  };
+  return { slot, w, must };
+}
+
+/**
+ * The graph: the forward from the embeddings (rows = U prompts × K steps, prompt-major), the
+ * backward to every receiver, and per receiving layer the scores [U, receivers, senders] summed over
+ * the K steps.
+ */
+export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, fedSenders: boolean, replShape: 'const' | 'row'): Graph {
+  const cfg = model.config;
+  const L = cfg.layers.length;
+  const d = cfg.dModel;
+  const dh = cfg.dHead;
+  const g = new Graph(model.dtype);
+  const fv = buildForward(g, cfg, { startLayer: 0, fromResid: true, readout: { kind: 'metric', metric }, lastLayerAtMetric: false });
+  const wa = weightAccess(g, model, fv.weights);
+  const hook = (i: number, name: string) => fv.hooks.get(`${hookPrefix(cfg.layers[i])}.${name}`)!;
+  const total = g.reduceSum(fv.metric!, [0], false);
+
+  // Gradient targets: q, k, v of every layer with heads, the normed MLP input, the final stream.
+  const targets: Value[] = [];
+  const at = new Map<string, number>();
+  const want = (key: string, v: Value) => {
+    at.set(key, targets.length);
+    targets.push(v);
+  };
+  cfg.layers.forEach((l, i) => {
+    if (l.heads.length > 0) for (const x of ['q', 'k', 'v']) want(`${x}${i}`, hook(i, `attn.hook_${x}`));
+    if (l.mlp) want(`mlp${i}`, hook(i, 'ln2.hook_normalized'));
+  });
+  if (L > 0) want('final', hook(L - 1, 'hook_resid_post'));
+  const grads = gradients(total, targets);
+  const grad = (key: string) => grads[at.get(key)!];
+
+  // Sender deltas (replacement − clean) per prompt, laid out [U, T·d, S_piece] for the contraction.
+  // With one step a prompt is a row, and the clean senders can be this run's own (EAP).
+  if (!fedSenders && K !== 1) throw new Error('senders from the run itself need one step per prompt');
+  const U = K === 1 ? 'B' : 'U';
+  const repl = (name: string, rest: number[]) => (replShape === 'const' ? g.input(name, [1, 1, ...rest]) : g.input(name, [U, 'T', ...rest]));
+  // Sender deltas, [U, S, T·d], in two blocks: every head of every layer from one product of the
+  // (small) hook_z deltas with each head's output projection, and the rest (input, MLPs). The
+  // contraction multiplies by their transposes, which onnxruntime fuses into the products.
+  const dz: Value[] = [];
+  const wo: Value[] = [];
+  const others: Value[] = [g.reshape(g.input('attr_input_delta', [U, 'T', d]), [0, 1, -1], [U, 1, 'T*d'])];
+  cfg.layers.forEach((l, i) => {
+    const k = l.heads.length;
+    if (k > 0) {
+      const clean = fedSenders ? g.input(`attr_clean_z.${i}`, [U, 'T', k, dh]) : hook(i, 'attn.hook_z');
+      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh]), clean), [0, 2, 1, 3])); // [U, k, T, dh]
+      wo.push(headOutputWeights(g, cfg, i, wa)); // [k, dh, d]
+    }
+    if (l.mlp) {
+      const clean = fedSenders ? g.input(`attr_clean_mlp.${i}`, [U, 'T', d]) : hook(i, 'hook_mlp_out');
+      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d]), clean), [0, 1, -1], [U, 1, 'T*d']));
+    }
+  });
+  const blocks: { value: Value; sums: () => Value }[] = [];
+  if (dz.length > 0) {
+    const z = dz.length === 1 ? dz[0] : g.concat(dz, 1); // [U, H, T, dh]
+    const w = wo.length === 1 ? wo[0] : g.concat(wo, 0); // [H, dh, d]
+    const H = w.shape[0];
+    blocks.push({
+      value: g.reshape(g.matmul(z, w), [0, 0, -1], [U, H, 'T*d']),
+      // Σ_j E_h(t)_j = Δz_h(t) · (W_O[h] 1), without reading E.
+      sums: () => g.transpose(g.squeeze(g.matmul(z, g.reduceSum(w, [-1])), [-1]), [0, 2, 1]), // [U, T, H]
+    });
+  }
+  const rest = others.length === 1 ? others[0] : g.concat(others, 1);
+  blocks.push({ value: rest, sums: () => g.transpose(g.reduceSum(g.reshape(rest, [0, 0, -1, d], [U, rest.shape[1], 'T', d]), [-1], false), [0, 2, 1]) });
+  /** Σ over the K steps of rows [B, R, ...] → [U, R, ...rest] (rest flattened). */
+  const sumSteps = (x: Value, R: number | string, rest: string): Value => {
+    const flat = g.reshape(x, [0, 0, -1], [K === 1 ? U : 'B', R, rest]);
+    if (K === 1) return flat;
+    const n = g.slice(g.shapeOf(flat), g.ints([1]), g.ints([3]), [0], [2]);
+    return g.reduceSum(g.reshapeTo(flat, g.concat([g.ints([-1, K]), n], 0), [U, K, R, rest]), [1], false);
+  };
+  /** x̂ and 1/σ of a norm's input x [B, T, d]. */
+  const normStats = (x: Value): { xhat: Value; inv: Value } => {
+    const eps = cfg.norm.eps;
+    if (cfg.norm.kind === 'rms') {
+      const inv = g.div(g.scalar(1), g.sqrt(g.add(g.reduceMean(g.pow(x, 2), [-1]), eps)));
+      return { xhat: g.mul(x, inv), inv };
+    }
+    const xc = g.sub(x, g.reduceMean(x, [-1]));
+    const inv = g.div(g.scalar(1), g.sqrt(g.add(g.reduceMean(g.pow(xc, 2), [-1]), eps)));
+    return { xhat: g.mul(xc, inv), inv };
+  };
+  /** The norm's VJP: ũ = γ⊙u/σ → ũ − mean(ũ) − x̂·mean(ũ⊙x̂) (no mean term for RMSNorm); broadcast over a receiver axis. */
+  const normVjp = (scaled: Value, xhat: Value): Value => {
+    let out = g.sub(scaled, g.mul(xhat, g.reduceMean(g.mul(scaled, xhat), [-1])));
+    if (cfg.norm.kind === 'layer') out = g.sub(out, g.reduceMean(scaled, [-1]));
+    return out;
+  };
+
+  // Every receiver's gradient G [B, R, T, d] in receiver order, and (LayerNorm) the mean term c1
+  // [B, R, T] its attention receivers leave to the contraction; zeros where G already has it.
+  const gs: Value[] = [];
+  const c1s: Value[] = [];
+  const zeros = (like: Value) => g.constantOfShape(g.concat([g.slice(g.shapeOf(like), g.ints([0]), g.ints([1]), [0], [1]), g.ints([1]), g.slice(g.shapeOf(like), g.ints([1]), g.ints([2]), [0], [1])], 0), ['B', 1, 'T'], g.floatType);
+  cfg.layers.forEach((l, i) => {
+    const k = l.heads.length;
+    if (k > 0) {
+      const { xhat, inv } = normStats(hook(i, 'hook_resid_pre'));
+      const proj = receiverProjections(g, cfg, i, wa); // W [R, d, dh]
+      const gamma = g.reshape(wa.must('norm1.w', i), [1, d, 1], [1, d, 1]);
+      const delta = g.concat([grad(`q${i}`), grad(`k${i}`), grad(`v${i}`)], 2); // [B, T, R, dh]
+      // The norm's VJP for every receiver at once, without passes over [B, R, T, d] for its means:
+      // ũ = γ⊙(W_r δ_r)/σ, mean(ũ) = δ_r/σ · (γᵀW_r)/d and mean(ũ⊙x̂) = δ_r/σ · W_rᵀ(γ⊙x̂)/d, where
+      // W_rᵀ(γ⊙x̂) is the receiver's projection output less its bias and W_rᵀβ.
+      const dPrime = g.transpose(g.mul(delta, g.unsqueeze(inv, [-1])), [0, 2, 1, 3]); // [B, R, T, dh]
+      const wg = g.mul(proj.w, gamma); // [R, d, dh]
+      const scaled = g.matmul(dPrime, g.transpose(wg, [0, 2, 1])); // [B, R, T, d]
+      let offset = proj.b ? g.unsqueeze(proj.b, [1]) : undefined; // [R, 1, dh]
+      const beta = wa.w('norm1.b', i);
+      if (beta) {
+        const betaW = g.matmul(g.reshape(beta, [1, 1, d], [1, 1, d]), proj.w);
+        offset = offset ? g.add(offset, betaW) : betaW;
+      }
+      const P = g.transpose(g.concat([hook(i, 'attn.hook_q'), hook(i, 'attn.hook_k'), hook(i, 'attn.hook_v')], 2), [0, 2, 1, 3]);
+      const c2 = g.div(g.reduceSum(g.mul(dPrime, offset ? g.sub(P, offset) : P), [-1]), d); // [B, R, T, 1]
+      gs.push(g.sub(scaled, g.mul(c2, g.unsqueeze(xhat, [1]))));
+      if (cfg.norm.kind === 'layer') c1s.push(g.reduceSum(g.mul(dPrime, g.div(g.reduceSum(wg, [1]), d)), [-1], false));
+    }
+    if (l.mlp) {
+      const x = hook(i, cfg.parallelResidual ? 'hook_resid_pre' : 'hook_resid_mid');
+      const { xhat, inv } = normStats(x);
+      const scaled = g.mul(g.mul(grad(`mlp${i}`), wa.must('norm2.w', i)), inv);
+      gs.push(g.unsqueeze(normVjp(scaled, xhat), [1]));
+      if (cfg.norm.kind === 'layer') c1s.push(zeros(x));
+    }
+  });
+  if (L > 0) {
+    gs.push(g.unsqueeze(grad('final'), [1]));
+    if (cfg.norm.kind === 'layer') c1s.push(zeros(grad('final')));
+  }
+  // scores[u, r, s] = Σ_steps Σ_t Σ_j G[r, t, j]·E[s, t, j] (− Σ_steps Σ_t c1[r, t]·Σ_j E[s, t, j]):
+  // per receiving layer, one product against every sender (entries where s comes after r are never
+  // read), so no receiver gradient outlives its layer. Columns: every head, then input and MLPs.
+  const sums = c1s.length > 0 ? blocks.map((b) => b.sums()) : [];
+  const parts = gs.map((G, n) => {
+    const Gs = sumSteps(G, G.shape[1], 'T*d');
+    const c1 = c1s.length > 0 ? sumSteps(c1s[n], c1s[n].shape[1], 'T') : undefined;
+    const cols = blocks.map((b, j) => {
+      const part = g.matmul(Gs, g.transpose(b.value, [0, 2, 1]));
+      return c1 ? g.sub(part, g.matmul(c1, sums[j])) : part;
+    });
+    return cols.length === 1 ? cols[0] : g.concat(cols, 2);
+  });
+  const scores = g.concat(parts, 1);
+  g.output(scores, 'scores');
+  g.output(fv.metric!, 'metric');
+  return g;
+}
+
+async function attributionGraph(model: HookedModel, metric: MetricName, K: number, fed: boolean, replShape: 'const' | 'row'): Promise<CompiledGraph> {
+  let cache = graphCache.get(model);
+  if (!cache) graphCache.set(model, (cache = new Map()));
+  const key = JSON.stringify([metric, K, fed, replShape]);
+  let entry = cache.get(key);
+  if (!entry) {
+    entry = model.engine.compile(buildAttributionGraph(model, metric, K, fed, replShape));
+    cache.set(key, entry);
+  }
+  return entry;
+}
+
+export async function edgeAttribution(model: HookedModel, task: Task, repl: EdgeReplacements, opts: EdgeAttributionOptions): Promise<EdgeAttributionResult> {
+  const cfg = model.config;
+  const L = cfg.layers.length;
+  const d = cfg.dModel;
+  const dh = cfg.dHead;
+  const metric = opts.metric ?? 'logit-diff';
+  const K = opts.method === 'ig' ? (opts.steps ?? DEFAULT_IG_STEPS) : 1;
+  const fed = opts.method === 'ig';
+  const graph = buildEdgeGraph(cfg);
+  const N = task.pairs.length;
+  const scoresOf = graph.edges.map(() => new Float64Array(N));
+  const clean = new Float64Array(N);
+  const prompts = task.pairs.map((p) => p.clean);
+  const lengths = prompts.map((p) => p.length);
+  const tMax = Math.max(...lengths);
+  const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+  const replShape = repl.comp.ablation === 'resample' ? 'row' : 'const';
+  const ag = await attributionGraph(model, metric, K, fed, replShape);
+  // The graph's score columns: every head (in sender order), then the input and the MLPs.
+  const heads = graph.senders.filter((x) => x.kind === 'head');
+  const rest = graph.senders.filter((x) => x.kind !== 'head');
+  const column = new Int32Array(graph.senders.length);
+  heads.forEach((x, i) => (column[x.index] = i));
+  rest.forEach((x, i) => (column[x.index] = heads.length + i));
+
+  // ig: the clean run's sender outputs (and the clean metric), from one pass.
+  let cleanActs: Awaited<ReturnType<typeof collectActivations>> | undefined;
+  if (fed) {
+    const { z, mlp } = componentHooks(model);
+    cleanActs = await collectActivations(model, prompts, [...z.values(), ...mlp.values()], Math.max(1, opts.batchSize), {
+      options: (s, e) => ({ logits: 'answers', metric, answers: task.pairs.slice(s, e) }),
+      result: (s, out) => out.metric!.forEach((m, b) => (clean[s + b] = m)),
+    });
+  }
+  const embed = promptEmbeddings(model, prompts, tMax);
+  const cast = (a: FloatArray): FloatArray => (model.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a));
+  const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
+
+  // Prompts per run: the batch size over the steps, and few enough that every receiver's gradient
+  // and every sender's delta (per prompt: (receivers + senders) · T · d floats) stay under ~512 MB.
+  const bytesPerPrompt = (graph.receivers.length + graph.senders.length) * tMax * d * (model.dtype === 'float64' ? 8 : 4);
+  const U = Math.max(1, Math.min(Math.floor(opts.batchSize / K), Math.floor(512 * 2 ** 20 / bytesPerPrompt)));
+  let done = 0;
+  for (let s = 0; s < N; s += U) {
+    const chunk = order.slice(s, s + U);
+    const u = chunk.length;
+    const B = u * K;
+    const T = Math.max(...chunk.map((p) => lengths[p]));
+    /** Per prompt of the chunk: [u, T, width] from a [N, tm, width] array. */
+    const take = (src: FloatArray, width: number, tm: number) => {
+      const out = allocLike(model, u * T * width);
+      chunk.forEach((p, r) => out.set(src.subarray(p * tm * width, (p * tm + Math.min(T, tm)) * width), r * T * width));
+      return out;
+    };
+    const replInput = repl.input.shape === 'const' ? undefined : take(repl.input.data, d, repl.comp.tMax);
+    const cleanEmb = take(embed, d, tMax);
+    const replAt = (r: number, t: number, j: number) => (replInput ? replInput[(r * T + t) * d + j] : repl.input.data[j]);
+    const feeds: Record<string, ort.Tensor> = { ...model.weightFeeds };
+    // Rows: prompt-major, step k of prompt r at r·K + k, embeddings repl + (k/K)(clean − repl) (EAP: clean).
+    const resid = allocLike(model, B * T * d);
+    const inputDelta = allocLike(model, u * T * d);
+    for (let r = 0; r < u; r++) {
+      const len = lengths[chunk[r]];
+      for (let t = 0; t < len; t++) {
+        for (let j = 0; j < d; j++) {
+          const c = cleanEmb[(r * T + t) * d + j];
+          const rp = replAt(r, t, j);
+          inputDelta[(r * T + t) * d + j] = rp - c;
+          for (let k = 0; k < K; k++) resid[((r * K + k) * T + t) * d + j] = fed ? rp + (k / K) * (c - rp) : c;
+        }
+      }
+    }
+    feeds.resid = tensor(resid, [B, T, d]);
+    feeds.attr_input_delta = tensor(inputDelta, [u, T, d]);
+    cfg.layers.forEach((l, i) => {
+      const k = l.heads.length;
+      if (k > 0) {
+        const zr = repl.comp.z.get(i)!;
+        feeds[`attr_repl_z.${i}`] = zr.shape === 'const' ? tensor(zr.data, [1, 1, k, dh]) : tensor(take(zr.data, k * dh, repl.comp.tMax), [u, T, k, dh]);
+        if (cleanActs) feeds[`attr_clean_z.${i}`] = tensor(take(cleanActs.values.get(model.hookName(i, 'attn.hook_z'))!, k * dh, cleanActs.tMax), [u, T, k, dh]);
+      }
+      if (l.mlp) {
+        const mr = repl.comp.mlp.get(i)!;
+        feeds[`attr_repl_mlp.${i}`] = mr.shape === 'const' ? tensor(mr.data, [1, 1, d]) : tensor(take(mr.data, d, repl.comp.tMax), [u, T, d]);
+        if (cleanActs) feeds[`attr_clean_mlp.${i}`] = tensor(take(cleanActs.values.get(model.hookName(i, 'hook_mlp_out'))!, d, cleanActs.tMax), [u, T, d]);
+      }
+    });
+    const rowPrompt = Array.from({ length: B }, (_, b) => chunk[Math.floor(b / K)]);
+    const pos = rowPrompt.map((p) => lengths[p] - 1);
+    feeds.flat_pos = toOrt({ data: BigInt64Array.from(pos, (p, b) => BigInt(b * T + p)), dims: [B] }, 'int64');
+    feeds.metric_pos = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [B] }, 'int64');
+    const af = answerFeeds(rowPrompt.map((p) => task.pairs[p]), metric);
+    feeds.answer_ids = toOrt({ data: af.ids, dims: [B, af.A] }, 'int64');
+    feeds.answer_weights = tensor(af.weights, [B, af.A]);
+    if (metric === 'kl') throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
+    if (cfg.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(cfg, T, model.dtype));
+    const out = await runCompiled(ag, feeds);
+    if (!fed) (out.metric.data as FloatArray).forEach((m, b) => (clean[chunk[b]] = m));
+    // scores [u, receivers, columns]: each receiver reads a prefix of the senders.
+    const data = out.scores.data as FloatArray;
+    const R = graph.receivers.length;
+    const S = graph.senders.length;
+    chunk.forEach((p, r) => {
+      graph.receivers.forEach((rc) => {
+        const row = graph.edgeAt[rc.index];
+        const base = (r * R + rc.index) * S;
+        for (let sd = 0; sd < row.length; sd++) scoresOf[row[sd]][p] = data[base + column[sd]] / K;
+      });
+    });
+    done += u;
+    opts.onProgress?.(done, N);
+  }
+  return { perPrompt: scoresOf, clean };
+}

@@ -1,0 +1,404 @@
+/**
+ * Exact evaluation of edge ablations, many configurations at once: the task metric, per prompt, with
+ * a given set of edges ablated together (SPEC "Edges"). As for components (evaluate.ts):
+ *  - the clean run is cached once: the residual stream before every layer (and after the last),
+ *    every head's hook_z and every MLP's output, and the embeddings;
+ *  - a configuration starts at the first layer one of its receivers sits in, from the cached stream;
+ *    the senders before that layer enter as per-prompt deltas (replacement − clean), shared by all
+ *    of a prompt's rows;
+ *  - configurations share runs along the batch axis, prompt-major (rows = U prompts × C
+ *    configurations), with per-row masks; prompts are ordered by length;
+ *  - only the metric is read out (the last layer at the metric position).
+ */
+import type { FloatArray, HookedModel, HostValue, RunResult } from '../model/hooked.ts';
+import type { EdgeSpec } from '../model/edges.ts';
+import { attentionReceivers, mlpReceiverSenders, sendersBefore } from '../model/edges.ts';
+import type { MetricName } from '../model/readout.ts';
+import type { Task } from '../task/types.ts';
+import { logSoftmax } from '../task/metrics.ts';
+import { buildEdgeGraph, type Edge, type EdgeGraph } from './edge-graph.ts';
+import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
+import { allocLike, collectActivations } from './activations.ts';
+import { componentHooks } from './replacements.ts';
+
+/**
+ * A set of ablated edges (indices into the edge graph), each fully ablated unless `amount` says
+ * how much, on top of an optional shared `base` set (ACDC's removals so far): many configurations
+ * that share a large base are cheap to lay out.
+ */
+export interface EdgeAblation {
+  edges: readonly number[];
+  amount?: readonly number[];
+  base?: EdgeBase;
+}
+
+/** A set of fully ablated edges laid out once as per-receiver-layer mask rows (see EdgeEvaluator.base). */
+export interface EdgeBase {
+  edges: readonly number[];
+  /** Earliest receiver layer position (L for logits only, +∞ for none). */
+  minPos: number;
+  /** Per layer position: dense [attention receivers × senders before the layer] rows, and which receivers have any. */
+  att: Map<number, { rows: Float64Array; active: number[] }>;
+  mlp: Map<number, Float64Array>;
+  logits?: Float64Array;
+}
+
+export interface EdgeEvaluateOptions {
+  batchSize: number;
+  metric?: MetricName;
+}
+
+export class EdgeEvaluator {
+  readonly graph: EdgeGraph;
+  /** Per prompt: the clean metric (0 for kl). */
+  clean!: Float64Array;
+  private cleanLogP: Float64Array[] = [];
+  /** Cached clean hook_resid_pre per layer position, and the final residual stream last: [N, tMax, d]. */
+  private resid: FloatArray[] = [];
+  private z = new Map<number, FloatArray>();
+  private mlp = new Map<number, FloatArray>();
+  private embed!: FloatArray;
+  private tMax = 0;
+  private lengths: number[] = [];
+  private order: number[] = [];
+
+  private constructor(
+    readonly model: HookedModel,
+    readonly task: Task,
+    readonly repl: EdgeReplacements,
+    readonly metric: MetricName,
+    readonly batchSize: number,
+  ) {
+    this.graph = buildEdgeGraph(model.config);
+  }
+
+  static async create(model: HookedModel, task: Task, repl: EdgeReplacements, opts: EdgeEvaluateOptions): Promise<EdgeEvaluator> {
+    const ev = new EdgeEvaluator(model, task, repl, opts.metric ?? 'logit-diff', Math.max(1, opts.batchSize));
+    await ev.prepare();
+    return ev;
+  }
+
+  private async prepare(): Promise<void> {
+    const { model, task } = this;
+    const cfg = model.config;
+    const L = cfg.layers.length;
+    const prompts = task.pairs.map((p) => p.clean);
+    const residHooks = cfg.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre'));
+    if (L > 0) residHooks.push(model.hookName(L - 1, 'hook_resid_post'));
+    const { z, mlp } = componentHooks(model);
+    const hooks = [...residHooks, ...z.values(), ...mlp.values()];
+    this.clean = new Float64Array(prompts.length);
+    const acts = await collectActivations(model, prompts, hooks, this.batchSize, {
+      options: (s, e) => ({ logits: this.metric === 'kl' ? 'last' : 'answers', metric: this.metric === 'kl' ? 'logit-diff' : this.metric, answers: task.pairs.slice(s, e) }),
+      result: (s, out) => {
+        const B = out.metric!.length;
+        for (let b = 0; b < B; b++) this.clean[s + b] = this.metric === 'kl' ? 0 : out.metric![b];
+        if (this.metric === 'kl') {
+          const V = cfg.vocabSize;
+          for (let b = 0; b < B; b++) this.cleanLogP.push(logSoftmax(out.logits!.data.subarray(b * V, (b + 1) * V)));
+        }
+      },
+    });
+    this.resid = residHooks.map((h) => acts.values.get(h)!);
+    for (const [pos, h] of z) this.z.set(pos, acts.values.get(h)!);
+    for (const [pos, h] of mlp) this.mlp.set(pos, acts.values.get(h)!);
+    this.tMax = acts.tMax;
+    this.lengths = acts.lengths;
+    this.embed = promptEmbeddings(model, prompts, this.tMax);
+    this.order = prompts.map((_, i) => i).sort((a, b) => this.lengths[a] - this.lengths[b] || a - b);
+  }
+
+  /** Lay a set of edges out once, for configurations that all contain it. */
+  base(edges: readonly number[]): EdgeBase {
+    const cfg = this.model.config;
+    const out: EdgeBase = { edges: [...edges], minPos: Infinity, att: new Map(), mlp: new Map() };
+    for (const e of edges) {
+      const { sender, receiver: r } = this.graph.edges[e];
+      out.minPos = Math.min(out.minPos, r.pos);
+      if (r.kind === 'logits') {
+        (out.logits ??= new Float64Array(sendersBefore(cfg, cfg.layers.length)))[sender.index] = 1;
+      } else if (r.kind === 'mlp') {
+        let m = out.mlp.get(r.pos);
+        if (!m) out.mlp.set(r.pos, (m = new Float64Array(mlpReceiverSenders(cfg, r.pos))));
+        m[sender.index] = 1;
+      } else {
+        const S = sendersBefore(cfg, r.pos);
+        let a = out.att.get(r.pos);
+        if (!a) out.att.set(r.pos, (a = { rows: new Float64Array(attentionReceivers(cfg, r.pos) * S), active: [] }));
+        if (!a.active.includes(r.attIndex)) a.active.push(r.attIndex);
+        a.rows[r.attIndex * S + sender.index] = 1;
+      }
+    }
+    for (const a of out.att.values()) a.active.sort((x, y) => x - y);
+    return out;
+  }
+
+  /** Per prompt, the clean next-token log-probabilities (kl metric only). */
+  get cleanLogProbs(): Float64Array[] {
+    return this.cleanLogP;
+  }
+
+  /**
+   * The metric of each configuration, per prompt. `onChunk` hears about every onnxruntime run:
+   * its start layer, its rows and how long it took.
+   */
+  async evaluate(
+    configs: EdgeAblation[],
+    onProgress?: (done: number, total: number) => void,
+    onChunk?: (info: { start: number; rows: number; seconds: number }) => void,
+  ): Promise<Float64Array[]> {
+    const N = this.task.pairs.length;
+    const L = this.model.config.layers.length;
+    const results = configs.map(() => new Float64Array(N));
+    const groups = new Map<number, number[]>();
+    configs.forEach((c, i) => {
+      if (c.edges.length === 0 && (c.base?.edges.length ?? 0) === 0) {
+        results[i] = Float64Array.from(this.clean);
+        return;
+      }
+      let start = Math.min(L, c.base?.minPos ?? L);
+      for (const e of c.edges) start = Math.min(start, this.graph.edges[e].receiver.pos);
+      if (!groups.has(start)) groups.set(start, []);
+      groups.get(start)!.push(i);
+    });
+    const total = [...groups.values()].reduce((s, ids) => s + ids.length * N, 0);
+    let done = 0;
+    for (const [start, ids] of [...groups.entries()].sort((a, b) => a[0] - b[0])) {
+      const spec = this.specFor(start, ids.map((i) => configs[i]));
+      // Rectangular chunks: U prompts × C configurations. A shared selection routes up to every
+      // attention receiver of a layer through every row ([rows, receivers, T, d] per layer): keep
+      // that under ~64 MB.
+      const cfg = this.model.config;
+      const maxAtt = spec.select === 'shared' ? Math.max(0, ...spec.att.map((i) => attentionReceivers(cfg, i))) : 0;
+      const perRow = maxAtt * this.tMax * cfg.dModel * (this.model.dtype === 'float64' ? 8 : 4);
+      const rows = perRow > 0 ? Math.max(1, Math.min(this.batchSize, Math.floor((64 * 2 ** 20) / perRow))) : this.batchSize;
+      const C = Math.min(ids.length, rows);
+      const U = Math.max(1, Math.floor(rows / C));
+      for (let ps = 0; ps < N; ps += U) {
+        const prompts = this.order.slice(ps, ps + U);
+        for (let cs = 0; cs < ids.length; cs += C) {
+          const chunk = ids.slice(cs, cs + C);
+          const t0 = performance.now();
+          const values = await this.runChunk(start, spec, prompts, chunk.map((i) => configs[i]));
+          onChunk?.({ start, rows: values.length, seconds: (performance.now() - t0) / 1000 });
+          prompts.forEach((p, u) => chunk.forEach((ci, c) => (results[ci][p] = values[u * chunk.length + c])));
+          done += prompts.length * chunk.length;
+          onProgress?.(done, total);
+        }
+      }
+    }
+    return results;
+  }
+
+  /** Which receivers the graph for these configurations must route. */
+  private specFor(start: number, configs: EdgeAblation[]): EdgeSpec {
+    const att = new Set<number>();
+    const mlp = new Set<number>();
+    let logits = false;
+    const bases = new Set(configs.flatMap((c) => (c.base ? [c.base] : [])));
+    for (const b of bases) {
+      for (const i of b.att.keys()) att.add(i);
+      for (const i of b.mlp.keys()) mlp.add(i);
+      if (b.logits) logits = true;
+    }
+    for (const c of configs) {
+      for (const e of c.edges) {
+        const r = this.graph.edges[e].receiver;
+        if (r.kind === 'logits') logits = true;
+        else if (r.kind === 'mlp') mlp.add(r.pos);
+        else att.add(r.pos);
+      }
+    }
+    const sort = (s: Set<number>) => [...s].sort((a, b) => a - b);
+    const shape = this.repl.comp.ablation === 'resample' ? 'row' : 'const';
+    // Configurations that each ablate into at most two attention receivers of a layer (single-edge
+    // scans) select receivers per row; the rest share one selection.
+    const fewPerRow = bases.size === 0 && configs.every((c) => {
+      const perLayer = new Map<number, Set<number>>();
+      for (const e of c.edges) {
+        const r = this.graph.edges[e].receiver;
+        if (r.attIndex < 0) continue;
+        if (!perLayer.has(r.pos)) perLayer.set(r.pos, new Set());
+        perLayer.get(r.pos)!.add(r.attIndex);
+      }
+      return [...perLayer.values()].every((set) => set.size <= 2);
+    });
+    return { att: sort(att), mlp: sort(mlp), logits, replacement: shape, select: fewPerRow ? 'row' : 'shared' };
+  }
+
+  private async runChunk(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Promise<Float64Array> {
+    const { model } = this;
+    const d = model.config.dModel;
+    const C = configs.length;
+    const B = prompts.length * C;
+    const T = Math.max(...prompts.map((p) => this.lengths[p]));
+    const rows = Array.from({ length: B }, (_, b) => prompts[Math.floor(b / C)]);
+    const resid = allocLike(model, B * T * d);
+    rows.forEach((p, b) => resid.set(this.resid[start].subarray(p * this.tMax * d, (p * this.tMax + T) * d), b * T * d));
+    const out: RunResult = await model.run({
+      resid: { data: resid, dims: [B, T, d] },
+      startLayer: start,
+      lengths: rows.map((p) => this.lengths[p]),
+      logits: 'answers',
+      metric: this.metric,
+      answers: rows.map((p) => this.task.pairs[p]),
+      cleanLogProbs: this.metric === 'kl' ? rows.map((p) => this.cleanLogP[p]) : undefined,
+      edges: { spec, feeds: this.edgeFeeds(start, spec, prompts, configs) },
+    });
+    return Float64Array.from(out.metric!);
+  }
+
+  /**
+   * The edge inputs (edges.ts) of a run from layer position `start` over rows = prompts × configs
+   * (prompt-major), padded to the longest of the prompts. Public for benchmarks that run the graph
+   * their own way.
+   */
+  edgeFeeds(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Record<string, HostValue | { data: BigInt64Array; dims: number[] }> {
+    const { model, repl } = this;
+    const cfg = model.config;
+    const L = cfg.layers.length;
+    const d = cfg.dModel;
+    const dh = cfg.dHead;
+    const U = prompts.length;
+    const C = configs.length;
+    const B = U * C;
+    const T = Math.max(...prompts.map((p) => this.lengths[p]));
+    const tMax = this.tMax;
+    const rowPrompt = (b: number) => prompts[Math.floor(b / C)];
+
+    /** replacement − clean per prompt [U, T, width]; `r` const [width] or row [N, repl.tMax, width]. */
+    const delta = (r: { shape: 'const' | 'row'; data: FloatArray }, clean: FloatArray, width: number): FloatArray => {
+      const out = allocLike(model, U * T * width);
+      prompts.forEach((p, u) => {
+        for (let t = 0; t < T; t++) {
+          const o = (u * T + t) * width;
+          const co = (p * tMax + t) * width;
+          const ro = (p * repl.comp.tMax + t) * width;
+          for (let j = 0; j < width; j++) out[o + j] = (r.shape === 'const' ? r.data[j] : t < repl.comp.tMax ? r.data[ro + j] : 0) - clean[co + j];
+        }
+      });
+      return out;
+    };
+    const feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }> = {};
+    feeds.edge_pre_input = { data: delta(repl.input, this.embed, d), dims: [U, T, d] };
+    for (let j = 0; j < start; j++) {
+      const k = cfg.layers[j].heads.length;
+      if (k > 0) feeds[`edge_pre_z.${j}`] = { data: delta(repl.comp.z.get(j)!, this.z.get(j)!, k * dh), dims: [U, T, k, dh] };
+      if (cfg.layers[j].mlp) feeds[`edge_pre_mlp.${j}`] = { data: delta(repl.comp.mlp.get(j)!, this.mlp.get(j)!, d), dims: [U, T, d] };
+    }
+    // In-run senders' replacements, up to the last layer some receiver reads from.
+    const lastRead = spec.logits ? L - 1 : Math.max(-1, ...spec.att.map((i) => i - 1), ...spec.mlp);
+    for (let j = start; j <= lastRead; j++) {
+      const k = cfg.layers[j].heads.length;
+      const zr = repl.comp.z.get(j);
+      if (k > 0 && zr) {
+        feeds[`edge_z_repl.${j}`] = zr.shape === 'const' ? { data: zr.data, dims: [1, 1, k, dh] } : { data: this.rowsOf(zr.data, k * dh, prompts, C, T), dims: [B, T, k, dh] };
+      }
+      const mr = repl.comp.mlp.get(j);
+      if (cfg.layers[j].mlp && mr) {
+        feeds[`edge_mlp_repl.${j}`] = mr.shape === 'const' ? { data: mr.data, dims: [1, 1, d] } : { data: this.rowsOf(mr.data, d, prompts, C, T), dims: [B, T, d] };
+      }
+    }
+    // Masks: each configuration's rows (its base's, then its own edges), repeated for its U prompts.
+    const perConfig = configs.map((c) => c.edges.map((e, i) => [this.graph.edges[e], c.amount?.[i] ?? 1] as const));
+    const fill = (mask: Float64Array, perRow: number, write: (c: number, row: Float64Array) => void) => {
+      const row = new Float64Array(perRow);
+      configs.forEach((_, c) => {
+        row.fill(0);
+        write(c, row);
+        for (let u = 0; u < U; u++) mask.set(row, (u * C + c) * perRow);
+      });
+    };
+    for (const i of spec.att) {
+      if (spec.select === 'row') {
+        this.rowSelection(i, perConfig, U, feeds);
+        continue;
+      }
+      const S = sendersBefore(cfg, i);
+      const active = new Set<number>();
+      configs.forEach((c, ci) => {
+        for (const a of c.base?.att.get(i)?.active ?? []) active.add(a);
+        for (const [edge] of perConfig[ci]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) active.add(edge.receiver.attIndex);
+      });
+      const sel = active.size > 0 ? [...active].sort((a, b) => a - b) : [0];
+      if (sel.some((a) => a >= attentionReceivers(cfg, i))) throw new Error('edge receiver outside its layer');
+      const A = sel.length;
+      const slotOf = new Map(sel.map((a, k) => [a, k]));
+      const mask = new Float64Array(B * A * S);
+      fill(mask, A * S, (c, row) => {
+        const b = configs[c].base?.att.get(i);
+        if (b) for (const a of b.active) row.set(b.rows.subarray(a * S, (a + 1) * S), slotOf.get(a)! * S);
+        for (const [edge, amount] of perConfig[c]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) row[slotOf.get(edge.receiver.attIndex)! * S + edge.sender.index] = amount;
+      });
+      feeds[`edge_att_sel.${i}`] = { data: BigInt64Array.from(sel, (a) => BigInt(a)), dims: [A] };
+      feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, S] };
+    }
+    for (const i of spec.mlp) {
+      const S = mlpReceiverSenders(cfg, i);
+      const mask = new Float64Array(B * S);
+      fill(mask, S, (c, row) => {
+        const b = configs[c].base?.mlp.get(i);
+        if (b) row.set(b);
+        for (const [edge, amount] of perConfig[c]) if (edge.receiver.kind === 'mlp' && edge.receiver.pos === i) row[edge.sender.index] = amount;
+      });
+      feeds[`edge_mlp_mask.${i}`] = { data: mask, dims: [B, 1, S] };
+    }
+    if (spec.logits) {
+      const S = sendersBefore(cfg, L);
+      const mask = new Float64Array(B * S);
+      fill(mask, S, (c, row) => {
+        const b = configs[c].base?.logits;
+        if (b) row.set(b);
+        for (const [edge, amount] of perConfig[c]) if (edge.receiver.kind === 'logits') row[edge.sender.index] = amount;
+      });
+      feeds.edge_logits_mask = { data: mask, dims: [B, 1, S] };
+    }
+    return feeds;
+  }
+
+  /**
+   * Per-row receiver selection for layer position i: each row's own receivers (padding rows of the
+   * one-hot are zero), and its mask rows for them.
+   */
+  private rowSelection(i: number, perConfig: (readonly (readonly [Edge, number])[])[], U: number, feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>): void {
+    const cfg = this.model.config;
+    const S = sendersBefore(cfg, i);
+    const R = attentionReceivers(cfg, i);
+    const C = perConfig.length;
+    const B = U * C;
+    const lists = perConfig.map((list) => [...new Set(list.filter(([e]) => e.receiver.pos === i && e.receiver.attIndex >= 0).map(([e]) => e.receiver.attIndex))].sort((a, b) => a - b));
+    const A = Math.max(1, ...lists.map((l) => l.length));
+    const sel = new BigInt64Array(B * A);
+    const onehot = new Float64Array(B * A * R);
+    const mask = new Float64Array(B * A * S);
+    perConfig.forEach((list, c) => {
+      const mine = lists[c];
+      for (let u = 0; u < U; u++) {
+        const b = u * C + c;
+        mine.forEach((a, k) => {
+          sel[b * A + k] = BigInt(a);
+          onehot[(b * A + k) * R + a] = 1;
+        });
+        for (const [e, amount] of list) {
+          if (e.receiver.pos !== i || e.receiver.attIndex < 0) continue;
+          mask[(b * A + mine.indexOf(e.receiver.attIndex)) * S + e.sender.index] = amount;
+        }
+      }
+    });
+    feeds[`edge_att_sel.${i}`] = { data: sel, dims: [B, A] };
+    feeds[`edge_att_onehot.${i}`] = { data: onehot, dims: [B, A, R] };
+    feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, S] };
+  }
+
+  /** Per-row copies of a per-prompt [N, repl.tMax, width] replacement. */
+  private rowsOf(src: FloatArray, width: number, prompts: number[], C: number, T: number): FloatArray {
+    const out = allocLike(this.model, prompts.length * C * T * width);
+    const tm = this.repl.comp.tMax;
+    prompts.forEach((p, u) => {
+      const len = Math.min(T, tm);
+      const row = src.subarray(p * tm * width, (p * tm + len) * width);
+      for (let c = 0; c < C; c++) out.set(row, (u * C + c) * T * width);
+    });
+    return out;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The edge commands end to end: `carve scan --level edges`, `carve faithfulness` (and its MIB
+ * output), `carve prune --order acdc --level edges`, and their bad inputs (one `carve: error:`
+ * line, exit 2, no output file).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { makeRandomGpt2 } from '../helpers/random-gpt2.ts';
+import { parseFractions, readScanScores, scoresInOrder } from '../../src/cli/faithfulness.ts';
+import { loadModelDir } from '../../src/model/load.ts';
+import { isCarveError } from '../../src/util/errors.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'carve-edges-cli-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+const modelDir = makeRandomGpt2(join(dir, 'model'), { nLayer: 2, nHead: 2, dModel: 16, nCtx: 32, vocabSize: 50257, seed: 5 });
+const common = ['--model', modelDir, '--n', '4'];
+
+function carve(args: string[]) {
+  const r = spawnSync(process.execPath, ['bin/carve.js', ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function userError(args: string[], pattern: RegExp, out?: string) {
+  const r = carve(args);
+  assert.equal(r.code, 2, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^carve: error: /);
+  assert.match(lines[0], pattern);
+  if (out) assert.ok(!existsSync(out), `${out} must not be written`);
+}
+
+const edgeScan = join(dir, 'edges.json');
+const compScan = join(dir, 'components.json');
+
+test('carve scan --level edges writes every edge with its sender, receiver, score and std', () => {
+  const r = carve(['scan', ...common, '--level', 'edges', '--method', 'exact', '--ablation', 'resample', '--out', edgeScan]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /exact scan of 46 edges × 4 prompts: about/);
+  const s = JSON.parse(readFileSync(edgeScan, 'utf8'));
+  assert.equal(s.level, 'edges');
+  assert.equal(s.n_edges, 46);
+  assert.equal(s.edges.length, 46);
+  for (const k of ['model', 'task', 'ablation', 'method', 'n_prompts', 'clean_metric', 'clean_std', 'corrupt_metric']) assert.ok(k in s, k);
+  assert.deepEqual(s.edges[0], { ...s.edges[0], name: 'input->L0H0<q>', sender: 'input', receiver: 'L0H0<q>' });
+  for (const e of s.edges) assert.ok(Number.isFinite(e.score) && Number.isFinite(e.std) && e.name === `${e.sender}->${e.receiver}`);
+  const ig = carve(['scan', ...common, '--level', 'edges', '--method', 'ig', '--ablation', 'resample']);
+  assert.equal(ig.code, 0, ig.stderr);
+  const o = JSON.parse(ig.stdout);
+  assert.equal(o.steps, 5);
+  assert.equal(o.ig_path, 'inputs');
+  assert.equal(carve(['scan', ...common, '--out', compScan]).code, 0);
+});
+
+test('carve faithfulness: the curve, CPR and CMD for edge and component scans; MIB format', () => {
+  const out = join(dir, 'faith.json');
+  const mib = join(dir, 'mib.json');
+  const r = carve(['faithfulness', ...common, '--scores', edgeScan, '--fractions', '0,0.1,0.5,1', '--mib', mib, '--out', out]);
+  assert.equal(r.code, 0, r.stderr);
+  const f = JSON.parse(readFileSync(out, 'utf8'));
+  assert.deepEqual(f.points.map((p: { fraction: number }) => p.fraction), [0, 0.1, 0.5, 1]);
+  assert.deepEqual(f.points.map((p: { n_edges: number }) => p.n_edges), [0, 4, 23, 46]);
+  assert.equal(f.points[0].faithfulness, 0);
+  assert.ok(Math.abs(f.points[3].faithfulness - 1) < 1e-9);
+  assert.ok(Number.isFinite(f.cpr) && Number.isFinite(f.cmd));
+  assert.equal(f.ablation, 'resample');
+  const m = JSON.parse(readFileSync(mib, 'utf8'));
+  assert.deepEqual(m.cfg, { n_layers: 2, n_heads: 2, parallel_attn_mlp: false, d_model: 16 });
+  assert.equal(Object.keys(m.edges).length, 46);
+  assert.ok('input->a0.h1<k>' in m.edges && 'a1.h0->logits' in m.edges && 'a0.h0->m0' in m.edges);
+  assert.deepEqual(Object.keys(m.nodes), ['input', 'a0.h0', 'a0.h1', 'm0', 'a1.h0', 'a1.h1', 'm1', 'logits']);
+  const c = carve(['faithfulness', ...common, '--scores', compScan, '--fractions', '0,0.5,1']);
+  assert.equal(c.code, 0, c.stderr);
+  const cf = JSON.parse(c.stdout);
+  assert.equal(cf.level, 'components');
+  assert.deepEqual(cf.points.map((p: { n_components: number }) => p.n_components), [0, 3, 6]);
+});
+
+test('carve faithfulness: bad input is one error line, exit 2, no output', () => {
+  const out = join(dir, 'never.json');
+  const args = (extra: string[]) => ['faithfulness', ...common, '--out', out, ...extra];
+  userError(args(['--scores', edgeScan, '--fractions', '0,0.5,1.5']), /--fractions: fraction 1\.5 is outside \[0, 1\]/, out);
+  userError(args(['--scores', edgeScan, '--fractions', '0,0.5,0.2,1']), /--fractions: fractions must increase \(0\.5 then 0\.2\)/, out);
+  userError(args(['--scores', compScan, '--level', 'edges']), /components\.json: a component scan, not --level edges/, out);
+  const bad = join(dir, 'bad-edge.json');
+  const s = JSON.parse(readFileSync(edgeScan, 'utf8'));
+  s.edges[5].name = 'L1H0->L0H0<q>';
+  writeFileSync(bad, JSON.stringify(s));
+  userError(args(['--scores', bad]), /bad-edge\.json: edges\[5\]\.name: the model has no edge L1H0->L0H0<q>/, out);
+});
+
+test('faithfulness inputs are checked (in process)', () => {
+  const err = (f: () => unknown, pattern: RegExp) => assert.throws(f, (e) => isCarveError(e) && pattern.test((e as Error).message));
+  err(() => parseFractions('0,-0.1,1', '--fractions'), /fraction -0\.1 is outside \[0, 1\]/);
+  err(() => parseFractions('0,half,1', '--fractions'), /"half" is not a number/);
+  err(() => parseFractions('0.5', '--fractions'), /at least two fractions/);
+  err(() => parseFractions('0,0.5,0.5', '--fractions'), /must increase/);
+  assert.deepEqual(parseFractions('0, 0.25,1', '--fractions'), [0, 0.25, 1]);
+  err(() => readScanScores(join(dir, 'missing.json')), /missing\.json: cannot read the scan/);
+  const cfg = loadModelDir(modelDir).config;
+  const scan = readScanScores(edgeScan);
+  assert.equal(scan.level, 'edges');
+  err(() => scoresInOrder(cfg, { ...scan, entries: scan.entries.slice(1) }, 'x.json'), /x\.json: lists 45 of the model's 46 edges/);
+  err(() => scoresInOrder(cfg, { ...scan, entries: [...scan.entries.slice(1), scan.entries[2]] }, 'x.json'), /x\.json: edges\[45\]: input->L0H0<k> is listed twice/);
+  err(() => scoresInOrder(cfg, { ...scan, entries: [{ name: 'L0H1 to logits', score: 0 }, ...scan.entries.slice(1)] }, 'x.json'), /not an edge name/);
+  const comp = readScanScores(compScan);
+  assert.equal(comp.level, 'components');
+  err(() => scoresInOrder(cfg, { ...comp, entries: [{ name: 'L7H0', score: 1 }, ...comp.entries.slice(1)] }, 'c.json'), /c\.json: components\[0\]\.name: the model has no component L7H0/);
+});
+
+test('carve prune --order acdc --level edges; other orders are refused on edges', () => {
+  const out = join(dir, 'acdc.json');
+  const r = carve(['prune', ...common, '--order', 'acdc', '--level', 'edges', '--threshold', '0.05', '--ablation', 'resample', '--out', out]);
+  assert.equal(r.code, 0, r.stderr);
+  const o = JSON.parse(readFileSync(out, 'utf8'));
+  assert.equal(o.level, 'edges');
+  assert.equal(o.n_kept + o.steps.length - 1, 46);
+  assert.equal(o.steps[0].edge, null);
+  userError(['prune', ...common, '--order', 'greedy', '--level', 'edges', '--out', join(dir, 'no.json')], /--level edges: only --order acdc/, join(dir, 'no.json'));
+});

@@ -1,0 +1,50 @@
+/**
+ * ACDC over edges: the batched, speculative implementation makes exactly the decisions of the
+ * one-edge-at-a-time algorithm written out here, whatever its batch width.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Engine } from '../../src/onnx/session.ts';
+import { HookedModel } from '../../src/model/hooked.ts';
+import { edgeAcdc } from '../../src/discover/edge-acdc.ts';
+import { computeEdgeReplacements } from '../../src/discover/edge-replacements.ts';
+import { EdgeEvaluator } from '../../src/discover/edge-evaluate.ts';
+import { mean } from '../../src/task/metrics.ts';
+import { randomModel } from '../helpers/random-model.ts';
+import { randomTask } from '../helpers/random-task.ts';
+
+const engine = new Engine({ device: 'cpu', threads: 1 });
+
+test('edge ACDC equals the sequential algorithm, for any speculation width', async () => {
+  const model = new HookedModel(randomModel({ nLayer: 2, nHead: 2, dModel: 16, vocabSize: 30, seed: 41 }), engine, 'float64');
+  const task = randomTask(4, 30, 3, [5, 7, 6, 5]);
+  const repl = await computeEdgeReplacements(model, task, 'resample');
+  const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 8 });
+  const graph = ev.graph;
+  // A threshold between small and large single-edge effects, so some edges stay and some go.
+  const single = await ev.evaluate(graph.edges.map((e) => ({ edges: [e.index] })));
+  const effects = single.map((m) => Math.abs(mean(m) - mean(ev.clean))).sort((a, b) => a - b);
+  const threshold = effects[Math.floor(effects.length * 0.7)];
+
+  // The algorithm as written: receivers from last to first, senders from last to first.
+  const visit = [...graph.edges].sort((a, b) => b.receiver.index - a.receiver.index || b.sender.index - a.sender.index);
+  const removed: number[] = [];
+  let current = mean(ev.clean);
+  for (const e of visit) {
+    const [m] = await ev.evaluate([{ edges: [...removed, e.index] }]);
+    if (current - mean(m) < threshold) {
+      removed.push(e.index);
+      current = mean(m);
+    }
+  }
+  const keptNaive = graph.edges.filter((e) => !removed.includes(e.index)).map((e) => e.name);
+  assert.ok(keptNaive.length > 0 && removed.length > 0, `a mixed outcome (${keptNaive.length} kept, ${removed.length} removed)`);
+
+  for (const width of [1, 5, 16]) {
+    const r = await edgeAcdc(model, task, { ablation: 'resample', threshold, batchSize: 8, width });
+    assert.deepEqual(r.kept, keptNaive, `width ${width}`);
+    assert.deepEqual(r.steps.slice(1).map((s) => s.edge), removed.map((i) => graph.edges[i].name));
+    assert.ok(Math.abs(r.steps.at(-1)!.metric - current) < 1e-9);
+    assert.equal(r.n_kept + r.steps.length - 1, graph.edges.length);
+  }
+});

@@ -1,0 +1,131 @@
+/**
+ * The exact edge evaluator against SPEC's definition computed literally (test/helpers/naive-edges.ts):
+ * the metric of a set of ablated edges, per prompt, on random models of several architectures.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine } from '../../src/onnx/session.ts';
+import { HookedModel } from '../../src/model/hooked.ts';
+import { loadModelDir } from '../../src/model/load.ts';
+import { buildEdgeGraph, edgeCountFormula } from '../../src/discover/edge-graph.ts';
+import { computeEdgeReplacements } from '../../src/discover/edge-replacements.ts';
+import { EdgeEvaluator, type EdgeAblation } from '../../src/discover/edge-evaluate.ts';
+import type { Ablation } from '../../src/discover/replacements.ts';
+import { randomHfModel, writeHfModelDir, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
+import { naiveEdgeForward } from '../helpers/naive-edges.ts';
+import { randomTask } from '../helpers/random-task.ts';
+import { rng } from '../helpers/gradcheck.ts';
+import type { Task } from '../../src/task/types.ts';
+
+const engine = new Engine({ device: 'cpu', threads: 1 });
+const tmp = mkdtempSync(join(tmpdir(), 'carve-edges-'));
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const VOCAB = 23;
+
+function load(hf: HfModel, name: string): HookedModel {
+  const dir = join(tmp, name);
+  writeHfModelDir(dir, hf);
+  return new HookedModel(loadModelDir(dir, name), engine, 'float64');
+}
+
+/** The naive metric of one prompt with `ablated` edges, replacements per SPEC for this ablation. */
+function naiveMetric(hf: HfModel, task: Task, p: number, ablation: Ablation, ablated: Map<string, number>): number {
+  const pair = task.pairs[p];
+  let replacement: (s: string, t: number) => Float64Array;
+  if (ablation === 'resample') {
+    const corrupt = naiveEdgeForward(hf, pair.corrupt).senders;
+    replacement = (s, t) => corrupt.get(s)![t];
+  } else if (ablation === 'zero') {
+    replacement = () => new Float64Array(hf.config.n_embd as number ?? hf.config.hidden_size as number);
+  } else {
+    const runs = task.pairs.map((q) => naiveEdgeForward(hf, q.clean).senders);
+    const means = new Map<string, Float64Array>();
+    for (const s of runs[0].keys()) {
+      const m = new Float64Array(runs[0].get(s)![0].length);
+      let n = 0;
+      for (const r of runs) for (const v of r.get(s)!) (v.forEach((x, j) => (m[j] += x)), n++);
+      means.set(s, m.map((x) => x / n));
+    }
+    replacement = (s) => means.get(s)!;
+  }
+  const { logits } = naiveEdgeForward(hf, pair.clean, { ablated, replacement });
+  const V = VOCAB;
+  const t = pair.clean.length - 1;
+  return logits[t * V + pair.correct[0]] - logits[t * V + pair.incorrect[0]];
+}
+
+const cases: { name: string; spec: HfModelSpec; ablation: Ablation }[] = [
+  { name: 'gpt2', spec: { arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 3 }, ablation: 'resample' },
+  { name: 'gpt2-mean', spec: { arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 4 }, ablation: 'mean' },
+  { name: 'llama-gqa', spec: { arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 5 }, ablation: 'resample' },
+  { name: 'neox-parallel', spec: { arch: 'gpt_neox', nLayer: 2, nHead: 2, dModel: 16, vocab: VOCAB, seed: 6, activation: 'gelu_new' }, ablation: 'zero' },
+];
+
+for (const c of cases) {
+  test(`exact edge ablations equal the naive float64 edge forward (${c.name}, ${c.ablation})`, async () => {
+    const hf = randomHfModel(c.spec);
+    const model = load(hf, c.name);
+    const graph = buildEdgeGraph(model.config);
+    const cfg = model.config;
+    assert.equal(graph.edges.length, edgeCountFormula(cfg.layers.length, cfg.nHead, cfg.nKvHead, cfg.parallelResidual));
+    const task = randomTask(3, VOCAB, 11, [5, 7, 6]);
+    const repl = await computeEdgeReplacements(model, task, c.ablation);
+    const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 4 });
+    const r = rng(17);
+    const pick = (n: number) => [...new Set(Array.from({ length: n }, () => Math.floor(r() * graph.edges.length)))];
+    const byName = (n: string) => graph.byName.get(n)!.index;
+    const configs: EdgeAblation[] = [
+      { edges: [byName('input->logits')] },
+      { edges: [byName(`input->L${cfg.layers.length - 1}MLP`)] },
+      { edges: pick(4) },
+      { edges: pick(12) },
+      { edges: graph.edges.map((e) => e.index) },
+      { edges: pick(6), amount: [0.5, 0.25, 1, 0.75, 0.1, 1] },
+      // Every receiver kind of layer 1, one edge each.
+      { edges: graph.edges.filter((e) => e.receiver.layer === 1 && e.sender.index === 0).map((e) => e.index) },
+    ];
+    configs[5] = { edges: configs[5].edges, amount: configs[5].amount!.slice(0, configs[5].edges.length) };
+    const got = await ev.evaluate(configs);
+    configs.forEach((conf, ci) => {
+      const ablated = new Map(conf.edges.map((e, i) => [graph.edges[e].name, conf.amount?.[i] ?? 1]));
+      task.pairs.forEach((_, p) => {
+        const want = naiveMetric(hf, task, p, c.ablation, ablated);
+        assert.ok(Math.abs(got[ci][p] - want) < 1e-8, `config ${ci} prompt ${p}: ${got[ci][p]} vs naive ${want}`);
+      });
+    });
+    // Batches of one- and two-edge configurations select receivers per row: same numbers.
+    const att = graph.edges.filter((e) => e.receiver.attIndex >= 0);
+    const few: EdgeAblation[] = [...pick(5).map((e) => ({ edges: [e] })), { edges: [att[0].index, att[att.length - 1].index] }, { edges: [att[1].index, att[2].index], amount: [0.5, 1] }];
+    const gotFew = await ev.evaluate(few);
+    few.forEach((conf, ci) => {
+      const ablated = new Map(conf.edges.map((e, i) => [graph.edges[e].name, conf.amount?.[i] ?? 1]));
+      task.pairs.forEach((_, p) => {
+        const want = naiveMetric(hf, task, p, c.ablation, ablated);
+        assert.ok(Math.abs(gotFew[ci][p] - want) < 1e-8, `few-edge config ${ci} prompt ${p}: ${gotFew[ci][p]} vs naive ${want}`);
+      });
+    });
+    // Not vacuous: ablating every edge moves the metric.
+    assert.ok(Math.abs(got[4][0] - ev.clean[0]) > 1e-3);
+  });
+}
+
+test('configurations on a shared base set equal the same sets written out', async () => {
+  const hf = randomHfModel({ arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 8 });
+  const model = load(hf, 'base');
+  const task = randomTask(3, VOCAB, 12, [5, 7, 6]);
+  const repl = await computeEdgeReplacements(model, task, 'resample');
+  const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 5 });
+  const graph = ev.graph;
+  const late = graph.edges.filter((e) => e.receiver.pos >= 1).map((e) => e.index);
+  const baseEdges = late.filter((_, i) => i % 3 === 0);
+  const base = ev.base(baseEdges);
+  const extras = [[], [late[1]], [late[2], late[4]], graph.edges.filter((e) => e.receiver.pos === 0).slice(0, 3).map((e) => e.index)];
+  const onBase = await ev.evaluate(extras.map((edges) => ({ edges, base })));
+  const written = await ev.evaluate(extras.map((edges) => ({ edges: [...baseEdges, ...edges] })));
+  onBase.forEach((row, i) => row.forEach((v, p) => assert.ok(Math.abs(v - written[i][p]) < 1e-10, `config ${i} prompt ${p}`)));
+  assert.ok(Math.abs(onBase[0][0] - ev.clean[0]) > 1e-4);
+});
