@@ -4,7 +4,7 @@
  *    columns of a fused QKV, its rows of q_proj, its part of the output projection); a key/value head
  *    goes only when no kept query head reads it; a removed MLP's weights and norm are dropped;
  *  - what the removed component would have added to the residual stream under the ablation is
- *    folded into a constant: under mean ablation a head's mean output (mean hook_z slice through its
+ *    folded into a constant: under mean (or optimal: a learned constant instead of the mean) ablation a head's mean output (mean hook_z slice through its
  *    part of the output projection) is added to its layer's attention output bias, and a removed
  *    MLP's mean output (hook_mlp_out, bias included) becomes the layer's MLP output bias; under zero
  *    ablation a head adds nothing (the shared bias is not part of a head's output) and a removed
@@ -27,7 +27,8 @@ import { sliceTensor } from '../model/slice.ts';
 import type { Role, TensorSlot } from '../model/tensors.ts';
 import { kvHeadsOf, type LayerLayout, type ModelConfig, type ModelData, type Tensor, type Weights } from '../model/types.ts';
 
-export type FoldableAblation = 'zero' | 'mean';
+/** optimal: learned constants (src/discover/optimal.ts), folded exactly like the mean. */
+export type FoldableAblation = 'zero' | 'mean' | 'optimal';
 
 export type PrunableModel = ModelData;
 
@@ -71,7 +72,7 @@ export function pruneModel(
   if (ablation === 'resample' || replacements.ablation === 'resample') {
     fail('resample ablation cannot be folded into a smaller model: the replacement differs per prompt (it is the output on the paired corrupt prompt); use --ablation zero or mean');
   }
-  if (ablation !== 'zero' && ablation !== 'mean') fail(`ablation: expected zero or mean, got ${JSON.stringify(ablation)}`);
+  if (ablation !== 'zero' && ablation !== 'mean' && ablation !== 'optimal') fail(`ablation: expected zero, mean or optimal, got ${JSON.stringify(ablation)}`);
   if (replacements.ablation !== ablation) {
     throw new Error(`pruneModel: replacements are for ${replacements.ablation} ablation, not ${ablation}`);
   }

@@ -113,22 +113,28 @@ export class ExactEvaluator {
     }
   }
 
-  /** The metric of one configuration per prompt, for each configuration. */
-  async evaluate(configs: Component[][], onProgress?: (done: number, total: number) => void): Promise<Float64Array[]> {
+  /**
+   * The metric of one configuration per prompt, for each configuration. With `prompts`, only those
+   * prompts are run (indices into the task; the other entries are NaN).
+   */
+  async evaluate(configs: Component[][], onProgress?: (done: number, total: number) => void, prompts?: number[]): Promise<Float64Array[]> {
     const N = this.task.pairs.length;
-    const results = configs.map(() => new Float64Array(N));
+    const only = prompts ? new Set(prompts) : undefined;
+    const order = only ? this.order.filter((p) => only.has(p)) : this.order;
+    const subset = (full: Float64Array): Float64Array => (only ? Float64Array.from(full, (v, p) => (only.has(p) ? v : NaN)) : full);
+    const results: Float64Array[] = configs.map(() => new Float64Array(N));
     const groups = new Map<string, { start: number; fromBase: boolean; ids: number[] }>();
     const baseNames = new Set(this.base.map((c) => c.name));
     configs.forEach((cfg, i) => {
       if (cfg.length === 0) {
-        results[i] = this.metric === 'kl' ? new Float64Array(N) : Float64Array.from(this.clean);
+        results[i] = subset(this.metric === 'kl' ? new Float64Array(N) : Float64Array.from(this.clean));
         return;
       }
       const names = new Set(cfg.map((c) => c.name));
       const fromBase = this.baseMetric !== undefined && this.metric !== 'kl' && [...baseNames].every((n) => names.has(n));
       const extra = fromBase ? cfg.filter((c) => !baseNames.has(c.name)) : cfg;
       if (extra.length === 0) {
-        results[i] = Float64Array.from(this.baseMetric!);
+        results[i] = subset(Float64Array.from(this.baseMetric!));
         return;
       }
       const start = Math.min(...extra.map((c) => c.pos));
@@ -136,12 +142,13 @@ export class ExactEvaluator {
       if (!groups.has(key)) groups.set(key, { start, fromBase, ids: [] });
       groups.get(key)!.ids.push(i);
     });
-    const total = [...groups.values()].reduce((s, g) => s + g.ids.length * N, 0);
+    if (only) for (const { ids } of groups.values()) for (const i of ids) results[i].fill(NaN);
+    const total = [...groups.values()].reduce((s, g) => s + g.ids.length * order.length, 0);
     let done = 0;
     for (const { start, fromBase, ids } of [...groups.values()].sort((a, b) => a.start - b.start)) {
       // Rows: prompts in length order, each with every configuration of this group.
       const rows: { prompt: number; config: number }[] = [];
-      for (const p of this.order) for (const c of ids) rows.push({ prompt: p, config: c });
+      for (const p of order) for (const c of ids) rows.push({ prompt: p, config: c });
       for (let s = 0; s < rows.length; s += this.batchSize) {
         const chunk = rows.slice(s, s + this.batchSize);
         const { values } = await this.runChunkWith(

@@ -8,7 +8,7 @@ import { computeReplacements } from '../../src/discover/replacements.ts';
 import { attributionAt, pruneOrder, type PruneCheckpoint, type PruneOptions, type PruneResult } from '../../src/discover/prune.ts';
 import { CarveError } from '../../src/util/errors.ts';
 import { randomModel } from '../helpers/random-model.ts';
-import { meanOf, naiveRemoval, randomTask, stdOf } from './naive-removal.ts';
+import { meanOf, naiveRemoval, randomTask, stdOf, type NaiveAblation } from './naive-removal.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 
@@ -24,7 +24,7 @@ function checkAgainstNaive(res: PruneResult, opts: PruneOptions, tol = 1e-8): vo
   assert.equal(new Set(names).size, names.length, 'a component removed twice');
   res.steps.forEach((s, k) => {
     assert.equal(s.removed, k);
-    const ref = naiveRemoval(m.config, m.weights, task, opts.ablation, names.slice(0, k), opts.meanOver ?? 'clean');
+    const ref = naiveRemoval(m.config, m.weights, task, opts.ablation as NaiveAblation, names.slice(0, k), opts.meanOver ?? 'clean');
     assert.ok(Math.abs(s.metric - meanOf(ref.metric)) < tol, `${res.order} step ${k}: ${s.metric} vs naive ${meanOf(ref.metric)}`);
     assert.ok(Math.abs(s.std - stdOf(ref.metric)) < tol, `${res.order} step ${k}: std ${s.std} vs naive ${stdOf(ref.metric)}`);
     if (s.kl !== undefined) assert.ok(Math.abs(s.kl - meanOf(ref.kl)) < tol, `step ${k}: kl ${s.kl} vs naive ${meanOf(ref.kl)}`);
