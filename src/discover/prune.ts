@@ -46,9 +46,10 @@ import { answersOf, type Task } from '../task/types.ts';
 import { failOption } from '../util/errors.ts';
 import { mean, std } from '../task/metrics.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
-import { componentHooks, removalInterventions, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
+import type { Ablation, MeanOver, Replacements } from './replacements.ts';
 import { ExactEvaluator, type MetricKind } from './evaluate.ts';
-import { corruptMetrics, dotDelta, sliceOf } from './scan.ts';
+import { corruptMetrics } from './scan.ts';
+import { attributionAt } from './attribution.ts';
 import { jsonFingerprint, modelFingerprint, taskFingerprint } from './fingerprint.ts';
 import { checkResume, type PruneCheckpoint, type ResumeState } from './checkpoint.ts';
 import { replacementsFor, type ConstantsFile } from './optimal.ts';
@@ -57,6 +58,7 @@ import { DEFAULT_FINALISTS, defaultFirst, halvingPick, promptOrder } from './hal
 import { measureHeldOut, type HeldOut } from './heldout.ts';
 
 export { modelFingerprint, taskFingerprint } from './fingerprint.ts';
+export { attributionAt, type AttributionAtOptions } from './attribution.ts';
 export type { PruneCheckpoint } from './checkpoint.ts';
 
 export type PruneOrder = 'scores' | 'greedy' | 'acdc' | 'optimize';
@@ -605,67 +607,4 @@ async function acdcOrder(ctx: Ctx): Promise<{ steps: PruneStep[]; kept: string[]
   }
   const gone = new Set(removed.map((c) => c.name));
   return { steps, kept: comps.filter((c) => !gone.has(c.name)).map((c) => c.name) };
-}
-
-export interface AttributionAtOptions {
-  batchSize?: number;
-  /**
-   * Components whose layers get intervention inputs and whose hooks get gradients, whatever is
-   * removed now: one compiled graph then serves every step. Default: removed ∪ targets.
-   */
-  scope?: Component[];
-}
-
-/**
- * Attribution scores at an ablated state, per target and prompt: with `removed` replaced, the
- * gradient g of the metric with respect to each target's output, and
- * Σ_positions (replacement − current output) · g. With nothing removed this is the attribution
- * score of `carve scan --method attribution`.
- */
-export async function attributionAt(
-  model: HookedModel,
-  task: Task,
-  repl: Replacements,
-  removed: Component[],
-  targets: Component[],
-  opts: AttributionAtOptions = {},
-): Promise<Float64Array[]> {
-  const batchSize = opts.batchSize ?? 64;
-  const { z, mlp } = componentHooks(model);
-  const scope = [...(opts.scope ?? []), ...removed, ...targets];
-  const hookOf = (c: Component) => (c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!);
-  const hooks = [...new Set(scope.map(hookOf))];
-  const zLayers = [...new Set(scope.filter((c) => c.head !== null).map((c) => c.pos))].sort((a, b) => a - b);
-  const mlpLayers = [...new Set(scope.filter((c) => c.head === null).map((c) => c.pos))].sort((a, b) => a - b);
-  const N = task.pairs.length;
-  const taskLengths = task.pairs.map((p) => p.clean.length);
-  const per = targets.map(() => new Float64Array(N));
-  for (let s = 0; s < N; s += batchSize) {
-    const chunk = task.pairs.slice(s, s + batchSize);
-    const T = Math.max(...chunk.map((p) => p.clean.length));
-    const rows = chunk.map((_, b) => ({ prompt: s + b, removed }));
-    const { z: zIv, mlp: mlpIv } = removalInterventions(model, repl, rows, T, taskLengths, zLayers, mlpLayers);
-    const out = await model.run({
-      tokens: chunk.map((p) => p.clean),
-      logits: 'answers',
-      answers: chunk.map(answersOf),
-      hooks,
-      gradients: hooks,
-      z: zIv,
-      mlp: mlpIv,
-    });
-    const Tr = out.seqLen;
-    targets.forEach((c, ci) => {
-      const h = hookOf(c);
-      const sl = sliceOf(model, c);
-      const cur = out.hooks.get(h)!.data;
-      const grad = out.grads.get(h)!.data;
-      const r = c.head === null ? repl.mlp.get(c.pos)! : repl.z.get(c.pos)!;
-      chunk.forEach((p, b) => {
-        const replRow = r.shape === 'row' ? { data: r.data, base: (s + b) * repl.tMax * sl.width } : null;
-        per[ci][s + b] = dotDelta(c, sl, repl, p.clean.length, { data: cur, base: b * Tr * sl.width, T: Tr }, { data: grad, base: b * Tr * sl.width, T: Tr }, replRow);
-      });
-    });
-  }
-  return per;
 }
