@@ -5,7 +5,7 @@
  * each evaluation prompt's own corrupt partner.
  */
 import type { HookedModel } from '../model/hooked.ts';
-import { answersOf, type Task } from '../task/types.ts';
+import type { Task } from '../task/types.ts';
 import { mean, std } from '../task/metrics.ts';
 import { fail } from '../util/errors.ts';
 import type { Component } from './components.ts';
@@ -19,14 +19,12 @@ export interface HeldOut {
   clean_std: number;
 }
 
+/** How many tokens an answer field holds: one id, or a list of them (answer sets). */
+const sizeOf = (answer: number | number[]) => (Array.isArray(answer) ? answer.length : 1);
+
 /** How a task's answers are shaped: one correct and one incorrect token per prompt, or sets. */
 export function answerStructure(task: Task): 'pair' | 'sets' {
-  return task.pairs.every((p) => {
-    const a = answersOf(p);
-    return a.correct.length === 1 && a.incorrect.length === 1;
-  })
-    ? 'pair'
-    : 'sets';
+  return task.pairs.every((p) => sizeOf(p.correct) === 1 && sizeOf(p.incorrect) === 1) ? 'pair' : 'sets';
 }
 
 const describe = (s: 'pair' | 'sets') => (s === 'pair' ? 'one correct and one incorrect token per prompt' : 'answer sets');
