@@ -87,27 +87,39 @@ export class ExactEvaluator {
    * stream before every layer. Later configurations containing it start where they first differ.
    */
   async setBase(removed: Component[]): Promise<void> {
+    // A base that grows (greedy's next step) only changes the stream from its first new component's
+    // layer on: start there from the cached stream, which layers before it share.
+    const old = new Set(this.base.map((c) => c.name));
+    const now = new Set(removed.map((c) => c.name));
+    const grows = this.baseMetric !== undefined && [...old].every((n) => now.has(n));
+    const extra = removed.filter((c) => !old.has(c.name));
     this.base = [...removed];
-    this.baseResid = [];
-    this.baseMetric = undefined;
+    if (grows && extra.length === 0) return;
+    const start = grows ? Math.min(...extra.map((c) => c.pos)) : 0;
+    if (!grows) {
+      this.baseResid = [];
+      this.baseMetric = undefined;
+    }
     if (removed.length === 0) return;
     const { model } = this;
     const L = model.config.layers.length;
     const N = this.task.pairs.length;
     const d = model.config.dModel;
-    this.baseResid = Array.from({ length: L }, () => allocLike(model, N * this.tMax * d));
+    if (!grows) this.baseResid = Array.from({ length: L }, () => allocLike(model, N * this.tMax * d));
     this.baseMetric = new Float64Array(N);
-    const hooks = model.config.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre'));
+    const hooks = model.config.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre')).slice(start);
+    const from = grows ? this.baseResid : this.resid;
     for (let s = 0; s < this.order.length; s += this.batchSize) {
       const rows = this.order.slice(s, s + this.batchSize).map((p) => ({ prompt: p, removed }));
-      const { values, out } = await this.runChunkWith(0, this.resid, rows, hooks);
+      const { values, out } = await this.runChunkWith(start, from, rows, hooks);
       rows.forEach((r, b) => {
         this.baseMetric![r.prompt] = values[b];
-        hooks.forEach((h, pos) => {
+        hooks.forEach((h, i) => {
           const v = out.hooks.get(h)!.data;
           const T = out.seqLen;
           const len = this.lengths[r.prompt];
-          this.baseResid[pos].set(v.subarray(b * T * d, (b * T + len) * d), r.prompt * this.tMax * d);
+          // Layer `start` itself reads this cache: its value is unchanged, so overwriting is safe.
+          this.baseResid[start + i].set(v.subarray(b * T * d, (b * T + len) * d), r.prompt * this.tMax * d);
         });
       });
     }

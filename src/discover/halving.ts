@@ -56,6 +56,39 @@ export interface HalvingPick {
   evaluations: number;
 }
 
+/**
+ * The rounds of one pick: how many prompts each round's means are over and how many candidates it
+ * scores. They depend only on the counts (never on the values), so the work is known in advance.
+ */
+export function halvingSchedule(candidates: number, prompts: number, opts: HalvingOptions = {}): { prompts: number; alive: number }[] {
+  const finalists = Math.max(1, opts.finalists ?? DEFAULT_FINALISTS);
+  let target = Math.max(1, Math.min(prompts, opts.first ?? defaultFirst(prompts)));
+  let alive = candidates;
+  // Few enough already: straight to every prompt.
+  if (alive <= finalists) target = prompts;
+  const rounds: { prompts: number; alive: number }[] = [];
+  for (;;) {
+    rounds.push({ prompts: target, alive });
+    if (target === prompts) return rounds;
+    if (alive <= finalists) target = prompts;
+    else {
+      alive = Math.max(finalists, Math.ceil(alive / 2));
+      target = Math.min(prompts, 2 * target);
+    }
+  }
+}
+
+/** Configuration × prompt evaluations of one pick among `candidates`. */
+export function halvingEvaluations(candidates: number, prompts: number, opts: HalvingOptions = {}): number {
+  let done = 0;
+  let total = 0;
+  for (const r of halvingSchedule(candidates, prompts, opts)) {
+    total += r.alive * (r.prompts - done);
+    done = r.prompts;
+  }
+  return total;
+}
+
 /** A seeded permutation of 0..n−1 (Fisher–Yates on MT19937). */
 export function promptOrder(n: number, seed: number): number[] {
   const rng = new MT19937();
@@ -81,16 +114,24 @@ export async function halvingPick(
   onProgress?: (done: number, total: number) => void,
 ): Promise<HalvingPick> {
   const N = order.length;
-  const finalists = Math.max(1, opts.finalists ?? DEFAULT_FINALISTS);
-  let target = Math.max(1, Math.min(N, opts.first ?? defaultFirst(N)));
   const values = candidates.map(() => new Float64Array(N).fill(NaN));
   let alive = candidates.map((_, i) => i);
   let done = 0;
   let evaluations = 0;
   const rounds: HalvingRound[] = [];
-  // Progress in prompt-candidate evaluations, against the exact greedy's count.
-  const total = candidates.length * N;
-  for (;;) {
+  const schedule = halvingSchedule(candidates.length, N, opts);
+  const total = halvingEvaluations(candidates.length, N, opts);
+  for (const [r, round] of schedule.entries()) {
+    // Keep the best `round.alive` by their means so far (ties: the earlier candidate).
+    if (r > 0 && round.alive < alive.length) {
+      const last = rounds[r - 1];
+      const ranked = last.candidates.map((i, a) => ({ i, m: last.partial[a] })).sort((x, y) => y.m - x.m || x.i - y.i);
+      alive = ranked
+        .slice(0, round.alive)
+        .map((x) => x.i)
+        .sort((a, b) => a - b);
+    }
+    const target = round.prompts;
     const fresh = order.slice(done, target);
     const metrics = await ev.evaluate(
       alive.map((i) => [...removed, candidates[i]]),
@@ -104,18 +145,6 @@ export async function halvingPick(
     // On every prompt: summed in prompt order, exactly as the exact greedy's means.
     const partial = alive.map((i) => (done === N ? mean(values[i]) : mean(seen.map((p) => values[i][p]))));
     rounds.push({ prompts: done, candidates: [...alive], partial });
-    if (done === N) break;
-    if (alive.length <= finalists) {
-      target = N;
-      continue;
-    }
-    const keep = Math.max(finalists, Math.ceil(alive.length / 2));
-    const ranked = alive.map((i, a) => ({ i, m: partial[a] })).sort((x, y) => y.m - x.m || x.i - y.i);
-    alive = ranked
-      .slice(0, keep)
-      .map((r) => r.i)
-      .sort((a, b) => a - b);
-    target = Math.min(N, 2 * done);
   }
   const last = rounds[rounds.length - 1];
   let best = 0;

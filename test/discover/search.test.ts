@@ -163,3 +163,25 @@ test('the search never keeps more than exact greedy; its cost estimate grows wit
   assert.deepEqual(found.trials.map((t) => t.search), ['optimize', 'local']);
   assert.match(found.reasons[0], /over the budget/);
 });
+
+test('a growing base (greedy\'s next step) is cached incrementally, with the same results as a fresh one', async () => {
+  const m = randomModel({ nLayer: 4, nHead: 2, dModel: 16, vocabSize: 30, seed: 61 });
+  const model = new HookedModel(m, engine, 'float64');
+  const task = randomTask(5, 30, 8);
+  const repl = await computeReplacements(model, task, 'mean');
+  const comps = listComponents(m.config);
+  const [a, b, c, d] = [comps[4], comps[7], comps[2], comps[10]]; // L1H1, L2H1, L0MLP, L3H1
+  const configs = [[a, b, c, d], [a, b, c], [a, b, c, comps[11]], [comps[1]]];
+  const grown = await ExactEvaluator.create(model, task, repl, { batchSize: 3 });
+  await grown.setBase([a, b]);
+  await grown.setBase([a, b, c]); // grows from layer 0 (c is in layer 0)
+  const fresh = await ExactEvaluator.create(model, task, repl, { batchSize: 3 });
+  await fresh.setBase([a, b, c]);
+  const plain = await ExactEvaluator.create(model, task, repl, { batchSize: 3 });
+  const expected = await plain.evaluate(configs);
+  for (const ev of [grown, fresh]) (await ev.evaluate(configs)).forEach((row, i) => row.forEach((v, p) => assert.ok(Math.abs(v - expected[i][p]) < 1e-9)));
+  await grown.setBase([a, b, c, d]); // grows from layer 3
+  (await grown.evaluate(configs)).forEach((row, i) => row.forEach((v, p) => assert.ok(Math.abs(v - expected[i][p]) < 1e-9)));
+  await grown.setBase([b]); // shrinks: a fresh cache
+  (await grown.evaluate(configs)).forEach((row, i) => row.forEach((v, p) => assert.ok(Math.abs(v - expected[i][p]) < 1e-9)));
+});
