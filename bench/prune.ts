@@ -105,7 +105,7 @@ async function main() {
     let allEvals = 0;
     for (let k = 1; k <= n; k++) allEvals += evals(k);
     halvingLine =
-      `  greedy, successive halving (first round ${first} prompts, 4 finalists): setup ${fmt(h.setup)}, steps 1–3 ${h.stepTimes.map((t) => fmt(t)).join(', ')} (picked ${h.picked.join(', ')}); ` +
+      `  greedy, successive halving (first round ${first} prompts, keep a third a round, 3 finalists): setup ${fmt(h.setup)}, steps 1–3 ${h.stepTimes.map((t) => fmt(t)).join(', ')} (picked ${h.picked.join(', ')}); ` +
       `fixed ${fmt(fixed)} a step + ${(perEval * 1000).toFixed(1)} ms per configuration × prompt → estimated ${fmt(total)} for all ${n} steps ` +
       `(${allEvals} evaluations, ${((n * (n + 1)) / 2) * N} for exact greedy: ${(((n * (n + 1)) / 2) * N / allEvals).toFixed(1)}× fewer)`;
   }

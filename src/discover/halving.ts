@@ -6,8 +6,10 @@
  *
  * Rounds: prompts are taken in a fixed order (a seeded permutation), round r scores the surviving
  * candidates on the first n_r prompts (n_0 = `first`, n_{r+1} = min(N, 2·n_r); each round only runs
- * the new prompts), then keeps the top max(finalists, ⌈|alive|/2⌉) by their mean over those n_r
- * prompts (ties: the earlier candidate). Once at most `finalists` remain, they are scored on all N.
+ * the new prompts), then keeps the top max(finalists, ⌈|alive|/η⌉) by their mean over those n_r
+ * prompts (ties: the earlier candidate), η = `eta` (default 3). Once at most `finalists` remain,
+ * they are scored on all N. On the GPT-2-small shape (156 components, 25 prompts) a whole greedy
+ * order then makes 47,649 configuration × prompt evaluations where exact greedy makes 306,150.
  *
  * The guarantee (tested on random models). Let M(c) be candidate c's mean over all N prompts,
  * c* = argmax M (exact greedy's pick), M_r(c) its mean over the n_r prompts of round r, and
@@ -28,11 +30,14 @@ import type { ExactEvaluator } from './evaluate.ts';
 export interface HalvingOptions {
   /** Prompts in the first round (default: max(2, ⌈N/16⌉)). */
   first?: number;
-  /** Candidates scored on every prompt (default 4). */
+  /** Candidates scored on every prompt (default 3). */
   finalists?: number;
+  /** Each round keeps the best 1/eta of the candidates (default 3). */
+  eta?: number;
 }
 
-export const DEFAULT_FINALISTS = 4;
+export const DEFAULT_FINALISTS = 3;
+export const DEFAULT_ETA = 3;
 
 export function defaultFirst(nPrompts: number): number {
   return Math.min(nPrompts, Math.max(2, Math.ceil(nPrompts / 16)));
@@ -72,7 +77,7 @@ export function halvingSchedule(candidates: number, prompts: number, opts: Halvi
     if (target === prompts) return rounds;
     if (alive <= finalists) target = prompts;
     else {
-      alive = Math.max(finalists, Math.ceil(alive / 2));
+      alive = Math.max(finalists, Math.ceil(alive / Math.max(2, opts.eta ?? DEFAULT_ETA)));
       target = Math.min(prompts, 2 * target);
     }
   }
