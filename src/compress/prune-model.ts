@@ -19,7 +19,7 @@
  * The result equals the original model run with the removed components' hook values replaced
  * (HookedModel interventions with the same replacement values), up to float32 rounding.
  */
-import { fail } from '../util/errors.ts';
+import { fail, failOption } from '../util/errors.ts';
 import { componentName } from '../discover/components.ts';
 import type { Replacements } from '../discover/replacements.ts';
 import { tensorTable } from '../model/arch/index.ts';
@@ -37,7 +37,7 @@ function constValue(repl: Replacements, kind: 'z' | 'mlp', pos: number, width: n
   const v = (kind === 'z' ? repl.z : repl.mlp).get(pos);
   if (!v) throw new Error(`pruneModel: no ${kind === 'z' ? 'hook_z' : 'hook_mlp_out'} replacement for ${what} (layer position ${pos})`);
   if (v.shape !== 'const') {
-    fail(`${what}: its replacement differs per prompt (${repl.ablation} ablation), so it cannot be folded into a bias; use zero or mean ablation`);
+    fail(`${what}: its replacement differs per prompt (${repl.ablation} ablation), so it cannot be folded into a bias; use zero, mean or optimal ablation`);
   }
   if (v.data.length !== width) throw new Error(`pruneModel: replacement for ${what} has ${v.data.length} values, expected ${width}`);
   return v.data;
@@ -70,7 +70,7 @@ export function pruneModel(
   ablation: FoldableAblation | 'resample',
 ): PrunableModel {
   if (ablation === 'resample' || replacements.ablation === 'resample') {
-    fail('resample ablation cannot be folded into a smaller model: the replacement differs per prompt (it is the output on the paired corrupt prompt); use --ablation zero or mean');
+    failOption('resample ablation cannot be folded into a smaller model: the replacement differs per prompt (it is the output on the paired corrupt prompt); use {ablation} zero, mean or optimal');
   }
   if (ablation !== 'zero' && ablation !== 'mean' && ablation !== 'optimal') fail(`ablation: expected zero, mean or optimal, got ${JSON.stringify(ablation)}`);
   if (replacements.ablation !== ablation) {
