@@ -10,9 +10,11 @@
  *    (`--order optimize`), takes the order whose prefix removes the most, and then searches
  *    locally from that set: add any component that keeps the target (the best one), else swap a
  *    removed and a kept component when that raises the metric (then try adding again), until
- *    neither helps. Under optimal ablation it then fits the constants to the set found (never worse
- *    than the constants it starts from, see optimal.ts) and searches again from there. Every set
- *    it accepts is evaluated exactly on every prompt.
+ *    neither helps. On small models it then evaluates every set of the next size, and the next,
+ *    while the count fits the budget (so "none of size k keeps the target" is a checked fact there).
+ *    Under optimal ablation it then fits the constants to the set found (never worse than the
+ *    constants it starts from, see optimal.ts) and searches again from there. Every set it accepts
+ *    is evaluated exactly on every prompt.
  */
 import type { HookedModel } from '../model/hooked.ts';
 import type { ModelConfig } from '../model/types.ts';
@@ -164,6 +166,49 @@ function fitCost(cfg: ModelConfig, task: Task): number {
   return OPTIMAL_DEFAULTS.steps * 3 * 2 * perSet;
 }
 
+function binomial(n: number, k: number): number {
+  let r = 1;
+  for (let i = 1; i <= k; i++) r = (r * (n - k + i)) / i;
+  return Math.round(r);
+}
+
+/** Every k-subset of comps, in lexicographic order of their indices. */
+function* subsets(n: number, k: number): Generator<number[]> {
+  const idx = Array.from({ length: k }, (_, i) => i);
+  for (;;) {
+    yield [...idx];
+    let i = k - 1;
+    while (i >= 0 && idx[i] === n - k + i) i--;
+    if (i < 0) return;
+    idx[i]++;
+    for (let j = i + 1; j < k; j++) idx[j] = idx[j - 1] + 1;
+  }
+}
+
+/** The removed set of size k with the highest metric (ties: the first in lexicographic order), by evaluating them all. */
+async function bestOfSize(ev: ExactEvaluator, comps: Component[], k: number, onProgress?: (done: number, total: number) => void): Promise<{ set: Component[]; metric: Float64Array }> {
+  const total = binomial(comps.length, k);
+  let best: { set: Component[]; metric: Float64Array; v: number } | undefined;
+  let batch: Component[][] = [];
+  let done = 0;
+  const flush = async () => {
+    const metrics = await ev.evaluate(batch);
+    metrics.forEach((m, i) => {
+      const v = mean(m);
+      if (!best || v > best.v) best = { set: batch[i], metric: m, v };
+    });
+    done += batch.length;
+    onProgress?.(done, total);
+    batch = [];
+  };
+  for (const idx of subsets(comps.length, k)) {
+    batch.push(idx.map((i) => comps[i]));
+    if (batch.length === 2048) await flush();
+  }
+  if (batch.length > 0) await flush();
+  return best!;
+}
+
 /** A set's metric per prompt, exactly. */
 async function metricOf(ev: ExactEvaluator, set: Component[]): Promise<Float64Array> {
   return (await ev.evaluate([set]))[0];
@@ -275,6 +320,27 @@ export async function searchSmallest(model: HookedModel, task: Task, opts: Searc
   let found = await localSearch(ev, comps, set, threshold, moves);
   set = found.set;
   trials.push({ search: 'local', removed: set.length, metric: mean(found.metric) });
+  // Small models: every set of the next size, while that fits the budget.
+  const perSet = (2 * cost.flops) / cost.configs;
+  let spent = 0;
+  for (let k = set.length + 1; k <= comps.length; k++) {
+    const count = binomial(comps.length, k);
+    if (spent + count * perSet > budget) {
+      reasons.push(`checking every set of ${k} removals (${count}) would exceed the budget: not tried`);
+      break;
+    }
+    spent += count * perSet;
+    const best = await bestOfSize(ev, comps, k, (d, t) => opts.onProgress?.(d, t, `search: every set of ${k}`));
+    trials.push({ search: `every set of ${k}`, removed: k, metric: mean(best.metric) });
+    if (mean(best.metric) < threshold) {
+      reasons.push(`every set of ${k} removals (${count}) was evaluated: none keeps the target (best ${mean(best.metric).toFixed(4)})`);
+      break;
+    }
+    reasons.push(`every set of ${k} removals (${count}) was evaluated: the best keeps the target (${mean(best.metric).toFixed(4)})`);
+    moves.push(`best set of ${k}`);
+    set = best.set;
+    found = best;
+  }
   if (opts.ablation === 'optimal' && opts.fit !== false) {
     // Constants fitted to the set found, a local search with them, then adds whose own fitted
     // constants keep the target; stop when a round removes nothing more.
