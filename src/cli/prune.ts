@@ -75,7 +75,7 @@ export function readCheckpoint(path: string): PruneCheckpoint {
 export function registerPruneCommand(program: Command): void {
   const cmd = program
     .command('prune')
-    .description('order components for removal (by scores, greedily, or by ACDC) and measure the metric after every step')
+    .description('order components for removal (by scores, greedily, by ACDC, or by learned masks) and measure the metric after every step')
     .option('--order <scores|greedy|acdc|optimize>', 'scores: by single-component scores; greedy: re-score after every removal; acdc: node-level ACDC; optimize: learned masks, verified exactly')
     .option('--method <exact|attribution|halving>', 'exact patching, attribution scores (greedy: checked exactly with --verify), or greedy by successive halving', 'exact')
     .option('--verify <K>', `greedy attribution, optimize: candidates checked exactly per step (default ${DEFAULT_VERIFY})`)
