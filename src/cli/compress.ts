@@ -32,7 +32,7 @@ import { canonicalOrder, findComponent, listComponents, type Component } from '.
 import { computeReplacements, type MeanOver, type Replacements } from '../discover/replacements.ts';
 import { evaluateRemovals } from '../discover/evaluate.ts';
 import { refineConstants, replacementsFor, type ConstantsFile } from '../discover/optimal.ts';
-import { checkTarget, chooseByTarget, orderByScores, searchSmallest, type TargetStep } from '../discover/select.ts';
+import { chooseByTarget, orderByScores, searchSmallest, type TargetStep } from '../discover/select.ts';
 import { pruneOrder } from '../discover/prune.ts';
 import { measureHeldOut } from '../discover/heldout.ts';
 import { pruneModel, type FoldableAblation } from '../compress/prune-model.ts';
@@ -174,15 +174,6 @@ function checkOutDir(out: string): void {
   if (foreign.length > 0) {
     fail(`--out ${out}: the directory exists and holds other files (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); choose a new directory`);
   }
-}
-
-/** A progress callback drawing a bar on a terminal (quiet when piped); stopped when the loop is done. */
-function progress(label: string): (done: number, total: number) => void {
-  const bar = progressBar(label);
-  return (done, total) => {
-    bar.update(done, total);
-    if (done >= total) bar.stop();
-  };
 }
 
 const fmtInt = (x: number) => x.toLocaleString('en-US');

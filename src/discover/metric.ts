@@ -5,14 +5,12 @@
  * the exact evaluator.
  *
  * Merge note: the task-layer branch adds a module of this name with this API (TaskMetric,
- * prepareMetric, metricRun, metricSign, range); take that one. `evaluatorMetric` is the one shim
- * here: the ExactEvaluator of this branch still names its metrics 'logit_diff' | 'kl'.
+ * prepareMetric, metricRun, metricSign, range); take that one.
  */
 import type { HookedModel, RunOptions } from '../model/hooked.ts';
 import { METRIC_NAMES, type MetricName } from '../model/readout.ts';
 import { answersOf, type Task } from '../task/types.ts';
 import { logSoftmax } from '../task/metrics.ts';
-import type { MetricKind } from './evaluate.ts';
 
 export { METRIC_NAMES, type MetricName };
 
@@ -58,10 +56,4 @@ export function metricRun(m: TaskMetric, task: Task, prompts: readonly number[])
 /** Indices start..end−1. */
 export function range(start: number, end: number): number[] {
   return Array.from({ length: Math.max(0, end - start) }, (_, i) => start + i);
-}
-
-/** The ExactEvaluator's name for a metric (shim until the task-layer merge, where it takes MetricName). */
-export function evaluatorMetric(name: MetricName): MetricKind {
-  if (name === 'prob-diff') throw new Error('prob-diff needs the task layer\'s ExactEvaluator');
-  return name === 'kl' ? 'kl' : 'logit_diff';
 }

@@ -158,7 +158,6 @@ async function ascend(
   spread: Spread,
   opts: { steps: number; lr: number; batchSize: number; onProgress?: (done: number, total: number) => void },
 ): Promise<AscentResult> {
-  const N = task.pairs.length;
   const sign = metricSign(tm.name);
   const lengths = task.pairs.map((p) => p.clean.length);
   // Rows by prompt length (less padding), then configuration and prompt.

@@ -42,7 +42,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { HookedModel } from '../model/hooked.ts';
-import { answersOf, type Task } from '../task/types.ts';
+import type { Task } from '../task/types.ts';
 import { failOption } from '../util/errors.ts';
 import { mean, std } from '../task/metrics.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
