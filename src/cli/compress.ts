@@ -367,6 +367,9 @@ export function registerCompressCommand(program: Command): void {
       if (constants) writeFileAtomic(join(tmp, CONSTANTS_FILE), JSON.stringify(constants, null, 2) + '\n');
     });
 
+    if (target !== undefined && record.clean_metric <= 0) {
+      process.stderr.write(`carve compress: note: the clean metric is ${record.clean_metric.toFixed(4)}, not positive, so ${target} x it is no bar: check the task's answers\n`);
+    }
     const nHeads = removed.filter((c) => c.head !== null).length;
     const nMlps = removed.length - nHeads;
     const lines = [
