@@ -11,6 +11,8 @@
  * they are scored on all N. On the GPT-2-small shape (156 components, 25 prompts) a whole greedy
  * order then makes 47,649 configuration × prompt evaluations where exact greedy makes 306,150.
  *
+ * With `sign` −1 (kl) "best" is the lowest mean and the guarantee holds for −M.
+ *
  * The guarantee (tested on random models). Let M(c) be candidate c's mean over all N prompts,
  * c* = argmax M (exact greedy's pick), M_r(c) its mean over the n_r prompts of round r, and
  * Δ_r = max over the candidates scored in round r of |M_r(c) − M(c)| (the sampling error of that
@@ -34,6 +36,8 @@ export interface HalvingOptions {
   finalists?: number;
   /** Each round keeps the best 1/eta of the candidates (default 3). */
   eta?: number;
+  /** +1: a higher metric is better (logit-diff, prob-diff); −1: lower is better (kl). Default +1. */
+  sign?: 1 | -1;
 }
 
 export const DEFAULT_FINALISTS = 3;
@@ -124,13 +128,14 @@ export async function halvingPick(
   let done = 0;
   let evaluations = 0;
   const rounds: HalvingRound[] = [];
+  const sign = opts.sign ?? 1;
   const schedule = halvingSchedule(candidates.length, N, opts);
   const total = halvingEvaluations(candidates.length, N, opts);
   for (const [r, round] of schedule.entries()) {
     // Keep the best `round.alive` by their means so far (ties: the earlier candidate).
     if (r > 0 && round.alive < alive.length) {
       const last = rounds[r - 1];
-      const ranked = last.candidates.map((i, a) => ({ i, m: last.partial[a] })).sort((x, y) => y.m - x.m || x.i - y.i);
+      const ranked = last.candidates.map((i, a) => ({ i, m: sign * last.partial[a] })).sort((x, y) => y.m - x.m || x.i - y.i);
       alive = ranked
         .slice(0, round.alive)
         .map((x) => x.i)
@@ -153,7 +158,7 @@ export async function halvingPick(
   }
   const last = rounds[rounds.length - 1];
   let best = 0;
-  for (let a = 1; a < last.candidates.length; a++) if (last.partial[a] > last.partial[best]) best = a;
+  for (let a = 1; a < last.candidates.length; a++) if (sign * last.partial[a] > sign * last.partial[best]) best = a;
   onProgress?.(total, total);
   const pick = last.candidates[best];
   return { best: pick, metric: values[pick], rounds, evaluations };

@@ -185,3 +185,18 @@ test('a growing base (greedy\'s next step) is cached incrementally, with the sam
   await grown.setBase([b]); // shrinks: a fresh cache
   (await grown.evaluate(configs)).forEach((row, i) => row.forEach((v, p) => assert.ok(Math.abs(v - expected[i][p]) < 1e-9)));
 });
+
+test('halving with sign −1 (a metric to minimise) picks the lowest mean', async () => {
+  const m = randomModel({ nLayer: 2, nHead: 3, dModel: 12, vocabSize: 25, seed: 5 });
+  const model = new HookedModel(m, engine, 'float64');
+  const task = randomTask(8, 25, 3);
+  const ev = await ExactEvaluator.create(model, task, await computeReplacements(model, task, 'mean'), { batchSize: 64 });
+  const comps = listComponents(m.config);
+  const full = (await ev.evaluate(comps.map((c) => [c]))).map((x) => mean(x));
+  const order = promptOrder(8, 1);
+  const low = await halvingPick(ev, [], comps, order, { finalists: comps.length, sign: -1 });
+  assert.equal(low.best, full.indexOf(Math.min(...full)));
+  const high = await halvingPick(ev, [], comps, order, { finalists: comps.length });
+  assert.equal(high.best, full.indexOf(Math.max(...full)));
+  assert.notEqual(low.best, high.best);
+});
