@@ -1,5 +1,5 @@
 /**
- * `carve compress --ablation zero|mean (--keep FILE | --from PRUNE.json --count K | --target F) --out DIR`:
+ * `carve compress --ablation zero|mean|optimal (--keep FILE | --from PRUNE.json --count K | --target F) --out DIR`:
  * write a smaller model holding only the kept components, the removed ones' ablated outputs folded
  * into residual biases (src/compress/prune-model.ts), plus `DIR/carve-compress.json` recording what
  * was done and the metric of the original model with those components ablated — the metric
@@ -9,11 +9,14 @@
  *  - `--keep FILE`: the names to keep, a JSON array or one name a line (blank lines and `#` comments
  *    skipped);
  *  - `--from PRUNE.json --count K`: remove the first K components of a `carve prune` order;
- *  - `--target F`: the smallest set found whose metric stays ≥ F × the clean metric: the largest K
- *    whose first K removals leave the metric there, with the removal order from `--from PRUNE.json`
- *    or, without it, single-component exact scores (highest, i.e. least needed, first). Every K is
- *    evaluated exactly, with this model, task and ablation, whatever numbers the file carries.
- *
+ *  - `--target F --from PRUNE.json`: the largest K whose first K removals leave the metric at least
+ *    F × the clean metric (every K evaluated exactly, with this model, task and ablation, whatever
+ *    numbers the file carries);
+ *  - `--target F` alone: the search chooses (src/discover/select.ts searchSmallest: exact greedy when
+ *    affordable, learned masks, local search; `--search scores|greedy|optimize` forces one order).
+ * Under optimal ablation the constants are learned (or read with --constants), fitted to the final
+ * removed set unless given, folded like the mean, and saved as DIR/constants.json.
+ * With --eval-task the result is also measured on a second prompt set (the record's "eval").
  * The metric is `--metric` (default: the task's own; discover/metric.ts); with kl, "at least F × the
  * clean metric" means nothing (the clean KL is 0), so --target needs logit-diff or prob-diff. The
  * source model's tokenizer files (tokenizer.json ...) are copied into DIR, so DIR tokenises as the
@@ -41,11 +44,25 @@ import type { Task } from '../task/types.ts';
 import type { MetricName } from '../model/readout.ts';
 import { metricSign } from '../discover/metric.ts';
 import { loadTokenizer, TOKENIZER_FILES } from '../tokenizer/load.ts';
+import { refineConstants, replacementsFor, type ConstantsFile } from '../discover/optimal.ts';
+import { chooseByTarget, orderByScores, searchSmallest, type TargetStep } from '../discover/select.ts';
+import { pruneOrder } from '../discover/prune.ts';
+import { measureHeldOut } from '../discover/heldout.ts';
 import { pruneModel, type FoldableAblation } from '../compress/prune-model.ts';
 import { countParams } from '../compress/count.ts';
 import { addModelOptions, engineFrom, parseChoice, parseNonNegativeInt, parseNumber, parsePositiveInt, type EngineCliOptions } from './common.ts';
 import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { checkTaskVocabulary, DEFAULT_BATCH_SIZE } from './eval.ts';
+import {
+  addConstantsOptions,
+  addEvalTaskOptions,
+  evalTaskFromOptions,
+  optimalStepsFrom,
+  readConstants,
+  searchSeedFrom,
+  type EvalTaskCliOptions,
+  type SearchCliOptions,
+} from './search-options.ts';
 import { progressBar } from '../util/progress.ts';
 import { trimModel } from '../compress/trim-vocab.ts';
 import { countNeurons, neuronValues, pruneNeurons, searchNeurons, type RemovedNeuron } from '../compress/neurons.ts';
@@ -54,13 +71,20 @@ import { VocabMap } from '../model/vocab.ts';
 import { resolveVocab, vocabPlanFrom, type VocabCliOptions } from './vocab-options.ts';
 
 export const COMPRESS_RECORD = 'carve-compress.json';
+/** Optimal ablation: the constants folded into the model, beside it. */
+export const CONSTANTS_FILE = 'constants.json';
 
-interface CompressCliOptions extends EngineCliOptions, TaskCliOptions, VocabCliOptions {
+/** What `--target F` alone searches with: the automatic choice, or one order. */
+const SEARCHES = ['auto', 'scores', 'greedy', 'optimize'] as const;
+type Search = (typeof SEARCHES)[number];
+
+interface CompressCliOptions extends EngineCliOptions, TaskCliOptions, VocabCliOptions, SearchCliOptions, EvalTaskCliOptions {
   ablation?: string;
   keep?: string;
   from?: string;
   count?: string;
   target?: string;
+  search?: string;
   meanOver: string;
   batchSize: string;
   neurons?: boolean;
@@ -164,7 +188,7 @@ export function parsePruneFile(path: string, text: string): PruneOrder {
 function checkOutDir(out: string): void {
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) fail(`--out ${out}: exists and is not a directory`);
-  const ours = new Set([CONFIG_FILE, WEIGHTS_FILE, COMPRESS_RECORD, ...TOKENIZER_FILES]);
+  const ours = new Set([CONFIG_FILE, WEIGHTS_FILE, COMPRESS_RECORD, CONSTANTS_FILE, ...TOKENIZER_FILES]);
   const foreign = readdirSync(out).filter((f) => !ours.has(f));
   if (foreign.length > 0) {
     fail(`--out ${out}: the directory exists and holds other files (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); choose a new directory`);
@@ -178,55 +202,6 @@ function progress(label: string): (done: number, total: number) => void {
     bar.update(done, total);
     if (done >= total) bar.stop();
   };
-}
-
-export interface TargetStep {
-  removed: number;
-  component: string | null;
-  metric: number;
-  std: number;
-}
-
-/**
- * Metrics after removing the first K components of `order`, for every K (exactly, all at once), and
- * the largest K whose metric is at least `target` × the clean metric (0 when none is).
- */
-export async function chooseByTarget(
-  model: HookedModel,
-  task: Task,
-  repl: Replacements,
-  order: Component[],
-  target: number,
-  batchSize: number,
-  metric: MetricName = 'logit-diff',
-): Promise<{ steps: TargetStep[]; count: number; clean: Float64Array }> {
-  const configs = order.map((_, k) => order.slice(0, k + 1));
-  const { clean, metrics } = await evaluateRemovals(model, task, repl, configs, { batchSize, metric, onProgress: progress('evaluating removal steps') });
-  const steps: TargetStep[] = [{ removed: 0, component: null, metric: mean(clean), std: std(clean) }];
-  metrics.forEach((m, k) => steps.push({ removed: k + 1, component: order[k].name, metric: mean(m), std: std(m) }));
-  const threshold = target * mean(clean);
-  let count = 0;
-  steps.forEach((s) => {
-    if (s.metric >= threshold) count = s.removed;
-  });
-  return { steps, count, clean };
-}
-
-/** Components by single-component exact score, least needed first (highest score; kl: lowest); ties in layer order. */
-export async function orderByScores(
-  model: HookedModel,
-  task: Task,
-  repl: Replacements,
-  batchSize: number,
-  metric: MetricName = 'logit-diff',
-): Promise<{ order: Component[]; scores: Map<string, number> }> {
-  const comps = listComponents(model.config);
-  const { clean, metrics } = await evaluateRemovals(model, task, repl, comps.map((c) => [c]), { batchSize, metric, onProgress: progress('scoring components') });
-  const base = mean(clean);
-  const scores = new Map(comps.map((c, i) => [c.name, mean(metrics[i]) - base]));
-  const sign = metricSign(metric);
-  const order = comps.map((c, i) => ({ c, i })).sort((a, b) => sign * (scores.get(b.c.name)! - scores.get(a.c.name)!) || a.i - b.i).map((x) => x.c);
-  return { order, scores };
 }
 
 /** The source directory's tokenizer files, to travel with the compressed weights. */
@@ -246,11 +221,12 @@ export function registerCompressCommand(program: Command): void {
   const cmd = program
     .command('compress')
     .description('write a smaller model holding only the kept components, ablated outputs folded into biases')
-    .option('--ablation <zero|mean>', 'what removed components are replaced with (folded into residual biases)', 'mean')
+    .option('--ablation <zero|mean|optimal>', 'what removed components are replaced with (folded into residual biases)', 'mean')
     .option('--keep <file>', 'component names to keep: a JSON array or one name a line')
     .option('--from <prune.json>', 'a `carve prune` output: its removal order')
     .option('--count <k>', 'with --from: remove its first K components')
-    .option('--target <f>', 'keep the smallest set found whose metric stays >= F x the clean metric (0 <= F <= 1)')
+    .option('--target <f>', 'keep the smallest set found whose metric stays >= F x the clean metric (0 < F <= 1)')
+    .option('--search <auto|scores|greedy|optimize>', '--target without --from: how to search (auto: exact greedy when affordable, learned masks, local search)', 'auto')
     .option('--mean-over <clean|corrupt>', 'prompts the mean ablation averages over', 'clean')
     .option('--batch-size <n>', 'rows per onnxruntime run', String(DEFAULT_BATCH_SIZE))
     .option('--neurons', 'also remove MLP neurons inside the MLPs that stay while the metric holds (>= F x clean with --target F; else not below the kept components\' metric)')
@@ -258,12 +234,19 @@ export function registerCompressCommand(program: Command): void {
     .option('--vocab-extra <file>', 'with --vocab task: a JSON list of more token ids or strings to keep')
     .option('--max-len <n>', 'cut the context (the position table) to N tokens (default with --vocab task: the longest prompt the task can produce)')
     .option('--out <dir>', 'the model directory to write (required)');
+  addEvalTaskOptions(addConstantsOptions(cmd));
   addMetricOption(addTaskOptions(addModelOptions(cmd))).action(async (opts: CompressCliOptions) => {
     // Everything that can be checked without the model, first.
     if (opts.ablation === 'resample') {
-      fail('--ablation resample cannot be folded into a smaller model: the replacement differs per prompt (the output on the paired corrupt prompt); use zero or mean');
+      fail('--ablation resample cannot be folded into a smaller model: the replacement differs per prompt (the output on the paired corrupt prompt); use zero, mean or optimal');
     }
-    const ablation = parseChoice(opts.ablation, '--ablation', ['zero', 'mean'] as const) as FoldableAblation;
+    const ablation = parseChoice(opts.ablation, '--ablation', ['zero', 'mean', 'optimal'] as const) as FoldableAblation;
+    const search = parseChoice<Search>(opts.search, '--search', SEARCHES);
+    const seed = searchSeedFrom(opts);
+    const optimalSteps = optimalStepsFrom(opts);
+    if (ablation !== 'optimal' && (opts.constants !== undefined || optimalSteps !== undefined)) fail(`${opts.constants !== undefined ? '--constants' : '--optimal-steps'} applies only to --ablation optimal`);
+    if (opts.constants !== undefined && optimalSteps !== undefined) fail('--optimal-steps: the constants are given (--constants), nothing is learned');
+    const given = readConstants(opts.constants);
     const meanOver = parseChoice(opts.meanOver, '--mean-over', ['clean', 'corrupt'] as const) as MeanOver;
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
     if (!opts.out) fail('--out DIR: give the directory to write the compressed model to');
@@ -281,12 +264,13 @@ export function registerCompressCommand(program: Command): void {
     let target: number | undefined;
     if (opts.target !== undefined) {
       target = parseNumber(opts.target, '--target');
-      if (target < 0 || target > 1) fail(`--target: expected a fraction of the clean metric from 0 to 1, got ${JSON.stringify(opts.target)}`);
+      if (!(target > 0 && target <= 1)) fail(`--target: expected a fraction of the clean metric greater than 0 and at most 1, got ${JSON.stringify(opts.target)}`);
     }
     if (target !== undefined && parseMetric(opts.metric) === 'kl') {
       fail('--target with --metric kl: the clean KL divergence is 0, so "at least F x the clean metric" means nothing; use logit-diff or prob-diff (or --keep / --count with kl)');
     }
     const vocabPlan = vocabPlanFrom(opts);
+    if (opts.search !== 'auto' && (target === undefined || opts.from !== undefined)) fail('--search applies only to --target F without --from');
     const keepNames = opts.keep !== undefined ? parseKeepFile(opts.keep, readText(opts.keep, 'keep')) : undefined;
     const prune = opts.from !== undefined ? parsePruneFile(opts.from, readText(opts.from, 'prune')) : undefined;
     if (prune && count !== undefined && count > prune.components.length) {
@@ -304,6 +288,9 @@ export function registerCompressCommand(program: Command): void {
     if (opts.neurons && metric === 'kl') fail('--neurons keeps the metric above a threshold, which needs logit-diff or prob-diff (kl is lower-is-better)');
     checkTaskVocabulary(task, VocabMap.of(cfg), tokenizer);
     const vocabChoice = resolveVocab(vocabPlan, opts.task ?? 'ioi', task, VocabMap.of(cfg), cfg.nCtx, tokenizer);
+    if (opts.neurons && ablation === 'optimal') fail('--neurons with --ablation optimal: removed neurons are replaced by their mean (or zero); use --ablation mean or zero');
+    const evalTask = evalTaskFromOptions(opts, { nCtx: cfg.nCtx }, task, tokenizer);
+    if (evalTask) checkTaskVocabulary(evalTask, VocabMap.of(cfg), tokenizer);
     // Names are checked against the model before any long computation.
     const keepComps = keepNames?.map((n) => findComponent(cfg, n.name, n.where));
     const pruneComps = prune?.components.map((n) => findComponent(cfg, n.name, n.where));
@@ -315,28 +302,76 @@ export function registerCompressCommand(program: Command): void {
     }
 
     const model = new HookedModel(loaded, engine);
-    const repl = await computeReplacements(model, task, ablation, meanOver, batchSize);
+    const bar = progressBar('compress');
+    const onProgress = (done: number, total: number, label: string) => bar.update(done, total, label);
+    const learned = await replacementsFor(model, task, ablation, {
+      meanOver,
+      batchSize,
+      constants: given,
+      optimal: { seed, steps: optimalSteps, onProgress: (d, t) => onProgress(d, t, 'optimal constants') },
+    });
+    let repl: Replacements = learned.repl;
+    let constants: ConstantsFile | undefined = learned.constants;
     const all = listComponents(cfg);
     let removed: Component[];
     let steps: TargetStep[] | undefined;
     let selection: Record<string, unknown>;
-    if (keepComps) {
-      const keepSet = new Set(keepComps.map((c) => c.name));
-      removed = all.filter((c) => !keepSet.has(c.name));
-      selection = { by: 'keep', file: opts.keep };
-    } else if (count !== undefined) {
-      removed = pruneComps!.slice(0, count);
-      selection = { by: 'count', from: opts.from, count, prune_order: prune!.order ?? null, prune_ablation: prune!.ablation ?? null };
-    } else {
-      const order = pruneComps ?? (await orderByScores(model, task, repl, batchSize, metric)).order;
-      const chosen = await chooseByTarget(model, task, repl, order, target!, batchSize, metric);
-      steps = chosen.steps;
-      removed = order.slice(0, chosen.count);
-      const cleanMean = mean(chosen.clean);
-      if (steps[chosen.count].metric < target! * cleanMean) {
-        process.stderr.write(`carve compress: note: no removal keeps the metric at ${target} x the clean metric (${cleanMean.toFixed(4)}); nothing removed\n`);
+    // The searches below keep the constants as they are; fitting happens once the set is chosen.
+    const searchConstants = constants ? { file: constants, where: opts.constants ?? 'the learned constants' } : undefined;
+    try {
+      if (keepComps) {
+        const keepSet = new Set(keepComps.map((c) => c.name));
+        removed = all.filter((c) => !keepSet.has(c.name));
+        selection = { by: 'keep', file: opts.keep };
+      } else if (count !== undefined) {
+        removed = pruneComps!.slice(0, count);
+        selection = { by: 'count', from: opts.from, count, prune_order: prune!.order ?? null, prune_ablation: prune!.ablation ?? null };
+      } else if (pruneComps || search !== 'auto' || metric !== 'logit-diff') {
+        let order: Component[];
+        if (pruneComps) order = pruneComps;
+        else if (search === 'scores' || search === 'auto') {
+          if (search === 'auto') process.stderr.write(`carve compress: note: the automatic search works on logit-diff; under ${metric} the order is by single-component scores (--search greedy or optimize for others)\n`);
+          order = (await orderByScores(model, task, repl, batchSize, (d, t) => onProgress(d, t, 'scoring components'), metric)).order;
+        } else {
+          const r = await pruneOrder(model, task, { order: search as 'greedy' | 'optimize', ablation, meanOver, batchSize, seed, constants: searchConstants, metric }, { onProgress });
+          order = r.steps.slice(1).map((s) => findComponent(cfg, s.component!, 'search'));
+        }
+        const chosen = await chooseByTarget(model, task, repl, order, target!, batchSize, (d, t) => onProgress(d, t, 'evaluating removal steps'), metric);
+        steps = chosen.steps;
+        removed = order.slice(0, chosen.count);
+        const cleanMean = mean(chosen.clean);
+        if (steps[chosen.count].metric < target! * cleanMean) {
+          bar.stop();
+          process.stderr.write(`carve compress: note: no removal keeps the metric at ${target} x the clean metric (${cleanMean.toFixed(4)}); nothing removed\n`);
+        }
+        selection = { by: 'target', target, threshold: target! * cleanMean, from: opts.from ?? null, order: prune ? (prune.order ?? 'file') : search === 'auto' ? 'scores' : search, count: chosen.count };
+      } else {
+        const found = await searchSmallest(model, task, { target: target!, ablation, meanOver, batchSize, seed, repl, constants, fit: given === undefined, onProgress });
+        removed = found.removed;
+        repl = found.repl;
+        constants = found.constants;
+        steps = found.steps.map((s) => ({ removed: s.removed, component: s.component, metric: s.metric, std: s.std }));
+        bar.stop();
+        process.stderr.write(found.reasons.map((r) => `carve compress: search: ${r}\n`).join(''));
+        selection = {
+          by: 'target',
+          target,
+          threshold: found.threshold,
+          from: null,
+          order: 'search',
+          search: { chosen: found.chosen, trials: found.trials, moves: found.moves, reasons: found.reasons },
+          count: removed.length,
+        };
       }
-      selection = { by: 'target', target, threshold: target! * cleanMean, from: opts.from ?? null, order: prune ? (prune.order ?? 'file') : 'scores', count: chosen.count };
+      // Learned constants fitted to the set chosen (never worse on it than those it starts from).
+      if (ablation === 'optimal' && given === undefined && removed.length > 0 && !(selection.order === 'search')) {
+        const meanRepl = await computeReplacements(model, task, 'mean', meanOver, batchSize);
+        const fitted = await refineConstants(model, task, removed, [repl, meanRepl], { seed, meanOver, batchSize, onProgress: (d, t) => onProgress(d, t, 'fitting constants') });
+        repl = fitted.repl;
+        constants = fitted.file;
+      }
+    } finally {
+      bar.stop();
     }
 
     // The metric of the original model with exactly these components ablated (what eval on DIR gives).
@@ -380,7 +415,7 @@ export function registerCompressCommand(program: Command): void {
       task: task.name,
       n_prompts: task.pairs.length,
       ablation,
-      ...(ablation === 'mean' ? { mean_over: meanOver } : {}),
+      ...(ablation !== 'zero' ? { mean_over: meanOver } : {}),
       selection,
       kept: kept.map((c) => c.name),
       removed: canonicalOrder(cfg, removed).map((c) => c.name),
@@ -396,6 +431,7 @@ export function registerCompressCommand(program: Command): void {
       n_params_non_embedding_after: after.n_params_non_embedding,
       layers: pruned.config.layers.map((l) => ({ source_layer: l.sourceLayer, heads: l.heads, mlp: l.mlp, ...(l.neurons ? { neurons: l.neurons.length } : {}) })),
       ...(neuronRecord ? { neurons: neuronRecord } : {}),
+      ...(constants ? { constants: CONSTANTS_FILE } : {}),
       vocab: {
         mode: vocabPlan.mode,
         n_tokens_before: cfg.vocabSize,
@@ -406,19 +442,36 @@ export function registerCompressCommand(program: Command): void {
         task_max_len: vocabChoice.taskMaxLen,
       },
       ...(steps ? { steps } : {}),
-    };
+    } as Record<string, unknown> & { metric: number; std: number; clean_metric: number };
+    if (evalTask) {
+      // The same removals (and replacement values) on the second prompt set: the final set, and every step of the curve.
+      const sets = [removed, ...(steps ?? []).map((s) => steps!.slice(1, s.removed + 1).map((x) => findComponent(cfg, x.component!, 'steps')))];
+      const held = await measureHeldOut(model, task, evalTask, repl, sets, { batchSize });
+      record.eval = { ...held.summary, metric: mean(held.metrics[0]), std: std(held.metrics[0]) };
+      if (steps) steps.forEach((s, k) => Object.assign(s, { eval_metric: mean(held.metrics[k + 1]), eval_std: std(held.metrics[k + 1]) }));
+    }
     writeDirAtomic(out, (tmp) => {
       // saveModelDir builds its own temporary directory and moves it onto `tmp`: the whole of DIR
-      // (model and record) appears at once.
+      // (model, record and constants) appears at once.
       saveModelDir(tmp, pruned, 'F32', tokenizerFiles(dir));
       writeFileAtomic(join(tmp, COMPRESS_RECORD), JSON.stringify(record, null, 2) + '\n');
+      if (constants) writeFileAtomic(join(tmp, CONSTANTS_FILE), JSON.stringify(constants, null, 2) + '\n');
     });
 
+    if (target !== undefined && record.clean_metric <= 0) {
+      process.stderr.write(`carve compress: note: the clean metric is ${record.clean_metric.toFixed(4)}, not positive, so ${target} x it is no bar: check the task's answers\n`);
+    }
     const nHeads = removed.filter((c) => c.head !== null).length;
     const nMlps = removed.length - nHeads;
     const lines = [
       `carve compress: kept ${kept.length} of ${all.length} components (removed ${nHeads} heads, ${nMlps} MLPs); ${pruned.config.layers.length} of ${cfg.layers.length} layers remain`,
       `  ${metric} ${record.metric.toFixed(4)} ± ${record.std.toFixed(4)} with ${ablation} ablation (clean ${record.clean_metric.toFixed(4)})`,
+      ...(record.eval
+        ? [(() => {
+            const e = record.eval as { task: string; metric: number; std: number; clean_metric: number };
+            return `  held out (${e.task}): metric ${e.metric.toFixed(4)} ± ${e.std.toFixed(4)} (clean ${e.clean_metric.toFixed(4)})`;
+          })()]
+        : []),
       `  parameters ${fmtInt(before.n_params)} -> ${fmtInt(after.n_params)} (-${pct(before.n_params, after.n_params)}%); ` +
         `non-embedding ${fmtInt(before.n_params_non_embedding)} -> ${fmtInt(after.n_params_non_embedding)} (-${pct(before.n_params_non_embedding, after.n_params_non_embedding)}%)`,
       ...(neuronRecord ? [`  MLP neurons ${fmtInt(neuronRecord.n_before as number)} -> ${fmtInt(neuronRecord.n_after as number)} in the MLPs kept`] : []),

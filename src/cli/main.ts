@@ -1,6 +1,6 @@
 /** The `carve` command line: one subcommand per file in this folder. */
 import { Command, CommanderError } from 'commander';
-import { isCarveError } from '../util/errors.ts';
+import { flagOf, isCarveError, OptionError } from '../util/errors.ts';
 import { registerRunCommand } from './run.ts';
 import { registerTaskCommand } from './task.ts';
 import { registerReportCommand } from './report.ts';
@@ -54,7 +54,9 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (isCarveError(e)) {
-      process.stderr.write(`carve: error: ${e.message}\n`);
+      // Library errors name options by key; here they are flags.
+      const message = e instanceof OptionError ? e.render(flagOf) : e.message;
+      process.stderr.write(`carve: error: ${message}\n`);
       process.exitCode = 2;
       return;
     }

@@ -1,9 +1,10 @@
 /**
- * `carve prune`: a pruning order (scores, greedy, acdc) and the metric after every step; with
- * `--level edges`, ACDC over edges.
+ * `carve prune`: a pruning order (scores, greedy, acdc, optimize) and the metric after every step;
+ * with `--level edges`, ACDC over edges.
  * With --out, the partial result is written after every step to FILE.partial.json (atomically);
  * --resume continues from it when it was made for the same model, task and options, and the
- * partial file is removed once FILE is written.
+ * partial file is removed once FILE is written. Under optimal ablation the constants used are saved
+ * beside the output (FILE.constants.json). With --eval-task every step is also measured there.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -17,6 +18,18 @@ import { progressBar } from '../util/progress.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
 import { edgeAcdc } from '../discover/edge-acdc.ts';
+import { parseCheckpoint } from '../discover/checkpoint.ts';
+import {
+  addConstantsOptions,
+  addEvalTaskOptions,
+  evalTaskFromOptions,
+  optimalStepsFrom,
+  readConstants,
+  saveConstants,
+  searchSeedFrom,
+  type EvalTaskCliOptions,
+  type SearchCliOptions,
+} from './search-options.ts';
 import {
   DEFAULT_ACDC_THRESHOLD,
   DEFAULT_VERIFY,
@@ -30,7 +43,8 @@ import {
   type PruneOrder,
 } from '../discover/prune.ts';
 
-export interface PruneCliOptions extends EngineCliOptions, TaskCliOptions {
+export interface PruneCliOptions extends EngineCliOptions, TaskCliOptions, SearchCliOptions, EvalTaskCliOptions {
+  maskSteps?: string;
   order?: string;
   ablation: string;
   method: string;
@@ -50,36 +64,23 @@ export function partialPath(out: string): string {
 
 /** Read and shape-check a partial file (whether it belongs to this run is checked by pruneOrder). */
 export function readCheckpoint(path: string): PruneCheckpoint {
-  let o: unknown;
+  let text: string;
   try {
-    o = JSON.parse(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
   } catch (e) {
     fail(`${path}: cannot read the partial result: ${(e as Error).message.split('\n')[0]}`);
   }
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) fail(`${path}: expected a JSON object`);
-  const cp = o as Record<string, unknown>;
-  if (cp.format !== 'carve-prune-partial') fail(`${path}: not a carve prune partial result ("format" is not "carve-prune-partial")`);
-  if (typeof cp.fingerprint !== 'string') fail(`${path}: "fingerprint" must be a string`);
-  if (typeof cp.options !== 'object' || cp.options === null) fail(`${path}: "options" must be an object`);
-  if (!Array.isArray(cp.steps) || cp.steps.length === 0) fail(`${path}: "steps" must be a non-empty array`);
-  cp.steps.forEach((s: unknown, i: number) => {
-    const st = s as Record<string, unknown>;
-    if (typeof s !== 'object' || s === null) fail(`${path}: steps[${i}] must be an object`);
-    if (st.removed !== i) fail(`${path}: steps[${i}].removed must be ${i}`);
-    if (i === 0 ? st.component !== null : typeof st.component !== 'string') fail(`${path}: steps[${i}].component must be ${i === 0 ? 'null' : 'a component name'}`);
-    if (typeof st.metric !== 'number' || typeof st.std !== 'number') fail(`${path}: steps[${i}] needs numeric "metric" and "std"`);
-  });
-  if (cp.ranking !== undefined && (!Array.isArray(cp.ranking) || cp.ranking.some((n) => typeof n !== 'string'))) fail(`${path}: "ranking" must be an array of component names`);
-  return cp as unknown as PruneCheckpoint;
+  return parseCheckpoint(text, path);
 }
 
 export function registerPruneCommand(program: Command): void {
   const cmd = program
     .command('prune')
-    .description('order components for removal (by scores, greedily, or by ACDC) and measure the metric after every step')
-    .option('--order <scores|greedy|acdc>', 'scores: by single-component scores; greedy: re-score after every removal; acdc: node-level ACDC')
-    .option('--method <exact|attribution>', 'exact patching, or attribution scores (greedy: checked exactly with --verify)', 'exact')
-    .option('--verify <K>', `greedy attribution: candidates checked exactly per step (default ${DEFAULT_VERIFY})`)
+    .description('order components for removal (by scores, greedily, by ACDC, or by learned masks) and measure the metric after every step')
+    .option('--order <scores|greedy|acdc|optimize>', 'scores: by single-component scores; greedy: re-score after every removal; acdc: node-level ACDC; optimize: learned masks, verified exactly')
+    .option('--method <exact|attribution|halving>', 'exact patching, attribution scores (greedy: checked exactly with --verify), or greedy by successive halving', 'exact')
+    .option('--verify <K>', `greedy attribution, optimize: candidates checked exactly per step (default ${DEFAULT_VERIFY})`)
+    .option('--mask-steps <n>', 'optimize: mask training steps (default 200)')
     .option('--threshold <T>', `acdc: remove when the metric gets worse by less than T (default ${DEFAULT_ACDC_THRESHOLD})`)
     .option('--components <heads|mlps|all>', 'which components to prune', 'all')
     .option('--level <components|edges>', 'prune components, or (with --order acdc) edges', 'components')
@@ -87,6 +88,8 @@ export function registerPruneCommand(program: Command): void {
     .option('--out <file>', 'write the JSON here (default: stdout); with it, partial results go to FILE.partial.json');
   addAblationOptions(cmd);
   addMetricOption(cmd);
+  addConstantsOptions(cmd);
+  addEvalTaskOptions(cmd);
   addTaskOptions(cmd);
   addModelOptions(cmd).action(async (opts: PruneCliOptions) => {
     const order = parseChoice<PruneOrder>(opts.order, '--order', PRUNE_ORDERS);
@@ -101,6 +104,11 @@ export function registerPruneCommand(program: Command): void {
     if (opts.verify !== undefined) pruneOpts.verify = parsePositiveInt(opts.verify, '--verify');
     if (opts.threshold !== undefined) pruneOpts.threshold = parseNumber(opts.threshold, '--threshold');
     pruneOpts.metric = parseMetric(opts.metric);
+    if (opts.maskSteps !== undefined) pruneOpts.maskSteps = parsePositiveInt(opts.maskSteps, '--mask-steps');
+    pruneOpts.seed = searchSeedFrom(opts);
+    const optimalSteps = optimalStepsFrom(opts);
+    if (optimalSteps !== undefined) pruneOpts.optimalSteps = optimalSteps;
+    pruneOpts.constants = readConstants(opts.constants);
     resolvePruneOptions(pruneOpts); // flag combinations, before any loading
     if (opts.resume && !opts.out) fail('--resume needs --out FILE: the partial result lives in FILE.partial.json');
     const partial = opts.out ? partialPath(opts.out) : undefined;
@@ -110,9 +118,11 @@ export function registerPruneCommand(program: Command): void {
       else process.stderr.write(`carve: no ${partial} to resume from; starting from the beginning\n`);
     }
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
-    const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
+    const limits = { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' };
+    const task = taskFromOptions(opts, limits, tokenizer);
     pruneOpts.metric = metricFor(opts, task);
     checkTaskVocabulary(task, model.vocab, tokenizer);
+    pruneOpts.evalTask = evalTaskFromOptions(opts, limits, task, tokenizer);
     const bar = progressBar(`prune ${order}`);
     let result;
     try {
@@ -126,6 +136,7 @@ export function registerPruneCommand(program: Command): void {
     } finally {
       bar.stop();
     }
+    if (result.constants && typeof result.constants === 'object') result.constants = saveConstants(opts.out, result.constants);
     writeJson(opts.out, result);
     if (partial) rmSync(partial, { force: true });
   });

@@ -25,8 +25,9 @@ export function formatDuration(seconds: number): string {
   if (seconds < 5400) return `${(seconds / 60).toFixed(1)} min`;
   return `${(seconds / 3600).toFixed(1)} h`;
 }
+import { addConstantsOptions, optimalStepsFrom, readConstants, saveConstants, searchSeedFrom, type SearchCliOptions } from './search-options.ts';
 
-export interface ScanCliOptions extends EngineCliOptions, TaskCliOptions {
+export interface ScanCliOptions extends EngineCliOptions, TaskCliOptions, SearchCliOptions {
   ablation: string;
   method: string;
   components: string;
@@ -40,7 +41,7 @@ export interface ScanCliOptions extends EngineCliOptions, TaskCliOptions {
 /** Options shared by commands that replace components: ablation, mean-over, batch size. */
 export function addAblationOptions(cmd: Command): Command {
   return cmd
-    .option('--ablation <zero|mean|resample>', 'what a removed component is replaced with', 'mean')
+    .option('--ablation <zero|mean|resample|optimal>', 'what a removed component is replaced with (optimal: a learned constant)', 'mean')
     .option('--mean-over <clean|corrupt>', 'mean ablation: average over the clean or the corrupt prompts', 'clean')
     .option('--batch-size <rows>', 'rows (prompts × configurations) per onnxruntime run; caps memory', '64');
 }
@@ -57,6 +58,7 @@ export function registerScanCommand(program: Command): void {
     .option('--out <file>', 'write the JSON here (default: stdout)');
   addAblationOptions(cmd);
   addMetricOption(cmd);
+  addConstantsOptions(cmd);
   addTaskOptions(cmd);
   addModelOptions(cmd).action(async (opts: ScanCliOptions) => {
     const ablation = parseChoice<Ablation>(opts.ablation, '--ablation', ABLATIONS);
@@ -66,6 +68,10 @@ export function registerScanCommand(program: Command): void {
     const level = parseChoice<ScanLevel>(opts.level, '--level', SCAN_LEVELS);
     const steps = parsePositiveInt(opts.steps ?? String(level === 'edges' ? DEFAULT_IG_STEPS : 8), '--steps');
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
+    const seed = searchSeedFrom(opts);
+    const optimalSteps = optimalStepsFrom(opts);
+    if (ablation !== 'optimal' && (opts.constants !== undefined || optimalSteps !== undefined)) fail(`${opts.constants !== undefined ? '--constants' : '--optimal-steps'} applies only to --ablation optimal`);
+    const constants = readConstants(opts.constants);
     parseMetric(opts.metric);
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
@@ -106,8 +112,12 @@ export function registerScanCommand(program: Command): void {
       steps,
       batchSize,
       onProgress: (done, total, label) => bar.update(done, total, label),
+      constants,
+      seed,
+      optimalSteps,
     });
     bar.stop();
+    if (result.constants && typeof result.constants === 'object') result.constants = saveConstants(opts.out, result.constants);
     writeJson(opts.out, result);
   });
 }

@@ -4,7 +4,7 @@
  *    columns of a fused QKV, its rows of q_proj, its part of the output projection); a key/value head
  *    goes only when no kept query head reads it; a removed MLP's weights and norm are dropped;
  *  - what the removed component would have added to the residual stream under the ablation is
- *    folded into a constant: under mean ablation a head's mean output (mean hook_z slice through its
+ *    folded into a constant: under mean (or optimal: a learned constant instead of the mean) ablation a head's mean output (mean hook_z slice through its
  *    part of the output projection) is added to its layer's attention output bias, and a removed
  *    MLP's mean output (hook_mlp_out, bias included) becomes the layer's MLP output bias; under zero
  *    ablation a head adds nothing (the shared bias is not part of a head's output) and a removed
@@ -19,7 +19,7 @@
  * The result equals the original model run with the removed components' hook values replaced
  * (HookedModel interventions with the same replacement values), up to float32 rounding.
  */
-import { fail } from '../util/errors.ts';
+import { fail, failOption } from '../util/errors.ts';
 import { componentName } from '../discover/components.ts';
 import type { Replacements } from '../discover/replacements.ts';
 import { tensorTable } from '../model/arch/index.ts';
@@ -27,7 +27,8 @@ import { sliceTensor } from '../model/slice.ts';
 import type { Role, TensorSlot } from '../model/tensors.ts';
 import { kvHeadsOf, type LayerLayout, type ModelConfig, type ModelData, type Tensor, type Weights } from '../model/types.ts';
 
-export type FoldableAblation = 'zero' | 'mean';
+/** optimal: learned constants (src/discover/optimal.ts), folded exactly like the mean. */
+export type FoldableAblation = 'zero' | 'mean' | 'optimal';
 
 export type PrunableModel = ModelData;
 
@@ -36,7 +37,7 @@ function constValue(repl: Replacements, kind: 'z' | 'mlp', pos: number, width: n
   const v = (kind === 'z' ? repl.z : repl.mlp).get(pos);
   if (!v) throw new Error(`pruneModel: no ${kind === 'z' ? 'hook_z' : 'hook_mlp_out'} replacement for ${what} (layer position ${pos})`);
   if (v.shape !== 'const') {
-    fail(`${what}: its replacement differs per prompt (${repl.ablation} ablation), so it cannot be folded into a bias; use zero or mean ablation`);
+    fail(`${what}: its replacement differs per prompt (${repl.ablation} ablation), so it cannot be folded into a bias; use zero, mean or optimal ablation`);
   }
   if (v.data.length !== width) throw new Error(`pruneModel: replacement for ${what} has ${v.data.length} values, expected ${width}`);
   return v.data;
@@ -69,9 +70,9 @@ export function pruneModel(
   ablation: FoldableAblation | 'resample',
 ): PrunableModel {
   if (ablation === 'resample' || replacements.ablation === 'resample') {
-    fail('resample ablation cannot be folded into a smaller model: the replacement differs per prompt (it is the output on the paired corrupt prompt); use --ablation zero or mean');
+    failOption('resample ablation cannot be folded into a smaller model: the replacement differs per prompt (it is the output on the paired corrupt prompt); use {ablation} zero, mean or optimal');
   }
-  if (ablation !== 'zero' && ablation !== 'mean') fail(`ablation: expected zero or mean, got ${JSON.stringify(ablation)}`);
+  if (ablation !== 'zero' && ablation !== 'mean' && ablation !== 'optimal') fail(`ablation: expected zero, mean or optimal, got ${JSON.stringify(ablation)}`);
   if (replacements.ablation !== ablation) {
     throw new Error(`pruneModel: replacements are for ${replacements.ablation} ablation, not ${ablation}`);
   }

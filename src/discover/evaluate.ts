@@ -83,48 +83,66 @@ export class ExactEvaluator {
    * stream before every layer. Later configurations containing it start where they first differ.
    */
   async setBase(removed: Component[]): Promise<void> {
+    // A base that grows (greedy's next step) only changes the stream from its first new component's
+    // layer on: start there from the cached stream, which layers before it share.
+    const old = new Set(this.base.map((c) => c.name));
+    const now = new Set(removed.map((c) => c.name));
+    const grows = this.baseMetric !== undefined && [...old].every((n) => now.has(n));
+    const extra = removed.filter((c) => !old.has(c.name));
     this.base = [...removed];
-    this.baseResid = [];
-    this.baseMetric = undefined;
+    if (grows && extra.length === 0) return;
+    const start = grows ? Math.min(...extra.map((c) => c.pos)) : 0;
+    if (!grows) {
+      this.baseResid = [];
+      this.baseMetric = undefined;
+    }
     if (removed.length === 0) return;
     const { model } = this;
     const L = model.config.layers.length;
     const N = this.task.pairs.length;
     const d = model.config.dModel;
-    this.baseResid = Array.from({ length: L }, () => allocLike(model, N * this.tMax * d));
+    if (!grows) this.baseResid = Array.from({ length: L }, () => allocLike(model, N * this.tMax * d));
     this.baseMetric = new Float64Array(N);
-    const hooks = model.config.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre'));
+    const hooks = model.config.layers.map((_, pos) => model.hookName(pos, 'hook_resid_pre')).slice(start);
+    const from = grows ? this.baseResid : this.resid;
     for (let s = 0; s < this.order.length; s += this.batchSize) {
       const rows = this.order.slice(s, s + this.batchSize).map((p) => ({ prompt: p, removed }));
-      const { values, out } = await this.runChunkWith(0, this.resid, rows, hooks);
+      const { values, out } = await this.runChunkWith(start, from, rows, hooks);
       rows.forEach((r, b) => {
         this.baseMetric![r.prompt] = values[b];
-        hooks.forEach((h, pos) => {
+        hooks.forEach((h, i) => {
           const v = out.hooks.get(h)!.data;
           const T = out.seqLen;
           const len = this.lengths[r.prompt];
-          this.baseResid[pos].set(v.subarray(b * T * d, (b * T + len) * d), r.prompt * this.tMax * d);
+          // Layer `start` itself reads this cache: its value is unchanged, so overwriting is safe.
+          this.baseResid[start + i].set(v.subarray(b * T * d, (b * T + len) * d), r.prompt * this.tMax * d);
         });
       });
     }
   }
 
-  /** The metric of one configuration per prompt, for each configuration. */
-  async evaluate(configs: Component[][], onProgress?: (done: number, total: number) => void): Promise<Float64Array[]> {
+  /**
+   * The metric of one configuration per prompt, for each configuration. With `prompts`, only those
+   * prompts are run (indices into the task; the other entries are NaN).
+   */
+  async evaluate(configs: Component[][], onProgress?: (done: number, total: number) => void, prompts?: number[]): Promise<Float64Array[]> {
     const N = this.task.pairs.length;
-    const results = configs.map(() => new Float64Array(N));
+    const only = prompts ? new Set(prompts) : undefined;
+    const order = only ? this.order.filter((p) => only.has(p)) : this.order;
+    const subset = (full: Float64Array): Float64Array => (only ? Float64Array.from(full, (v, p) => (only.has(p) ? v : NaN)) : full);
+    const results: Float64Array[] = configs.map(() => new Float64Array(N));
     const groups = new Map<string, { start: number; fromBase: boolean; ids: number[] }>();
     const baseNames = new Set(this.base.map((c) => c.name));
     configs.forEach((cfg, i) => {
       if (cfg.length === 0) {
-        results[i] = Float64Array.from(this.clean);
+        results[i] = subset(Float64Array.from(this.clean));
         return;
       }
       const names = new Set(cfg.map((c) => c.name));
       const fromBase = this.baseMetric !== undefined && [...baseNames].every((n) => names.has(n));
       const extra = fromBase ? cfg.filter((c) => !baseNames.has(c.name)) : cfg;
       if (extra.length === 0) {
-        results[i] = Float64Array.from(this.baseMetric!);
+        results[i] = subset(Float64Array.from(this.baseMetric!));
         return;
       }
       const start = Math.min(...extra.map((c) => c.pos));
@@ -132,12 +150,13 @@ export class ExactEvaluator {
       if (!groups.has(key)) groups.set(key, { start, fromBase, ids: [] });
       groups.get(key)!.ids.push(i);
     });
-    const total = [...groups.values()].reduce((s, g) => s + g.ids.length * N, 0);
+    if (only) for (const { ids } of groups.values()) for (const i of ids) results[i].fill(NaN);
+    const total = [...groups.values()].reduce((s, g) => s + g.ids.length * order.length, 0);
     let done = 0;
     for (const { start, fromBase, ids } of [...groups.values()].sort((a, b) => a.start - b.start)) {
       // Rows: prompts in length order, each with every configuration of this group.
       const rows: { prompt: number; config: number }[] = [];
-      for (const p of this.order) for (const c of ids) rows.push({ prompt: p, config: c });
+      for (const p of order) for (const c of ids) rows.push({ prompt: p, config: c });
       for (let s = 0; s < rows.length; s += this.batchSize) {
         const chunk = rows.slice(s, s + this.batchSize);
         const { values } = await this.runChunkWith(

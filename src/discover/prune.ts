@@ -15,6 +15,17 @@
  *    prob-diff: current − new < T; with KL (from the clean run's next-token distribution):
  *    new − current < T — ACDC's rule F(H_new) − F(H) < τ for a metric F to minimise. After a
  *    removal, the current value is the new one. The default T is 0.05 (logit units, probability, or nats).
+ *  - optimize: learned masks (masks.ts) rank the components; an exact pass along that ranking then
+ *    builds the order — at each step the first `verify` components of the ranking not yet removed
+ *    are evaluated exactly with those already removed, and the best is taken; finally local
+ *    refinement swaps neighbours in the order (the k-th removed and the (k+1)-th, still kept at
+ *    step k) where that raises step k's metric: a swap changes no other step, so every accepted
+ *    swap improves the curve at one point and worsens it nowhere.
+ *  - greedy with method 'halving': each step by successive halving (halving.ts) instead of scoring
+ *    every candidate on every prompt; halving.ts states what it guarantees.
+ *
+ * Ablation 'optimal' uses learned constants (optimal.ts): given, or learned at the start from the
+ * task's prompts (seeded) and saved in every checkpoint and in the result.
  *
  * The metric (`metric`, default logit-diff; discover/metric.ts) is the one every order uses and
  * every step reports: "better" is higher for logit-diff and prob-diff and lower for kl, so scores
@@ -27,29 +38,46 @@
  * the state needed to continue, and `hooks.resume` continues from such a checkpoint when its
  * fingerprint (model weights and layout, task prompts, order options) matches. A resumed run makes
  * exactly the evaluations an uninterrupted one makes, so its result is identical (given the same
- * batch size and threads).
+ * batch size and threads). The checkpoint format and its checks are in checkpoint.ts.
+ *
+ * With an evaluation task (`evalTask`), every step's removed set is also measured on that second
+ * prompt set (eval_metric, eval_std): select on one set, report on another.
  */
 import { createHash } from 'node:crypto';
-import type { FloatArray, HookedModel } from '../model/hooked.ts';
+import type { HookedModel } from '../model/hooked.ts';
 import type { Task } from '../task/types.ts';
-import { fail } from '../util/errors.ts';
+import { failOption } from '../util/errors.ts';
 import { mean, std } from '../task/metrics.ts';
 import { listComponents, type Component, type ComponentKind } from './components.ts';
-import { computeReplacements, componentHooks, removalInterventions, type Ablation, type MeanOver, type Replacements } from './replacements.ts';
+import type { Ablation, MeanOver, Replacements } from './replacements.ts';
 import { ExactEvaluator } from './evaluate.ts';
-import { corruptMetrics, dotDelta, sliceOf } from './scan.ts';
-import { METRIC_NAMES, metricRun, metricSign, range, type MetricName, type TaskMetric } from './metric.ts';
+import { METRIC_NAMES, metricSign, type MetricName, type TaskMetric } from './metric.ts';
+import { corruptMetrics } from './scan.ts';
+import { attributionAt } from './attribution.ts';
+import { jsonFingerprint, modelFingerprint, taskFingerprint } from './fingerprint.ts';
+import { checkResume, type PruneCheckpoint, type ResumeState } from './checkpoint.ts';
+import { replacementsFor, type ConstantsFile } from './optimal.ts';
+import { MASK_DEFAULTS, trainMasks } from './masks.ts';
+import { DEFAULT_FINALISTS, defaultFirst, halvingPick, promptOrder } from './halving.ts';
+import { measureHeldOut, type HeldOut } from './heldout.ts';
 
-export type PruneOrder = 'scores' | 'greedy' | 'acdc';
-export const PRUNE_ORDERS: readonly PruneOrder[] = ['scores', 'greedy', 'acdc'];
-export type PruneMethod = 'exact' | 'attribution';
-export const PRUNE_METHODS: readonly PruneMethod[] = ['exact', 'attribution'];
+export { modelFingerprint, taskFingerprint } from './fingerprint.ts';
+export { attributionAt, type AttributionAtOptions } from './attribution.ts';
+export type { PruneCheckpoint } from './checkpoint.ts';
+
+export type PruneOrder = 'scores' | 'greedy' | 'acdc' | 'optimize';
+export const PRUNE_ORDERS: readonly PruneOrder[] = ['scores', 'greedy', 'acdc', 'optimize'];
+export type PruneMethod = 'exact' | 'attribution' | 'halving';
+export const PRUNE_METHODS: readonly PruneMethod[] = ['exact', 'attribution', 'halving'];
+
 /** ACDC's default threshold: metric units (logits, probability, or nats for KL) per removal. */
 export const DEFAULT_ACDC_THRESHOLD = 0.05;
 /** Attribution-guided greedy: how many of the best-ranked candidates are checked exactly. */
 export const DEFAULT_VERIFY = 4;
 /** scores order: cumulative sets evaluated (and checkpointed) this many at a time. */
 export const SCORES_BLOCK = 8;
+/** optimize: refinement passes (each evaluates n − 1 swapped prefixes; stops early when none helps). */
+export const DEFAULT_REFINE = 4;
 
 export interface PruneOptions {
   order: PruneOrder;
@@ -66,6 +94,20 @@ export interface PruneOptions {
   metric?: MetricName;
   /** Rows per onnxruntime run (prompts × configurations). Not part of the fingerprint. */
   batchSize?: number;
+  /** Seed of everything random in the search: optimal constants' removal family, halving's prompt order (default 0). */
+  seed?: number;
+  /** optimal ablation: saved constants (`where`: their file); without them they are learned. */
+  constants?: { file: ConstantsFile; where: string };
+  /** optimal ablation: Adam steps for learning the constants (default optimal.ts OPTIMAL_DEFAULTS). */
+  optimalSteps?: number;
+  /** optimize: mask training steps (default 200) and refinement passes (default 4). */
+  maskSteps?: number;
+  refine?: number;
+  /** greedy + halving: prompts in the first round and finalists scored on every prompt. */
+  halvingFirst?: number;
+  finalists?: number;
+  /** A second prompt set every step is also measured on (same answer structure). Not part of the fingerprint. */
+  evalTask?: Task;
 }
 
 /** The options with defaults filled in and only those that apply to the order. */
@@ -78,6 +120,14 @@ export interface ResolvedPruneOptions {
   verify?: number;
   threshold?: number;
   metric: MetricName;
+  seed?: number;
+  /** optimal: the sha256 of the constants given, or how many steps learn them. */
+  constants?: string;
+  optimal_steps?: number;
+  mask_steps?: number;
+  refine?: number;
+  halving_first?: number;
+  finalists?: number;
 }
 
 export interface PruneStep {
@@ -86,21 +136,9 @@ export interface PruneStep {
   /** The metric (mean over prompts) with the first `removed` components replaced. */
   metric: number;
   std: number;
-}
-
-export interface PruneCheckpoint {
-  format: 'carve-prune-partial';
-  version: 1;
-  fingerprint: string;
-  model: string;
-  task: string;
-  options: ResolvedPruneOptions;
-  steps: PruneStep[];
-  /** scores: the order, once computed. */
-  ranking?: string[];
-  /** acdc: components visited so far (in visiting order), and the decision metric's current value. */
-  visited?: number;
-  current?: number;
+  /** With an evaluation task: the metric there with the same components removed. */
+  eval_metric?: number;
+  eval_std?: number;
 }
 
 export interface PruneHooks {
@@ -132,77 +170,86 @@ export interface PruneResult {
   threshold?: number;
   /** acdc: the components kept, in canonical order. */
   kept?: string[];
+  seed?: number;
+  /** optimize: the mask ranking (least needed first), before the exact pass. */
+  mask_ranking?: string[];
+  /** greedy + halving: configuration × prompt evaluations made, and what exact greedy would make. */
+  evaluations?: number;
+  exact_evaluations?: number;
+  /** optimal ablation: the constants used (the CLI saves them beside the JSON and names the file here). */
+  constants?: ConstantsFile | string;
+  /** With an evaluation task: its name, size and clean metric; the steps carry eval_metric. */
+  eval?: HeldOut;
   steps: PruneStep[];
 }
 
+const positiveInt = (v: number | undefined, key: string) => {
+  if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) failOption(`{${key}}: expected a positive integer, got ${v}`);
+};
+
+/** Option values and combinations, checked; messages name options as `{key}` (the CLI shows its flags). */
 export function resolvePruneOptions(opts: PruneOptions): ResolvedPruneOptions {
   const { order } = opts;
-  if (!PRUNE_ORDERS.includes(order)) fail(`--order: expected one of ${PRUNE_ORDERS.join(', ')}, got ${JSON.stringify(order)}`);
+  if (!PRUNE_ORDERS.includes(order)) failOption(`{order}: expected one of ${PRUNE_ORDERS.join(', ')}, got ${JSON.stringify(order)}`);
   const method = opts.method ?? 'exact';
-  if (!PRUNE_METHODS.includes(method)) fail(`--method: expected one of ${PRUNE_METHODS.join(', ')}, got ${JSON.stringify(method)}`);
-  if (order === 'acdc' && method !== 'exact') fail('--method attribution: the acdc order is exact only');
+  if (!PRUNE_METHODS.includes(method)) failOption(`{method}: expected one of ${PRUNE_METHODS.join(', ')}, got ${JSON.stringify(method)}`);
+  if ((order === 'acdc' || order === 'optimize') && method !== 'exact') failOption(`{method} ${method}: the ${order} order is exact only`);
+  if (method === 'halving' && order !== 'greedy') failOption('{method} halving applies only to {order} greedy');
   const metric = opts.metric ?? 'logit-diff';
-  if (!METRIC_NAMES.includes(metric)) fail(`--metric: expected one of ${METRIC_NAMES.join(', ')}, got ${JSON.stringify(metric)}`);
+  if (!METRIC_NAMES.includes(metric)) failOption(`{metric}: expected one of ${METRIC_NAMES.join(', ')}, got ${JSON.stringify(metric)}`);
   const r: ResolvedPruneOptions = { order, ablation: opts.ablation, method, components: opts.components ?? 'all', metric };
-  if (opts.ablation === 'mean') r.mean_over = opts.meanOver ?? 'clean';
+  if (opts.ablation === 'mean' || opts.ablation === 'optimal') r.mean_over = opts.meanOver ?? 'clean';
   if (opts.verify !== undefined) {
-    if (order !== 'greedy' || method !== 'attribution') fail('--verify applies only to --order greedy --method attribution');
-    if (!Number.isSafeInteger(opts.verify) || opts.verify < 1) fail(`--verify: expected a positive integer, got ${opts.verify}`);
+    if (!((order === 'greedy' && method === 'attribution') || order === 'optimize')) failOption('{verify} applies only to {order} greedy {method} attribution and to {order} optimize');
+    positiveInt(opts.verify, 'verify');
   }
-  if (order === 'greedy' && method === 'attribution') r.verify = opts.verify ?? DEFAULT_VERIFY;
+  if ((order === 'greedy' && method === 'attribution') || order === 'optimize') r.verify = opts.verify ?? DEFAULT_VERIFY;
   if (opts.threshold !== undefined) {
-    if (order !== 'acdc') fail('--threshold applies only to --order acdc');
-    if (!Number.isFinite(opts.threshold)) fail(`--threshold: expected a finite number, got ${opts.threshold}`);
+    if (order !== 'acdc') failOption('{threshold} applies only to {order} acdc');
+    if (!Number.isFinite(opts.threshold)) failOption(`{threshold}: expected a finite number, got ${opts.threshold}`);
   }
   if (order === 'acdc') r.threshold = opts.threshold ?? DEFAULT_ACDC_THRESHOLD;
-  return r;
-}
-
-/** sha256 over the model's layout and weights (as run: in its dtype). */
-export function modelFingerprint(model: HookedModel): string {
-  const h = createHash('sha256');
-  const c = model.config;
-  h.update(JSON.stringify({ dtype: model.dtype, config: { ...c, raw: undefined } }));
-  const feeds = model.weightFeeds;
-  for (const name of Object.keys(feeds).sort()) {
-    const t = feeds[name];
-    const data = t.data as FloatArray;
-    h.update(`${name}:${t.dims.join('x')}:`);
-    h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  if (opts.seed !== undefined && (!Number.isSafeInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) failOption(`{seed}: expected an integer from 0 to 4294967295, got ${opts.seed}`);
+  const random = opts.ablation === 'optimal' || method === 'halving';
+  if (random) r.seed = opts.seed ?? 0;
+  if (opts.constants !== undefined && opts.ablation !== 'optimal') failOption(`{constants} apply only to {ablation} optimal, not ${opts.ablation}`);
+  if (opts.optimalSteps !== undefined && opts.ablation !== 'optimal') failOption('{optimalSteps} applies only to {ablation} optimal');
+  if (opts.ablation === 'optimal') {
+    if (opts.constants) {
+      if (opts.optimalSteps !== undefined) failOption('{optimalSteps}: the constants are given ({constants}), nothing is learned');
+      r.constants = jsonFingerprint(opts.constants.file.components);
+    } else {
+      if (opts.optimalSteps !== undefined && (!Number.isSafeInteger(opts.optimalSteps) || opts.optimalSteps < 0)) failOption(`{optimalSteps}: expected a non-negative integer, got ${opts.optimalSteps}`);
+      r.optimal_steps = opts.optimalSteps ?? 100;
+    }
   }
-  return h.digest('hex');
-}
-
-/** sha256 over the prompt pairs (tokens and answer sets). */
-export function taskFingerprint(task: Task): string {
-  const h = createHash('sha256');
-  for (const p of task.pairs) h.update(JSON.stringify([p.clean, p.corrupt, p.correct, p.incorrect]));
-  return h.digest('hex');
+  for (const [key, v, applies, what] of [
+    ['maskSteps', opts.maskSteps, order === 'optimize', '{order} optimize'],
+    ['refine', opts.refine, order === 'optimize', '{order} optimize'],
+    ['halvingFirst', opts.halvingFirst, method === 'halving', '{method} halving'],
+    ['finalists', opts.finalists, method === 'halving', '{method} halving'],
+  ] as const) {
+    if (v !== undefined && !applies) failOption(`{${key}} applies only to ${what}`);
+  }
+  positiveInt(opts.maskSteps, 'maskSteps');
+  if (opts.refine !== undefined && (!Number.isSafeInteger(opts.refine) || opts.refine < 0)) failOption(`{refine}: expected a non-negative integer, got ${opts.refine}`);
+  positiveInt(opts.halvingFirst, 'halvingFirst');
+  positiveInt(opts.finalists, 'finalists');
+  if (order === 'optimize') {
+    r.mask_steps = opts.maskSteps ?? MASK_DEFAULTS.steps;
+    r.refine = opts.refine ?? DEFAULT_REFINE;
+  }
+  if (method === 'halving') {
+    if (opts.halvingFirst !== undefined) r.halving_first = opts.halvingFirst;
+    r.finalists = opts.finalists ?? DEFAULT_FINALISTS;
+  }
+  return r;
 }
 
 export function pruneFingerprint(model: HookedModel, task: Task, opts: ResolvedPruneOptions): string {
   return createHash('sha256')
     .update(JSON.stringify({ v: 1, model: modelFingerprint(model), task: taskFingerprint(task), options: opts }))
     .digest('hex');
-}
-
-/** Check a checkpoint read from a file: shape, and that it belongs to this run. */
-function checkResume(cp: PruneCheckpoint, fingerprint: string, opts: ResolvedPruneOptions, byName: Map<string, Component>, where: string): void {
-  if (cp.format !== 'carve-prune-partial' || cp.version !== 1) fail(`${where}: not a carve prune checkpoint (format ${JSON.stringify(cp.format)}, version ${JSON.stringify(cp.version)})`);
-  const differs = (Object.keys({ ...opts, ...cp.options }) as (keyof ResolvedPruneOptions)[]).filter((k) => cp.options?.[k] !== opts[k]);
-  if (differs.length > 0) {
-    const show = (o: ResolvedPruneOptions | undefined, k: keyof ResolvedPruneOptions) => (o?.[k] === undefined ? 'unset' : JSON.stringify(o[k]));
-    fail(`${where}: made with other options (${differs.map((k) => `${k}: ${show(cp.options, k)} there, ${show(opts, k)} now`).join('; ')}); run without --resume to start over`);
-  }
-  if (cp.fingerprint !== fingerprint) fail(`${where}: made for a different model or task (fingerprint mismatch); run without --resume to start over`);
-  if (!Array.isArray(cp.steps) || cp.steps.length === 0) fail(`${where}: "steps" must be a non-empty array`);
-  const seen = new Set<string>();
-  cp.steps.forEach((s, i) => {
-    if (i > 0 && seen.has(s.component as string)) fail(`${where}: steps[${i}].component ${JSON.stringify(s.component)} is removed twice`);
-    seen.add(s.component as string);
-    if (s.removed !== i) fail(`${where}: steps[${i}].removed must be ${i}`);
-    if (i > 0 && !byName.has(s.component as string)) fail(`${where}: steps[${i}].component ${JSON.stringify(s.component)} is not a component being pruned`);
-  });
 }
 
 interface Ctx {
@@ -218,6 +265,8 @@ interface Ctx {
   sign: 1 | -1;
   batchSize: number;
   hooks: PruneHooks;
+  /** The checked checkpoint to continue from. */
+  resume?: ResumeState;
   checkpoint: (extra: Partial<PruneCheckpoint>, steps: PruneStep[]) => Promise<void>;
   progress: (done: number, total: number) => void;
 }
@@ -242,18 +291,26 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
   const opts = resolvePruneOptions(options);
   const batchSize = options.batchSize ?? 64;
   const comps = listComponents(model.config, opts.components);
-  if (comps.length === 0) fail(`--components ${opts.components}: the model has no such components`);
+  if (comps.length === 0) failOption(`{components} ${opts.components}: the model has no such components`);
   const byName = new Map(comps.map((c) => [c.name, c]));
   const fingerprint = pruneFingerprint(model, task, opts);
+  let resume: ResumeState | undefined;
   if (hooks.resume) {
-    checkResume(hooks.resume, fingerprint, opts, byName, hooks.resumeSource ?? 'resume checkpoint');
+    resume = checkResume(hooks.resume, fingerprint, opts, byName, hooks.resumeSource ?? 'resume checkpoint');
     hooks.onResumed?.(hooks.resume);
   }
 
-  const repl = await computeReplacements(model, task, opts.ablation, opts.mean_over ?? 'clean', batchSize);
+  const label = `${opts.order}${opts.order === 'greedy' ? '/' + opts.method : ''}`;
+  // Optimal constants: given, from the checkpoint (learned by the interrupted run), or learned now.
+  const given = options.constants ?? (hooks.resume?.constants ? { file: hooks.resume.constants, where: hooks.resumeSource ?? 'resume checkpoint' } : undefined);
+  const { repl, constants } = await replacementsFor(model, task, opts.ablation, {
+    meanOver: opts.mean_over,
+    batchSize,
+    constants: given,
+    optimal: { seed: opts.seed, steps: opts.optimal_steps, components: comps, metric: opts.metric, onProgress: (d: number, t: number) => hooks.onProgress?.(d, t, 'optimal constants') },
+  });
   const ev = await ExactEvaluator.create(model, task, repl, { batchSize, metric: opts.metric });
   const metric = ev.taskMetric;
-  const label = `${opts.order}${opts.order === 'greedy' ? '/' + opts.method : ''}`;
   const ctx: Ctx = {
     model,
     task,
@@ -266,6 +323,7 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
     sign: metricSign(opts.metric),
     batchSize,
     hooks,
+    resume,
     checkpoint: async (extra, steps) => {
       await hooks.onCheckpoint?.({
         format: 'carve-prune-partial',
@@ -276,6 +334,7 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
         options: opts,
         steps: steps.map((s) => ({ ...s })),
         ...extra,
+        ...(constants ? { constants } : {}),
       });
     },
     progress: (done, total) => hooks.onProgress?.(done, total, label),
@@ -283,9 +342,23 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
 
   let steps: PruneStep[];
   let kept: string[] | undefined;
+  let maskRanking: string[] | undefined;
+  let evaluations: number | undefined;
   if (opts.order === 'scores') steps = await scoresOrder(ctx);
-  else if (opts.order === 'greedy') steps = await greedyOrder(ctx);
+  else if (opts.order === 'greedy') ({ steps, evaluations } = await greedyOrder(ctx));
+  else if (opts.order === 'optimize') ({ steps, ranking: maskRanking } = await optimizeOrder(ctx));
   else ({ steps, kept } = await acdcOrder(ctx));
+
+  let heldOut: HeldOut | undefined;
+  if (options.evalTask) {
+    const removedAt = steps.map((_, k) => steps.slice(1, k + 1).map((s) => byName.get(s.component!)!));
+    const m = await measureHeldOut(model, task, options.evalTask, repl, removedAt, { batchSize, metric: opts.metric, onProgress: (d, t) => hooks.onProgress?.(d, t, 'held-out') });
+    heldOut = m.summary;
+    steps.forEach((s, k) => {
+      s.eval_metric = mean(m.metrics[k]);
+      s.eval_std = std(m.metrics[k]);
+    });
+  }
 
   const corrupt = await corruptMetrics(model, task, batchSize, metric);
   const result: Omit<PruneResult, 'steps'> = {
@@ -307,23 +380,26 @@ export async function pruneOrder(model: HookedModel, task: Task, options: PruneO
     result.threshold = opts.threshold;
     result.kept = kept;
   }
+  if (opts.seed !== undefined) result.seed = opts.seed;
+  if (maskRanking) result.mask_ranking = maskRanking;
+  if (evaluations !== undefined) {
+    result.evaluations = evaluations;
+    result.exact_evaluations = ((comps.length * (comps.length + 1)) / 2) * task.pairs.length;
+  }
+  if (constants) result.constants = constants;
+  if (heldOut) result.eval = heldOut;
   return { ...result, steps };
 }
 
 async function scoresOrder(ctx: Ctx): Promise<PruneStep[]> {
-  const { comps, ev, byName, opts, hooks } = ctx;
+  const { comps, ev, opts } = ctx;
   const n = comps.length;
   const total = 2 * n;
   let ranking: Component[];
   let steps: PruneStep[];
-  if (hooks.resume?.ranking) {
-    ranking = hooks.resume.ranking.map((name) => {
-      const c = byName.get(name);
-      if (!c) fail(`${hooks.resumeSource ?? 'resume checkpoint'}: ranking names ${JSON.stringify(name)}, not a component being pruned`);
-      return c;
-    });
-    if (ranking.length !== n || new Set(ranking).size !== n) fail(`${hooks.resumeSource ?? 'resume checkpoint'}: the ranking must list every component once`);
-    steps = hooks.resume.steps.map((s) => ({ ...s }));
+  if (ctx.resume?.ranking) {
+    ranking = ctx.resume.ranking;
+    steps = ctx.resume.steps;
   } else {
     const clean = ev.clean;
     let scores: number[];
@@ -359,13 +435,16 @@ async function scoresOrder(ctx: Ctx): Promise<PruneStep[]> {
   return steps;
 }
 
-async function greedyOrder(ctx: Ctx): Promise<PruneStep[]> {
-  const { comps, ev, byName, opts, hooks } = ctx;
+async function greedyOrder(ctx: Ctx): Promise<{ steps: PruneStep[]; evaluations?: number }> {
+  const { comps, ev, opts } = ctx;
   const n = comps.length;
-  const steps: PruneStep[] = hooks.resume ? hooks.resume.steps.map((s) => ({ ...s })) : [stepOf(0, null, ev.clean)];
-  const removed: Component[] = steps.slice(1).map((s) => byName.get(s.component!)!);
-  // Progress units: exact — candidate configurations (n + (n−1) + ... + 1); attribution — steps.
-  const exact = opts.method === 'exact';
+  const steps: PruneStep[] = ctx.resume ? ctx.resume.steps : [stepOf(0, null, ev.clean)];
+  const removed: Component[] = ctx.resume ? [...ctx.resume.removed] : [];
+  // Progress units: exact and halving — candidate configurations (n + (n−1) + ... + 1); attribution — steps.
+  const exact = opts.method !== 'attribution';
+  const halving = opts.method === 'halving';
+  const order = halving ? promptOrder(ctx.task.pairs.length, opts.seed!) : [];
+  let evaluations = ctx.resume?.evaluations ?? 0;
   const units = (k: number) => (exact ? (k * (2 * n - k + 1)) / 2 : k);
   const total = units(n);
   ctx.progress(units(removed.length), total);
@@ -384,37 +463,123 @@ async function greedyOrder(ctx: Ctx): Promise<PruneStep[]> {
     // Every candidate contains the removals so far: cache the stream with them replaced, so each
     // candidate starts at its own layer rather than at the earliest removal.
     await ev.setBase(removed);
-    const metrics = await ev.evaluate(
-      candidates.map((c) => [...removed, c]),
-      (done, all) => ctx.progress(base + (done / all) * stepUnits, total),
-    );
-    const best = argmax(metrics.map((m) => ctx.sign * mean(m)));
-    removed.push(candidates[best]);
-    steps.push(stepOf(removed.length, candidates[best], metrics[best]));
+    const stepProgress = (done: number, all: number) => ctx.progress(base + (done / all) * stepUnits, total);
+    if (halving) {
+      const pick = await halvingPick(ev, removed, candidates, order, { first: opts.halving_first ?? defaultFirst(order.length), finalists: opts.finalists, sign: ctx.sign }, stepProgress);
+      evaluations += pick.evaluations;
+      removed.push(candidates[pick.best]);
+      steps.push(stepOf(removed.length, candidates[pick.best], pick.metric));
+    } else {
+      const metrics = await ev.evaluate(
+        candidates.map((c) => [...removed, c]),
+        stepProgress,
+      );
+      const best = argmax(metrics.map((m) => ctx.sign * mean(m)));
+      removed.push(candidates[best]);
+      steps.push(stepOf(removed.length, candidates[best], metrics[best]));
+    }
     ctx.progress(units(removed.length), total);
-    await ctx.checkpoint({}, steps);
+    await ctx.checkpoint(halving ? { evaluations } : {}, steps);
   }
-  return steps;
+  return { steps, ...(halving ? { evaluations } : {}) };
+}
+
+/** optimize: masks rank, an exact pass along the ranking orders, neighbour swaps refine (file comment). */
+async function optimizeOrder(ctx: Ctx): Promise<{ steps: PruneStep[]; ranking: string[] }> {
+  const { comps, ev, opts, byName } = ctx;
+  const n = comps.length;
+  const W = opts.verify!;
+  // Progress units: mask steps, then candidate configurations of the exact pass, then refinement prefixes.
+  const maskUnits = opts.mask_steps!;
+  const passUnits = (k: number) => {
+    let u = 0;
+    for (let j = 0; j < k; j++) u += Math.min(W, n - j);
+    return u;
+  };
+  const total = maskUnits + passUnits(n) + opts.refine! * Math.max(0, n - 1);
+  let ranking: Component[];
+  let steps: PruneStep[];
+  let phase: 'verify' | 'refine' = 'verify';
+  let refined = 0;
+  if (ctx.resume) {
+    ranking = ctx.resume.ranking!;
+    steps = ctx.resume.steps;
+    phase = ctx.resume.phase ?? 'verify';
+    refined = ctx.resume.refined ?? 0;
+  } else {
+    const masks = await trainMasks(ctx.model, ctx.task, ctx.repl, comps, {
+      steps: opts.mask_steps,
+      batchSize: ctx.batchSize,
+      metric: opts.metric,
+      onProgress: (d) => ctx.progress(d, total),
+    });
+    ranking = masks.ranking;
+    steps = [stepOf(0, null, ev.clean)];
+    await ctx.checkpoint({ ranking: ranking.map((c) => c.name), phase }, steps);
+  }
+  const names = ranking.map((c) => c.name);
+  if (phase === 'verify') {
+    const removed = steps.slice(1).map((s) => byName.get(s.component!)!);
+    while (removed.length < n) {
+      const gone = new Set(removed.map((c) => c.name));
+      const window = ranking.filter((c) => !gone.has(c.name)).slice(0, W);
+      const base = maskUnits + passUnits(removed.length);
+      await ev.setBase(removed);
+      const metrics = await ev.evaluate(
+        window.map((c) => [...removed, c]),
+        (done, all) => ctx.progress(base + (done / all) * window.length, total),
+      );
+      // Ties: the earlier in the ranking.
+      const best = argmax(metrics.map((m) => mean(m)));
+      removed.push(window[best]);
+      steps.push(stepOf(removed.length, window[best], metrics[best]));
+      if (removed.length === n) phase = 'refine';
+      await ctx.checkpoint({ ranking: names, phase, ...(phase === 'refine' ? { refined: 0 } : {}) }, steps);
+    }
+    phase = 'refine';
+  }
+  await ev.setBase([]);
+  for (; refined < opts.refine!; refined++) {
+    const order = steps.slice(1).map((s) => byName.get(s.component!)!);
+    const base = maskUnits + passUnits(n) + refined * (n - 1);
+    // Swap i (1 ≤ i < n): the i-th removed and the (i+1)-th change places; only prefix i changes.
+    const configs = Array.from({ length: n - 1 }, (_, j) => [...order.slice(0, j), order[j + 1]]);
+    const metrics = await ev.evaluate(configs, (done, all) => ctx.progress(base + (done / all) * (n - 1), total));
+    const gains = metrics.map((m, j) => ({ i: j + 1, gain: ctx.sign * (mean(m) - steps[j + 1].metric), m }));
+    const accepted = new Set<number>();
+    for (const g of gains.filter((x) => x.gain > 0).sort((a, b) => b.gain - a.gain || a.i - b.i)) {
+      // Swaps i and i+1 share a component: never both in one pass.
+      if (!accepted.has(g.i - 1) && !accepted.has(g.i + 1)) accepted.add(g.i);
+    }
+    if (accepted.size === 0) {
+      refined = opts.refine!;
+      await ctx.checkpoint({ ranking: names, phase, refined }, steps);
+      break;
+    }
+    for (const i of [...accepted].sort((a, b) => a - b)) {
+      const [a, b] = [order[i - 1], order[i]];
+      order[i - 1] = b;
+      order[i] = a;
+      steps[i] = stepOf(i, b, gains[i - 1].m);
+      steps[i + 1] = { ...steps[i + 1], component: a.name };
+    }
+    await ctx.checkpoint({ ranking: names, phase, refined: refined + 1 }, steps);
+  }
+  ctx.progress(total, total);
+  return { steps, ranking: names };
 }
 
 async function acdcOrder(ctx: Ctx): Promise<{ steps: PruneStep[]; kept: string[] }> {
-  const { comps, ev, byName, opts, hooks, sign } = ctx;
+  const { comps, ev, opts, sign } = ctx;
   const n = comps.length;
   const T = opts.threshold!;
   // Last layer first; within a layer the MLP before the heads, heads by descending index.
   const visit = [...comps].reverse();
-  const cp = hooks.resume;
-  const steps: PruneStep[] = cp ? cp.steps.map((s) => ({ ...s })) : [stepOf(0, null, ev.clean)];
-  const removed: Component[] = steps.slice(1).map((s) => byName.get(s.component!)!);
-  let visited = 0;
-  let current = mean(ev.clean);
-  if (cp) {
-    const where = hooks.resumeSource ?? 'resume checkpoint';
-    if (!Number.isSafeInteger(cp.visited) || cp.visited! < removed.length || cp.visited! > n) fail(`${where}: "visited" must be an integer from ${removed.length} to ${n}`);
-    if (typeof cp.current !== 'number' || !Number.isFinite(cp.current)) fail(`${where}: "current" must be a finite number`);
-    visited = cp.visited!;
-    current = cp.current;
-  }
+  const cp = ctx.resume;
+  const steps: PruneStep[] = cp ? cp.steps : [stepOf(0, null, ev.clean)];
+  const removed: Component[] = cp ? [...cp.removed] : [];
+  let visited = cp ? cp.visited! : 0;
+  let current = cp ? cp.current! : mean(ev.clean);
   ctx.progress(visited, n);
   for (; visited < n; ) {
     const c = visit[visited];
@@ -433,69 +598,4 @@ async function acdcOrder(ctx: Ctx): Promise<{ steps: PruneStep[]; kept: string[]
   }
   const gone = new Set(removed.map((c) => c.name));
   return { steps, kept: comps.filter((c) => !gone.has(c.name)).map((c) => c.name) };
-}
-
-export interface AttributionAtOptions {
-  batchSize?: number;
-  /**
-   * Components whose layers get intervention inputs and whose hooks get gradients, whatever is
-   * removed now: one compiled graph then serves every step. Default: removed ∪ targets.
-   */
-  scope?: Component[];
-  /** Default logit-diff. */
-  metric?: TaskMetric;
-}
-
-/**
- * Attribution scores at an ablated state, per target and prompt: with `removed` replaced, the
- * gradient g of the metric with respect to each target's output, and
- * Σ_positions (replacement − current output) · g. With nothing removed this is the attribution
- * score of `carve scan --method attribution`.
- */
-export async function attributionAt(
-  model: HookedModel,
-  task: Task,
-  repl: Replacements,
-  removed: Component[],
-  targets: Component[],
-  opts: AttributionAtOptions = {},
-): Promise<Float64Array[]> {
-  const batchSize = opts.batchSize ?? 64;
-  const { z, mlp } = componentHooks(model);
-  const scope = [...(opts.scope ?? []), ...removed, ...targets];
-  const hookOf = (c: Component) => (c.head === null ? mlp.get(c.pos)! : z.get(c.pos)!);
-  const hooks = [...new Set(scope.map(hookOf))];
-  const zLayers = [...new Set(scope.filter((c) => c.head !== null).map((c) => c.pos))].sort((a, b) => a - b);
-  const mlpLayers = [...new Set(scope.filter((c) => c.head === null).map((c) => c.pos))].sort((a, b) => a - b);
-  const N = task.pairs.length;
-  const metric = opts.metric ?? { name: 'logit-diff' };
-  const taskLengths = task.pairs.map((p) => p.clean.length);
-  const per = targets.map(() => new Float64Array(N));
-  for (let s = 0; s < N; s += batchSize) {
-    const chunk = task.pairs.slice(s, s + batchSize);
-    const T = Math.max(...chunk.map((p) => p.clean.length));
-    const rows = chunk.map((_, b) => ({ prompt: s + b, removed }));
-    const { z: zIv, mlp: mlpIv } = removalInterventions(model, repl, rows, T, taskLengths, zLayers, mlpLayers);
-    const out = await model.run({
-      tokens: chunk.map((p) => p.clean),
-      ...metricRun(metric, task, range(s, s + chunk.length)),
-      hooks,
-      gradients: hooks,
-      z: zIv,
-      mlp: mlpIv,
-    });
-    const Tr = out.seqLen;
-    targets.forEach((c, ci) => {
-      const h = hookOf(c);
-      const sl = sliceOf(model, c);
-      const cur = out.hooks.get(h)!.data;
-      const grad = out.grads.get(h)!.data;
-      const r = c.head === null ? repl.mlp.get(c.pos)! : repl.z.get(c.pos)!;
-      chunk.forEach((p, b) => {
-        const replRow = r.shape === 'row' ? { data: r.data, base: (s + b) * repl.tMax * sl.width } : null;
-        per[ci][s + b] = dotDelta(c, sl, repl, p.clean.length, { data: cur, base: b * Tr * sl.width, T: Tr }, { data: grad, base: b * Tr * sl.width, T: Tr }, replRow);
-      });
-    });
-  }
-  return per;
 }

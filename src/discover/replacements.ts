@@ -12,8 +12,9 @@ import type { Component } from './components.ts';
 import type { Task } from '../task/types.ts';
 import { allocLike, collectActivations, meanOverTokens } from './activations.ts';
 
-export type Ablation = 'zero' | 'mean' | 'resample';
-export const ABLATIONS: readonly Ablation[] = ['zero', 'mean', 'resample'];
+/** optimal: one learned constant per component (src/discover/optimal.ts; `replacementsFor` makes any of them). */
+export type Ablation = 'zero' | 'mean' | 'resample' | 'optimal';
+export const ABLATIONS: readonly Ablation[] = ['zero', 'mean', 'resample', 'optimal'];
 export type MeanOver = 'clean' | 'corrupt';
 
 export interface LayerValues {
@@ -57,6 +58,7 @@ export async function computeReplacements(
   meanOver: MeanOver = 'clean',
   batchSize = 32,
 ): Promise<Replacements> {
+  if (ablation === 'optimal') throw new Error('optimal constants are learned: use replacementsFor (src/discover/optimal.ts)');
   const { z, mlp } = componentHooks(model);
   const out: Replacements = { ablation, meanOver, z: new Map(), mlp: new Map(), tMax: Math.max(...task.pairs.map((p) => p.clean.length)) };
   const dh = model.config.dHead;

@@ -86,7 +86,11 @@ export interface RunOptions {
   neurons?: Map<number, NeuronIntervention>;
   /** Edge interventions: the spec and the graph inputs it calls for, by name (see edges.ts). */
   edges?: EdgeRun;
-  /** Hook names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'answers' or 'last'). */
+  /**
+   * Names whose gradient of Σ_rows rowWeight·metric is wanted (logits 'answers' or 'last'): hook
+   * names, or intervention inputs (`z_keep.{i}`, `z_value.{i}`, `mlp_keep.{i}`, `mlp_value.{i}`),
+   * whose gradients have the shapes those inputs are fed with (keep masks as continuous masks).
+   */
   gradients?: string[];
   /** Default: 1 for every row. */
   rowWeights?: number[];
@@ -114,6 +118,9 @@ export interface RunResult {
 }
 
 export const PAD_TOKEN = 0;
+
+/** Intervention inputs a run can differentiate with respect to (see RunOptions.gradients). */
+const INTERVENTION_INPUT = /^(z|mlp)_(keep|value)\.\d+$/;
 
 function toHost(t: ort.Tensor): HostValue {
   return { data: t.data as FloatArray, dims: [...t.dims] };
@@ -225,7 +232,7 @@ export class HookedModel {
         const rw = g.input('row_weights', ['B']);
         const scalar = g.reduceSum(g.mul(fv.metric, rw), [0], false);
         const targets = gradNames.map((h) => {
-          const v = fv.hooks.get(h);
+          const v = fv.hooks.get(h) ?? (INTERVENTION_INPUT.test(h) ? g.inputs.find((i) => i.name === h) : undefined);
           if (!v) throw new Error(`unknown hook point ${h}`);
           return v;
         });

@@ -35,6 +35,9 @@ export interface PruneStep {
   component: string | null;
   metric: number;
   std: number | null;
+  /** With `--eval-task`: the same removals measured on the evaluation prompts. */
+  evalMetric?: number | null;
+  evalStd?: number | null;
 }
 
 export interface PruneData {
@@ -46,6 +49,9 @@ export interface PruneData {
   cleanMetric: number | null;
   corruptMetric: number | null;
   steps: PruneStep[];
+  /** With `--eval-task`: the evaluation task and its clean metric. */
+  evalTask?: string | null;
+  evalCleanMetric?: number | null;
 }
 
 export interface EvalData {
@@ -308,8 +314,16 @@ function parsePrune(file: string, o: Obj): PruneData {
   const steps = raw.map((s, i): PruneStep => {
     const g = f.at(i, 'steps');
     if (!isObj(s)) fail(`${file}: steps[${i}] must be an object`);
-    return { removed: g.int(s, 'removed'), component: g.optStr(s, 'component'), metric: g.num(s, 'metric'), std: g.optNum(s, 'std') };
+    return {
+      removed: g.int(s, 'removed'),
+      component: g.optStr(s, 'component'),
+      metric: g.num(s, 'metric'),
+      std: g.optNum(s, 'std'),
+      evalMetric: g.optNum(s, 'eval_metric'),
+      evalStd: g.optNum(s, 'eval_std'),
+    };
   });
+  const held = isObj(o.eval) ? o.eval : undefined;
   return {
     file,
     order: f.str(o, 'order', 'unknown'),
@@ -319,6 +333,8 @@ function parsePrune(file: string, o: Obj): PruneData {
     cleanMetric: f.optNum(o, 'clean_metric'),
     corruptMetric: f.optNum(o, 'corrupt_metric'),
     steps,
+    evalTask: held ? new Fields(`${file} eval`).optStr(held, 'task') : null,
+    evalCleanMetric: held ? new Fields(`${file} eval`).optNum(held, 'clean_metric') : null,
   };
 }
 

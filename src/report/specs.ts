@@ -179,6 +179,29 @@ export function curveData(prunes: PruneData[]): CurvePoint[] {
   );
 }
 
+/** With `--eval-task`: each prune file's steps measured on the evaluation prompts, a series of their own. */
+export function heldOutCurveData(prunes: PruneData[]): CurvePoint[] {
+  const labels = seriesLabels(prunes);
+  return prunes.flatMap((p, i) =>
+    p.steps
+      .filter((s) => typeof s.evalMetric === 'number')
+      .map((s): CurvePoint => {
+        const series = `${labels[i]} \u00b7 held-out`;
+        const m = s.evalMetric as number;
+        return {
+          series,
+          removed: s.removed,
+          component: s.component,
+          metric: m,
+          std: s.evalStd ?? null,
+          lo: m - (s.evalStd ?? 0),
+          hi: m + (s.evalStd ?? 0),
+          tip: `${series}${p.evalTask ? ` (${p.evalTask})` : ''}: ${s.removed} removed${s.component ? ` (last: ${s.component})` : ''}, metric ${pm(m, s.evalStd ?? null)}`,
+        };
+      }),
+  );
+}
+
 /** Clean and corrupt metrics: from the prune files when they carry them, else from a scan. */
 export function referenceLines(prunes: PruneData[], scans: ScanData[]): ReferenceLine[] {
   const first = (xs: (number | null)[]): number | null => xs.find((x): x is number => x !== null) ?? null;
@@ -187,6 +210,8 @@ export function referenceLines(prunes: PruneData[], scans: ScanData[]): Referenc
   const lines: ReferenceLine[] = [];
   if (clean !== null) lines.push({ label: `clean ${fmt(clean)}`, value: clean });
   if (corrupt !== null) lines.push({ label: `corrupt ${fmt(corrupt)}`, value: corrupt });
+  const heldClean = first(prunes.map((p) => p.evalCleanMetric ?? null));
+  if (heldClean !== null && prunes.some((p) => p.steps.some((st) => typeof st.evalMetric === 'number'))) lines.push({ label: `held-out clean ${fmt(heldClean)}`, value: heldClean });
   return lines;
 }
 
@@ -194,8 +219,9 @@ export const CURVES_WIDTH = 720;
 
 export function pruneSpec(prunes: PruneData[], scans: ScanData[]): VlSpec {
   const points = curveData(prunes);
+  const held = heldOutCurveData(prunes);
   const refs = referenceLines(prunes, scans);
-  const labels = seriesLabels(prunes);
+  const labels = [...seriesLabels(prunes), ...new Set(held.map((h) => h.series))];
   const maxRemoved = Math.max(...points.map((p) => p.removed));
   const x = { field: 'removed', type: 'quantitative', title: 'components removed', scale: { domain: [0, Math.max(1, maxRemoved)], nice: false }, axis: { tickMinStep: 1 } };
   // Bands and lines share one colour scale; one legend definition on both keeps vega-lite from
@@ -210,7 +236,10 @@ export function pruneSpec(prunes: PruneData[], scans: ScanData[]): VlSpec {
   const maxSteps = Math.max(...prunes.map((p) => p.steps.length));
   return {
     $schema: SCHEMA,
-    title: { text: 'Pruning curves', subtitle: 'task metric as components are removed together (band: \u00b11 std over prompts)' },
+    title: {
+      text: 'Pruning curves',
+      subtitle: `task metric as components are removed together (band: \u00b11 std over prompts)${held.length > 0 ? '; dashed: the same removals on the held-out prompts (--eval-task)' : ''}`,
+    },
     width: CURVES_WIDTH,
     height: 340,
     layer: [
@@ -230,6 +259,16 @@ export function pruneSpec(prunes: PruneData[], scans: ScanData[]): VlSpec {
           description: { field: 'tip' },
         },
       },
+      ...(held.length > 0
+        ? [
+            {
+              data: { values: held },
+              // Selected on one prompt set, measured on another: dashed, in the colour scale of its own series.
+              mark: { type: 'line', strokeWidth: 2, strokeDash: [6, 4], point: maxSteps <= 80 ? { filled: false, size: 22 } : false },
+              encoding: { x, y: { field: 'metric', type: 'quantitative' }, color, description: { field: 'tip' } },
+            },
+          ]
+        : []),
       ...(refs.length > 0
         ? [
             {
@@ -238,10 +277,20 @@ export function pruneSpec(prunes: PruneData[], scans: ScanData[]): VlSpec {
               encoding: { y: { field: 'value', type: 'quantitative' }, description: { field: 'label' } },
             },
             {
-              data: { values: refs },
+              data: { values: refs.filter((r) => !r.label.startsWith('held-out')) },
               mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -2, color: '#444', fontSize: 11 },
               encoding: { y: { field: 'value', type: 'quantitative' }, x: { value: CURVES_WIDTH - 2 }, text: { field: 'label' } },
             },
+            // The held-out clean line sits close to the clean one: its label goes under it, on the left.
+            ...(refs.some((r) => r.label.startsWith('held-out'))
+              ? [
+                  {
+                    data: { values: refs.filter((r) => r.label.startsWith('held-out')) },
+                    mark: { type: 'text', align: 'left', baseline: 'top', dy: 2, color: '#444', fontSize: 11 },
+                    encoding: { y: { field: 'value', type: 'quantitative' }, x: { value: 4 }, text: { field: 'label' } },
+                  },
+                ]
+              : []),
           ]
         : []),
     ],

@@ -174,7 +174,7 @@ test('compress --keep (one name a line, zero) and --from PRUNE.json --count K', 
 
 test('compress --target F: largest K whose exactly evaluated metric stays >= F x clean (scores order, and a prune file of another ablation)', async () => {
   const out = join(dir, 'target-out');
-  await ok(['compress', '--model', model, ...IOI, '--ablation', 'mean', '--target', '0.95', '--out', out]);
+  await ok(['compress', '--model', model, ...IOI, '--ablation', 'mean', '--target', '0.95', '--search', 'scores', '--out', out]);
   const rec = record(out);
   assert.equal(rec.selection.by, 'target');
   assert.equal(rec.steps.length, 16);
@@ -227,6 +227,7 @@ test('bad input: one `carve: error:` line, exit code 2, no output directory left
     [['--from', shortPrune, '--count', '2'], /--count 2: .*short\.json has only 1 removal steps/],
     [['--from', brokenPrune, '--count', '1'], /broken\.json: not valid JSON/],
     [['--target', '1.5'], /--target: expected a fraction/],
+    [['--target', '0'], /--target: expected a fraction of the clean metric greater than 0 and at most 1/],
     [['--target', 'most'], /--target: expected a number/],
     [['--count', '2'], /--count K needs --from/],
     [['--keep', keepOk, '--target', '0.5'], /--keep cannot be combined/],

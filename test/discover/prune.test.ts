@@ -9,7 +9,7 @@ import { attributionAt, pruneOrder, type PruneCheckpoint, type PruneOptions, typ
 import { CarveError } from '../../src/util/errors.ts';
 import type { Task } from '../../src/task/types.ts';
 import { randomModel } from '../helpers/random-model.ts';
-import { meanOf, naiveRemoval, randomTask, stdOf } from '../helpers/naive-removal.ts';
+import { meanOf, naiveRemoval, randomTask, stdOf, type NaiveAblation } from '../helpers/naive-removal.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 
@@ -26,7 +26,7 @@ function checkAgainstNaive(res: PruneResult, opts: PruneOptions, tol = 1e-8, t: 
   assert.equal(res.metric_name, opts.metric ?? 'logit-diff');
   res.steps.forEach((s, k) => {
     assert.equal(s.removed, k);
-    const naive = naiveRemoval(m.config, m.weights, t, opts.ablation, names.slice(0, k), opts.meanOver ?? 'clean');
+    const naive = naiveRemoval(m.config, m.weights, t, opts.ablation as NaiveAblation, names.slice(0, k), opts.meanOver ?? 'clean');
     const ref = res.metric_name === 'kl' ? naive.kl : res.metric_name === 'prob-diff' ? naive.probDiff : naive.metric;
     assert.ok(Math.abs(s.metric - meanOf(ref)) < tol, `${res.order} step ${k}: ${s.metric} vs naive ${meanOf(ref)}`);
     assert.ok(Math.abs(s.std - stdOf(ref)) < tol, `${res.order} step ${k}: std ${s.std} vs naive ${stdOf(ref)}`);
