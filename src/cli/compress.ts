@@ -446,7 +446,7 @@ export function registerCompressCommand(program: Command): void {
     if (evalTask) {
       // The same removals (and replacement values) on the second prompt set: the final set, and every step of the curve.
       const sets = [removed, ...(steps ?? []).map((s) => steps!.slice(1, s.removed + 1).map((x) => findComponent(cfg, x.component!, 'steps')))];
-      const held = await measureHeldOut(model, task, evalTask, repl, sets, { batchSize });
+      const held = await measureHeldOut(model, task, evalTask, repl, sets, { batchSize, metric });
       record.eval = { ...held.summary, metric: mean(held.metrics[0]), std: std(held.metrics[0]) };
       if (steps) steps.forEach((s, k) => Object.assign(s, { eval_metric: mean(held.metrics[k + 1]), eval_std: std(held.metrics[k + 1]) }));
     }
