@@ -1,59 +1,20 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { loadModelDir } from '../../src/model/load.ts';
-import { main } from '../../src/cli/main.ts';
+import { carve as carveChild, carveHere as carveInProc, type CliResult } from '../helpers/cli.ts';
 import { makeRandomGpt2 } from '../helpers/random-gpt2.ts';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'carve.js');
 let dir = '';
 let model = '';
 let jsonl = '';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function carve(args: string[]): Promise<Result> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...process.env, NO_COLOR: '1', CI: '1' } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', rej);
-    p.on('close', (code) => res({ code, stdout, stderr }));
-  });
-}
-
-/**
- * The same command line run in this process (no start-up cost). Only stderr is captured: stdout
- * carries this test file's own report, so in-process commands must write JSON with --out.
- */
-async function carveHere(args: string[]): Promise<Result> {
-  let stderr = '';
-  const err = process.stderr.write;
-  const saved = process.exitCode;
-  process.exitCode = 0;
-  process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-  const cwd = process.cwd();
-  try {
-    process.chdir(dir);
-    await main(['node', 'carve', ...args]);
-  } finally {
-    process.chdir(cwd);
-    process.stderr.write = err;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = saved;
-  return { code, stdout: '', stderr };
-}
+type Result = CliResult;
+// Both run in the test's scratch directory, where relative output paths land.
+const carve = (args: string[]): Promise<Result> => carveChild(args, dir);
+const carveHere = (args: string[]): Promise<Result> => carveInProc(args, dir);
 
 /** `carve eval` in this process, its JSON read back from --out. */
 async function evalHere(args: string[]): Promise<Record<string, number>> {

@@ -24,15 +24,21 @@ function ortWebInstalled(): boolean {
   }
 }
 
-test("the exported web page runs offline in headless Chromium and predicts carve run's top token", async (t) => {
+/** Skips the test (saying why) when Chromium or onnxruntime-web is missing. */
+function cannotRun(t: { skip: (message: string) => void }): boolean {
   if (!existsSync(CHROMIUM)) {
     t.skip(`${CHROMIUM} not found: install it with "apt-get install -y chromium" to run this test`);
-    return;
+    return true;
   }
   if (!ortWebInstalled()) {
     t.skip(`the npm package onnxruntime-web is not installed (npm install onnxruntime-web@${ORT_WEB_VERSION}): the page cannot be exported`);
-    return;
+    return true;
   }
+  return false;
+}
+
+test("the exported web page runs offline in headless Chromium and predicts carve run's top token", async (t) => {
+  if (cannotRun(t)) return;
   const dir = mkdtempSync(join(tmpdir(), 'carve-web-'));
   try {
     const v = ioiVocabulary(encode, BOS_ID);
@@ -93,14 +99,7 @@ test("the exported web page runs offline in headless Chromium and predicts carve
 });
 
 test("a model with its own tokenizer.json (toy-ioi-llama): the page tokenises through it and predicts carve run's top token", async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} not found: install it with "apt-get install -y chromium" to run this test`);
-    return;
-  }
-  if (!ortWebInstalled()) {
-    t.skip(`the npm package onnxruntime-web is not installed (npm install onnxruntime-web@${ORT_WEB_VERSION}): the page cannot be exported`);
-    return;
-  }
+  if (cannotRun(t)) return;
   const dir = mkdtempSync(join(tmpdir(), 'carve-web-hf-'));
   try {
     const web = join(dir, 'web');

@@ -33,16 +33,19 @@ export function isUserError(r: CliResult): boolean {
  * The same command line run in this process (no start-up cost): for user errors, whose whole
  * output is the stderr line and the exit code. stdout is not captured (it carries the test's report).
  */
-export async function carveHere(args: string[]): Promise<CliResult> {
+export async function carveHere(args: string[], cwd?: string): Promise<CliResult> {
   const { main } = await import('../../src/cli/main.ts');
   let stderr = '';
   const write = process.stderr.write;
   const saved = process.exitCode;
   process.exitCode = 0;
   process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
+  const here = process.cwd();
   try {
+    if (cwd) process.chdir(cwd);
     await main(['node', 'carve', ...args]);
   } finally {
+    process.chdir(here);
     process.stderr.write = write;
   }
   const code = Number(process.exitCode ?? 0);
