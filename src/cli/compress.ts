@@ -326,11 +326,10 @@ export function registerCompressCommand(program: Command): void {
       } else if (count !== undefined) {
         removed = pruneComps!.slice(0, count);
         selection = { by: 'count', from: opts.from, count, prune_order: prune!.order ?? null, prune_ablation: prune!.ablation ?? null };
-      } else if (pruneComps || search !== 'auto' || metric !== 'logit-diff') {
+      } else if (pruneComps || search !== 'auto') {
         let order: Component[];
         if (pruneComps) order = pruneComps;
-        else if (search === 'scores' || search === 'auto') {
-          if (search === 'auto') process.stderr.write(`carve compress: note: the automatic search works on logit-diff; under ${metric} the order is by single-component scores (--search greedy or optimize for others)\n`);
+        else if (search === 'scores') {
           order = (await orderByScores(model, task, repl, batchSize, (d, t) => onProgress(d, t, 'scoring components'), metric)).order;
         } else {
           const r = await pruneOrder(model, task, { order: search as 'greedy' | 'optimize', ablation, meanOver, batchSize, seed, constants: searchConstants, metric }, { onProgress });
@@ -344,9 +343,9 @@ export function registerCompressCommand(program: Command): void {
           bar.stop();
           process.stderr.write(`carve compress: note: no removal keeps the metric at ${target} x the clean metric (${cleanMean.toFixed(4)}); nothing removed\n`);
         }
-        selection = { by: 'target', target, threshold: target! * cleanMean, from: opts.from ?? null, order: prune ? (prune.order ?? 'file') : search === 'auto' ? 'scores' : search, count: chosen.count };
+        selection = { by: 'target', target, threshold: target! * cleanMean, from: opts.from ?? null, order: prune ? (prune.order ?? 'file') : search, count: chosen.count };
       } else {
-        const found = await searchSmallest(model, task, { target: target!, ablation, meanOver, batchSize, seed, repl, constants, fit: given === undefined, onProgress });
+        const found = await searchSmallest(model, task, { target: target!, ablation, meanOver, batchSize, seed, repl, constants, fit: given === undefined, metric, onProgress });
         removed = found.removed;
         repl = found.repl;
         constants = found.constants;

@@ -131,6 +131,8 @@ export interface SearchOptions {
   fit?: boolean;
   /** Exact greedy runs when its estimated cost is at most this many FLOPs (default EXACT_GREEDY_BUDGET). */
   budget?: number;
+  /** The metric kept above the target (higher is better: logit-diff or prob-diff; default logit-diff). */
+  metric?: MetricName;
   onProgress?: Progress;
 }
 
@@ -283,6 +285,9 @@ async function localSearch(
 
 /** The search of `carve compress --target F` without an order (see the file comment). */
 export async function searchSmallest(model: HookedModel, task: Task, opts: SearchOptions): Promise<SearchResult> {
+  const metric = opts.metric ?? 'logit-diff';
+  // "At least F × clean" needs a metric where higher is better; kl (a divergence, 0 when clean) has no such target.
+  if (metricSign(metric) < 0) failOption(`{target} with {metric} ${metric}: a fraction of the clean metric needs logit-diff or prob-diff`);
   checkTarget(opts.target);
   const batchSize = opts.batchSize ?? 64;
   const comps = listComponents(model.config);
@@ -305,7 +310,7 @@ export async function searchSmallest(model: HookedModel, task: Task, opts: Searc
     const r = await pruneOrder(
       model,
       task,
-      { order, ablation: opts.ablation, meanOver: opts.meanOver, batchSize, seed: opts.seed, constants },
+      { order, ablation: opts.ablation, meanOver: opts.meanOver, batchSize, seed: opts.seed, constants, metric },
       { onProgress: (d, t, label) => opts.onProgress?.(d, t, `search: ${label}`) },
     );
     threshold = opts.target * r.clean_metric;
@@ -319,7 +324,7 @@ export async function searchSmallest(model: HookedModel, task: Task, opts: Searc
   let repl = opts.repl;
   let file = opts.constants;
   const moves: string[] = [];
-  let ev = await ExactEvaluator.create(model, task, repl, { batchSize });
+  let ev = await ExactEvaluator.create(model, task, repl, { batchSize, metric });
   const clean: Float64Array = ev.clean;
   let found = await localSearch(ev, comps, set, threshold, moves);
   set = found.set;
@@ -354,9 +359,10 @@ export async function searchSmallest(model: HookedModel, task: Task, opts: Searc
         seed: opts.seed,
         meanOver: opts.meanOver,
         batchSize,
+        metric,
         onProgress: (d, t) => opts.onProgress?.(d, t, 'search: fitting constants'),
       });
-      const e = await ExactEvaluator.create(model, task, f.repl, { batchSize });
+      const e = await ExactEvaluator.create(model, task, f.repl, { batchSize, metric });
       return { ...f, ev: e, metric: await metricOf(e, removed) };
     };
     // A fit costs about 3 × (forward of every prompt) per step; try fitted adds only when cheap.

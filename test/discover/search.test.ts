@@ -164,6 +164,29 @@ test('the search never keeps more than exact greedy; its cost estimate grows wit
   assert.match(found.reasons[0], /over the budget/);
 });
 
+test('under prob-diff too, the search never keeps more than exact greedy and its set meets the target; kl is refused', async () => {
+  const m = randomModel({ nLayer: 2, nHead: 3, dModel: 12, vocabSize: 25, seed: 33 });
+  const model = new HookedModel(m, engine, 'float64');
+  // Answer sets, as greater-than's: prob-diff sums probabilities over each set.
+  const task = randomTask(8, 25, 7);
+  task.pairs.forEach((p, i) => {
+    p.correct = [p.correct[0]!, (p.correct[0]! + 1 + i) % 25].filter((t, j, a) => a.indexOf(t) === j && !p.incorrect.includes(t));
+  });
+  const repl = await computeReplacements(model, task, 'mean');
+  const target = 0.6;
+  const greedy = await pruneOrder(model, task, { order: 'greedy', ablation: 'mean', metric: 'prob-diff' });
+  assert.equal(greedy.metric_name, 'prob-diff');
+  const thr = target * greedy.clean_metric;
+  const greedyCount = Math.max(...greedy.steps.filter((s) => s.metric >= thr).map((s) => s.removed));
+  const found = await searchSmallest(model, task, { target, ablation: 'mean', repl, metric: 'prob-diff' });
+  assert.ok(found.removed.length >= greedyCount, `search removes ${found.removed.length}, greedy ${greedyCount}`);
+  // The set's metric is the exact prob-diff with it removed (an evaluator of that metric agrees).
+  const ev = await ExactEvaluator.create(model, task, repl, { metric: 'prob-diff', batchSize: 16 });
+  const [m0] = await ev.evaluate([found.removed]);
+  assert.ok(Math.abs(mean(m0) - mean(found.metric)) < 1e-9 && mean(m0) >= thr);
+  await assert.rejects(searchSmallest(model, task, { target, ablation: 'mean', repl, metric: 'kl' }), /kl/);
+});
+
 test('a growing base (greedy\'s next step) is cached incrementally, with the same results as a fresh one', async () => {
   const m = randomModel({ nLayer: 4, nHead: 2, dModel: 16, vocabSize: 30, seed: 61 });
   const model = new HookedModel(m, engine, 'float64');
