@@ -7,13 +7,13 @@
 import type { HookedModel } from '../model/hooked.ts';
 import type { MetricName } from '../model/readout.ts';
 import type { Task } from '../task/types.ts';
-import { klFromClean, mean, std } from '../task/metrics.ts';
+import { mean, std } from '../task/metrics.ts';
 import type { Ablation, MeanOver } from './replacements.ts';
 import { buildEdgeGraph, type EdgeGraph } from './edge-graph.ts';
 import { computeEdgeReplacements } from './edge-replacements.ts';
 import { EdgeEvaluator } from './edge-evaluate.ts';
 import { DEFAULT_IG_STEPS, edgeAttribution } from './edge-attribution.ts';
-import type { ScanMethod } from './scan.ts';
+import { corruptMetrics, type ScanMethod } from './scan.ts';
 import { fail } from '../util/errors.ts';
 
 export interface EdgeScore {
@@ -56,23 +56,6 @@ export interface EdgeScanOptions {
    * it stops the scan (the CLI asks for --yes above 30 minutes).
    */
   onEstimate?: (seconds: number, edges: number) => void;
-}
-
-/** The metric of the unablated model on the corrupt prompts (clean answers), per prompt. */
-async function corruptMetric(model: HookedModel, task: Task, metric: MetricName, batchSize: number, cleanLogP: Float64Array[]): Promise<Float64Array> {
-  const out = new Float64Array(task.pairs.length);
-  for (let s = 0; s < task.pairs.length; s += batchSize) {
-    const chunk = task.pairs.slice(s, s + batchSize);
-    if (metric === 'kl') {
-      const r = await model.run({ tokens: chunk.map((p) => p.corrupt), logits: 'last', answers: chunk });
-      const V = model.config.vocabSize;
-      chunk.forEach((_, b) => (out[s + b] = klFromClean(cleanLogP[s + b], r.logits!.data.subarray(b * V, (b + 1) * V))));
-    } else {
-      const r = await model.run({ tokens: chunk.map((p) => p.corrupt), logits: 'answers', metric, answers: chunk });
-      chunk.forEach((_, b) => (out[s + b] = r.metric![b]));
-    }
-  }
-  return out;
 }
 
 /** Exact scores of the given edges (default: all), per edge and prompt, and the evaluator used. */
@@ -125,7 +108,7 @@ export async function scanEdges(model: HookedModel, task: Task, opts: EdgeScanOp
     perEdge = r.perPrompt;
     clean = r.clean;
   }
-  const corrupt = repl.corruptMetric ?? (await corruptMetric(model, task, metric, batchSize, cleanLogP));
+  const corrupt = repl.corruptMetric ?? (await corruptMetrics(model, task, batchSize, { name: metric, ...(metric === 'kl' ? { cleanLogP } : {}) }));
   const result: EdgeScanResult = {
     model: model.name,
     task: task.name,
