@@ -1,6 +1,7 @@
 /**
  * `carve faithfulness --scores SCAN.json`: the MIB faithfulness curve of a scan's ranking (edges or
  * components), its CPR and CMD; optionally the scores in MIB's circuit-track format (--mib FILE).
+ * `--variant mib` evaluates as MIB's circuit track itself does (src/discover/mib-faithfulness.ts).
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -13,13 +14,16 @@ import { progressBar } from '../util/progress.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { buildEdgeGraph, findEdge } from '../discover/edge-graph.ts';
 import { findComponent, listComponents } from '../discover/components.ts';
-import { checkFractions, DEFAULT_FRACTIONS, faithfulness, type FaithfulnessLevel } from '../discover/faithfulness.ts';
+import { checkFractions, DEFAULT_FRACTIONS, FAITHFULNESS_VARIANTS, faithfulness, type FaithfulnessLevel, type FaithfulnessVariant } from '../discover/faithfulness.ts';
+import { MIB_PERCENTAGES } from '../discover/mib-faithfulness.ts';
+import { METRIC_NAMES, type MetricName } from '../model/readout.ts';
 import { toMib } from '../discover/mib.ts';
 import type { ModelConfig } from '../model/types.ts';
 
 export interface FaithfulnessCliOptions extends EngineCliOptions, TaskCliOptions {
   scores?: string;
-  fractions: string;
+  fractions?: string;
+  variant: string;
   level?: string;
   ablation?: string;
   meanOver?: string;
@@ -33,6 +37,8 @@ export interface ScanScores {
   ablation?: Ablation;
   meanOver?: MeanOver;
   method?: string;
+  /** The metric the scores measure a change in (what sign a helpful edge has). */
+  metric?: MetricName;
   entries: { name: string; score: number }[];
 }
 
@@ -64,6 +70,10 @@ export function readScanScores(path: string): ScanScores {
   }
   if (s.mean_over === 'clean' || s.mean_over === 'corrupt') out.meanOver = s.mean_over;
   if (typeof s.method === 'string') out.method = s.method;
+  if (s.metric_name !== undefined) {
+    if (!METRIC_NAMES.includes(s.metric_name as MetricName)) fail(`${path}: "metric_name" must be one of ${METRIC_NAMES.join(', ')}, got ${JSON.stringify(s.metric_name)}`);
+    out.metric = s.metric_name as MetricName;
+  }
   return out;
 }
 
@@ -109,7 +119,8 @@ export function registerFaithfulnessCommand(program: Command): void {
     .command('faithfulness')
     .description("MIB's faithfulness curve of a scan's ranking: keep the top fraction by |score|, ablate the rest; CPR and CMD")
     .option('--scores <SCAN.json>', 'a carve scan (edges or components) whose scores rank what to keep')
-    .option('--fractions <list>', 'fractions kept, increasing, in [0, 1]', DEFAULT_FRACTIONS.join(','))
+    .option('--variant <nominal|mib>', "nominal: top |score| over the given fractions; mib: MIB's own evaluation (signed and |score| rankings, dead edges pruned)", 'nominal')
+    .option('--fractions <list>', `fractions kept, increasing, in [0, 1] (default: ${DEFAULT_FRACTIONS.join(',')}; --variant mib: MIB's ${MIB_PERCENTAGES.join(',')})`)
     .option('--level <edges|components>', "the scan's level, checked against the file (default: the file's)")
     .option('--ablation <zero|mean|resample>', "what ablated edges carry (default: the scan's ablation)")
     .option('--mean-over <clean|corrupt>', "mean ablation: the prompts the mean is over (default: the scan's)")
@@ -121,7 +132,8 @@ export function registerFaithfulnessCommand(program: Command): void {
   addModelOptions(cmd).action(async (opts: FaithfulnessCliOptions) => {
     parseMetric(opts.metric);
     if (!opts.scores) fail('--scores SCAN.json is required');
-    const fractions = parseFractions(opts.fractions, '--fractions');
+    const variant = parseChoice<FaithfulnessVariant>(opts.variant, '--variant', FAITHFULNESS_VARIANTS);
+    const fractions = opts.fractions !== undefined ? parseFractions(opts.fractions, '--fractions') : [...(variant === 'mib' ? MIB_PERCENTAGES : DEFAULT_FRACTIONS)];
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
     const scan = readScanScores(opts.scores);
     if (opts.level !== undefined) {
@@ -147,6 +159,8 @@ export function registerFaithfulnessCommand(program: Command): void {
         meanOver,
         batchSize,
         scoresMethod: scan.method,
+        scoresMetric: scan.metric,
+        variant,
         metric,
         onProgress: (done, total) => bar.update(done, total),
       });
