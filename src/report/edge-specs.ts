@@ -137,6 +137,8 @@ export function circuitSpec(edges: CircuitEdge[], title: string, subtitle: strin
 
 export function faithfulnessLabel(f: FaithfulnessData): string {
   const from = (f.scoresFile ?? f.file).split(/[\\/]/).at(-1);
+  // MIB's variant draws its |score| curve but takes CPR from its signed ranking: say so.
+  if (f.variant === 'mib') return `${f.method ?? f.level} (${from}, MIB): CPR ${f.cpr.toFixed(3)} (signed ranking), CMD ${f.cmd.toFixed(3)}`;
   return `${f.method ?? f.level} (${from}): CPR ${f.cpr.toFixed(3)}, CMD ${f.cmd.toFixed(3)}`;
 }
 

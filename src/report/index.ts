@@ -124,7 +124,7 @@ export function planFigures(run: RunData, attention: HeadAttention[] = []): Plan
       name: 'faithfulness',
       section: 'edges',
       spec: faithfulnessSpec(run.faithfulness),
-      caption: `From ${run.faithfulness.map((f) => `<code>${escapeHtml(f.file)}</code>`).join(', ')}. For each fraction, the highest-|score| edges (or components) are kept and the rest ablated. Higher CPR and lower CMD mean a ranking whose small circuits already behave like the model.`,
+      caption: `From ${run.faithfulness.map((f) => `<code>${escapeHtml(f.file)}</code>`).join(', ')}. For each fraction, the highest-|score| edges (or components) are kept and the rest ablated${run.faithfulness.some((f) => f.variant === 'mib') ? ' (MIB: then pruned to the edges on a path from the input to the logits)' : ''}. Higher CPR and lower CMD mean a ranking whose small circuits already behave like the model.`,
     });
   }
   for (const model of run.compressed) {

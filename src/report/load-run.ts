@@ -144,6 +144,8 @@ export interface FaithfulnessData {
   method: string | null;
   scoresFile: string | null;
   ablation: string;
+  /** `mib` for MIB's own evaluation (points: the |score| ranking, CPR from the signed one); null: nominal. */
+  variant: string | null;
   points: { fraction: number; faithfulness: number; metric: number; kept: number | null }[];
   cpr: number;
   cmd: number;
@@ -301,6 +303,7 @@ function parseFaithfulness(file: string, o: Obj): FaithfulnessData {
     method: f.optStr(o, 'scores_method'),
     scoresFile: f.optStr(o, 'scores_file'),
     ablation: f.str(o, 'ablation', 'unknown'),
+    variant: f.optStr(o, 'variant'),
     points,
     cpr: f.num(o, 'cpr'),
     cmd: f.num(o, 'cmd'),

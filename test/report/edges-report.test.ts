@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { planFigures, writeReport, loadRun } from '../../src/report/index.ts';
-import { circuitData } from '../../src/report/edge-specs.ts';
+import { circuitData, faithfulnessLabel } from '../../src/report/edge-specs.ts';
 import { CarveError } from '../../src/util/errors.ts';
 import { emptyDir } from './helpers.ts';
 
@@ -62,4 +62,10 @@ test('an edge scan with a malformed edge name is a user error naming the file', 
   const dir = emptyDir('edges-report-bad');
   writeFileSync(join(dir, 'scan-edges.json'), JSON.stringify({ level: 'edges', edges: [{ name: 'L0H0 to logits', score: 1 }] }));
   assert.throws(() => loadRun(dir), (e) => e instanceof CarveError && /scan-edges\.json: edges\[0\]\.name: "L0H0 to logits" is not an edge name/.test(e.message));
+});
+
+test("a faithfulness file of MIB's variant says its CPR comes from the signed ranking", () => {
+  const curve = { file: 'f.json', level: 'edges', method: 'ig', scoresFile: 'scan-ig.json', ablation: 'resample', points: [], cpr: 0.81, cmd: 0.17 };
+  assert.equal(faithfulnessLabel({ ...curve, variant: 'mib' }), 'ig (scan-ig.json, MIB): CPR 0.810 (signed ranking), CMD 0.170');
+  assert.equal(faithfulnessLabel({ ...curve, variant: null }), 'ig (scan-ig.json): CPR 0.810, CMD 0.170');
 });
