@@ -15,7 +15,7 @@ import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacement
 import { buildEdgeGraph, findEdge } from '../discover/edge-graph.ts';
 import { findComponent, listComponents } from '../discover/components.ts';
 import { checkFractions, DEFAULT_FRACTIONS, FAITHFULNESS_VARIANTS, faithfulness, type FaithfulnessLevel, type FaithfulnessVariant } from '../discover/faithfulness.ts';
-import { MIB_PERCENTAGES } from '../discover/mib-faithfulness.ts';
+import { helpfulSign, MIB_PERCENTAGES } from '../discover/mib-faithfulness.ts';
 import { METRIC_NAMES, type MetricName } from '../model/readout.ts';
 import { toMib } from '../discover/mib.ts';
 import type { ModelConfig } from '../model/types.ts';
@@ -144,9 +144,9 @@ export function registerFaithfulnessCommand(program: Command): void {
     const meanOver = opts.meanOver !== undefined ? parseChoice<MeanOver>(opts.meanOver, '--mean-over', ['clean', 'corrupt']) : (scan.meanOver ?? 'clean');
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const scores = scoresInOrder(model.config, scan, opts.scores);
-    const mib = opts.mib ? toMib(model.config, scan.level, scores) : undefined;
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
     const metric = metricFor(opts, task);
+    const mib = opts.mib ? toMib(model.config, scan.level, scores, helpfulSign(scan.metric ?? metric)) : undefined;
     checkTaskVocabulary(task, model.vocab, tokenizer);
     const bar = progressBar(`faithfulness ${scan.level}`);
     let result;

@@ -12,6 +12,12 @@
  * grouped-query attention carve's `L{l}KV{j}<k>` is written for every query head reading key/value
  * head j, with the same score. Every node and edge is marked in the graph: MIB's evaluation ranks
  * by score itself. Component (node) scans give node scores and zero edge scores.
+ *
+ * Scores are written in MIB's sign: MIB scores are loss(ablated) − loss(clean), with loss the
+ * negated logit difference (or a KL divergence), so an edge that helps the task scores high and
+ * MIB's default signed ranking puts it first. carve's are metric(ablated) − metric(clean): the
+ * caller passes `helpful`, +1 where a high carve score marks a helpful edge (kl), −1 where a low
+ * one does (logit-diff, prob-diff), and each score is multiplied by it.
  */
 import { kvHeadsOf, type ModelConfig } from '../model/types.ts';
 import { fail } from '../util/errors.ts';
@@ -32,7 +38,7 @@ function mibNode(carveName: string): string {
 }
 
 /** `level` edges: one score per edge in canonical order; components: one per component. */
-export function toMib(cfg: ModelConfig, level: 'edges' | 'components', scores: readonly number[]): MibGraph {
+export function toMib(cfg: ModelConfig, level: 'edges' | 'components', scores: readonly number[], helpful: 1 | -1): MibGraph {
   if (cfg.pruned) fail('MIB format: the model is pruned; MIB expects every head and MLP of the original model');
   const graph = buildEdgeGraph(cfg);
   const out: MibGraph = {
@@ -41,12 +47,12 @@ export function toMib(cfg: ModelConfig, level: 'edges' | 'components', scores: r
     edges: {},
   };
   const nodeScore = new Map<string, number>();
-  if (level === 'components') listComponents(cfg, 'all').forEach((c, i) => nodeScore.set(c.name, scores[i]));
+  if (level === 'components') listComponents(cfg, 'all').forEach((c, i) => nodeScore.set(c.name, helpful * scores[i]));
   for (const s of graph.senders) out.nodes[mibNode(s.name)] = nodeScore.has(s.name) ? { in_graph: true, score: nodeScore.get(s.name)! } : { in_graph: true };
   out.nodes.logits = { in_graph: true };
   const group = cfg.nHead / cfg.nKvHead;
   for (const e of graph.edges) {
-    const score = level === 'edges' ? scores[e.index] : 0;
+    const score = level === 'edges' ? helpful * scores[e.index] : 0;
     const sender = mibNode(e.sender.name);
     const r = e.receiver;
     if (r.kind === 'mlp' || r.kind === 'logits') {

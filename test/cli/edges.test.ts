@@ -73,6 +73,11 @@ test('carve faithfulness: the curve, CPR and CMD for edge and component scans; M
   assert.equal(Object.keys(m.edges).length, 46);
   assert.ok('input->a0.h1<k>' in m.edges && 'a1.h0->logits' in m.edges && 'a0.h0->m0' in m.edges);
   assert.deepEqual(Object.keys(m.nodes), ['input', 'a0.h0', 'a0.h1', 'm0', 'a1.h0', 'a1.h1', 'm1', 'logits']);
+  // MIB's sign: loss(ablated) − loss(clean) with loss = −logit difference, the negated carve score.
+  const scan = JSON.parse(readFileSync(edgeScan, 'utf8'));
+  const e0 = scan.edges.find((e: { name: string }) => e.name === 'L0H0->L1H1<q>');
+  assert.ok(Math.abs(e0.score) > 0);
+  assert.equal(m.edges['a0.h0->a1.h1<q>'].score, -e0.score);
   const c = carve(['faithfulness', ...common, '--scores', compScan, '--fractions', '0,0.5,1']);
   assert.equal(c.code, 0, c.stderr);
   const cf = JSON.parse(c.stdout);

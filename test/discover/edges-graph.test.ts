@@ -88,7 +88,7 @@ test("MIB format: MIB's names, and a GQA key/value receiver written for every qu
   const cfg = parseConfig({ model_type: 'llama', num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 40, vocab_size: 10, max_position_embeddings: 16 }, 'gqa');
   const g = buildEdgeGraph(cfg);
   const scores = g.edges.map((e) => e.index / 10);
-  const m = toMib(cfg, 'edges', scores);
+  const m = toMib(cfg, 'edges', scores, 1);
   assert.deepEqual(m.cfg, { n_layers: 2, n_heads: 4, parallel_attn_mlp: false, d_model: 32 });
   const kv1 = g.byName.get('L0H2->L1KV1<k>')!;
   assert.equal(m.edges['a0.h2->a1.h2<k>'].score, scores[kv1.index]);
