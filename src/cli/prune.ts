@@ -1,24 +1,24 @@
 /**
  * `carve prune`: a pruning order (scores, greedy, acdc, optimize) and the metric after every step;
- * with `--level edges`, ACDC over edges.
+ * with `--level edges`, ACDC over edges (which checkpoints and resumes the same way).
  * With --out, the partial result is written after every step to FILE.partial.json (atomically);
  * --resume continues from it when it was made for the same model, task and options, and the
  * partial file is removed once FILE is written. Under optimal ablation the constants used are saved
  * beside the output (FILE.constants.json). With --eval-task every step is also measured there.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { addModelOptions, loadModelAndTokenizer, parseChoice, parseNumber, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
 import { addMetricOption, addTaskOptions, metricFor, parseMetric, taskFromOptions, type TaskCliOptions } from './task-options.ts';
 import { checkTaskVocabulary } from './eval.ts';
 import { addAblationOptions } from './scan.ts';
 import { fail } from '../util/errors.ts';
-import { writeFileAtomic } from '../util/atomic.ts';
+import { partialWriter, removePartial, resumeFrom } from './resume.ts';
 import { progressBar } from '../util/progress.ts';
 import { ABLATIONS, type Ablation, type MeanOver } from '../discover/replacements.ts';
 import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
 import { edgeAcdc } from '../discover/edge-acdc.ts';
 import { parseCheckpoint } from '../discover/checkpoint.ts';
+import { parseEdgeAcdcCheckpoint } from '../discover/edge-checkpoint.ts';
 import {
   addConstantsOptions,
   addEvalTaskOptions,
@@ -37,7 +37,6 @@ import {
   PRUNE_ORDERS,
   pruneOrder,
   resolvePruneOptions,
-  type PruneCheckpoint,
   type PruneMethod,
   type PruneOptions,
   type PruneOrder,
@@ -57,21 +56,7 @@ export interface PruneCliOptions extends EngineCliOptions, TaskCliOptions, Searc
   level: string;
 }
 
-/** Where the partial result of `--out FILE` lives. */
-export function partialPath(out: string): string {
-  return `${out}.partial.json`;
-}
-
-/** Read and shape-check a partial file (whether it belongs to this run is checked by pruneOrder). */
-export function readCheckpoint(path: string): PruneCheckpoint {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    fail(`${path}: cannot read the partial result: ${(e as Error).message.split('\n')[0]}`);
-  }
-  return parseCheckpoint(text, path);
-}
+export { partialPath } from './resume.ts';
 
 export function registerPruneCommand(program: Command): void {
   const cmd = program
@@ -110,13 +95,7 @@ export function registerPruneCommand(program: Command): void {
     if (optimalSteps !== undefined) pruneOpts.optimalSteps = optimalSteps;
     pruneOpts.constants = readConstants(opts.constants);
     resolvePruneOptions(pruneOpts); // flag combinations, before any loading
-    if (opts.resume && !opts.out) fail('--resume needs --out FILE: the partial result lives in FILE.partial.json');
-    const partial = opts.out ? partialPath(opts.out) : undefined;
-    let resume: PruneCheckpoint | undefined;
-    if (opts.resume && partial) {
-      if (existsSync(partial)) resume = readCheckpoint(partial);
-      else process.stderr.write(`carve: no ${partial} to resume from; starting from the beginning\n`);
-    }
+    const { partial, resume } = resumeFrom(opts, parseCheckpoint);
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const limits = { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' };
     const task = taskFromOptions(opts, limits, tokenizer);
@@ -131,14 +110,14 @@ export function registerPruneCommand(program: Command): void {
         resumeSource: partial,
         onResumed: (cp) => process.stderr.write(`resuming from ${partial} (${cp.steps.length - 1} components removed so far)\n`),
         onProgress: (done, total, label) => bar.update(done, total, label),
-        onCheckpoint: partial ? (cp) => writeFileAtomic(partial, JSON.stringify(cp) + '\n') : undefined,
+        onCheckpoint: partialWriter(partial),
       });
     } finally {
       bar.stop();
     }
     if (result.constants && typeof result.constants === 'object') result.constants = saveConstants(opts.out, result.constants);
     writeJson(opts.out, result);
-    if (partial) rmSync(partial, { force: true });
+    removePartial(partial);
   });
 }
 
@@ -147,12 +126,12 @@ async function pruneEdges(opts: PruneCliOptions, order: PruneOrder): Promise<voi
   if (order !== 'acdc') fail(`--level edges: only --order acdc works on edges, got --order ${order}`);
   if (opts.method !== 'exact') fail('--level edges: ACDC over edges is exact only (--method exact)');
   if (opts.verify !== undefined) fail('--verify applies only to --order greedy --method attribution');
-  if (opts.resume) fail('--resume: ACDC over edges does not checkpoint');
   const ablation = parseChoice<Ablation>(opts.ablation, '--ablation', ABLATIONS);
   const meanOver = parseChoice<MeanOver>(opts.meanOver, '--mean-over', ['clean', 'corrupt']);
   const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
   const threshold = opts.threshold !== undefined ? parseNumber(opts.threshold, '--threshold') : undefined;
   parseMetric(opts.metric);
+  const { partial, resume } = resumeFrom(opts, parseEdgeAcdcCheckpoint);
   const { model, tokenizer } = await loadModelAndTokenizer(opts);
   const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
   const metric = metricFor(opts, task);
@@ -160,9 +139,22 @@ async function pruneEdges(opts: PruneCliOptions, order: PruneOrder): Promise<voi
   const bar = progressBar('prune acdc edges');
   let result;
   try {
-    result = await edgeAcdc(model, task, { threshold, ablation, meanOver, metric, batchSize, onProgress: (done, total) => bar.update(done, total, 'edges visited') });
+    result = await edgeAcdc(model, task, {
+      threshold,
+      ablation,
+      meanOver,
+      metric,
+      batchSize,
+      onProgress: (done, total) => bar.update(done, total, 'edges visited'),
+      resume,
+      resumeSource: partial,
+      onResumed: (cp) => process.stderr.write(`resuming from ${partial} (${cp.visited} edges visited, ${cp.steps.length - 1} removed so far)\n`),
+      // Written after every batch: decisions are few and a batch can take a while on a large model.
+      onCheckpoint: partialWriter(partial),
+    });
   } finally {
     bar.stop();
   }
   writeJson(opts.out, result);
+  removePartial(partial);
 }

@@ -1,6 +1,8 @@
 /**
  * `carve scan`: the score of every component (or, with --level edges, every edge), exact or by
- * attribution, under a replacement.
+ * attribution, under a replacement. The exact edge scan, hours on GPT-2 small, checkpoints to
+ * FILE.partial.json with --out FILE (at most every 30 s) and continues from it with --resume.
+ * Component scans and the gradient edge scans take minutes at most and do not checkpoint.
  */
 import type { Command } from 'commander';
 import { addModelOptions, loadModelAndTokenizer, parseChoice, parsePositiveInt, writeJson, type EngineCliOptions } from './common.ts';
@@ -13,11 +15,15 @@ import { progressBar } from '../util/progress.ts';
 import { fail } from '../util/errors.ts';
 import { scanEdges } from '../discover/edge-scan.ts';
 import { DEFAULT_IG_STEPS } from '../discover/edge-attribution.ts';
+import { parseEdgeScanCheckpoint } from '../discover/edge-checkpoint.ts';
+import { partialWriter, removePartial, resumeFrom } from './resume.ts';
 
 export type ScanLevel = 'components' | 'edges';
 export const SCAN_LEVELS: readonly ScanLevel[] = ['components', 'edges'];
 /** An exact edge scan projected to take longer than this asks for --yes. */
 export const EXACT_EDGES_CONFIRM_SECONDS = 30 * 60;
+/** The exact edge scan writes its partial result at most this often (it holds every score so far). */
+export const EDGE_SCAN_CHECKPOINT_SECONDS = 30;
 
 /** A duration for people: 42 s, 12.5 min, 3.1 h. */
 export function formatDuration(seconds: number): string {
@@ -36,6 +42,7 @@ export interface ScanCliOptions extends EngineCliOptions, TaskCliOptions, Search
   batchSize: string;
   level: string;
   yes?: boolean;
+  resume?: boolean;
 }
 
 /** Options shared by commands that replace components: ablation, mean-over, batch size. */
@@ -55,7 +62,8 @@ export function registerScanCommand(program: Command): void {
     .option('--level <components|edges>', 'score components, or every edge between them (SPEC "Edges")', 'components')
     .option('--steps <K>', `ig: interpolation points along each path (default 8; edges: ${DEFAULT_IG_STEPS})`)
     .option('--yes', 'exact edge scans: run even when projected to take more than 30 minutes', false)
-    .option('--out <file>', 'write the JSON here (default: stdout)');
+    .option('--resume', 'exact edge scans: continue from FILE.partial.json of an interrupted run with the same model, task and options', false)
+    .option('--out <file>', 'write the JSON here (default: stdout); exact edge scans save partial results to FILE.partial.json');
   addAblationOptions(cmd);
   addMetricOption(cmd);
   addConstantsOptions(cmd);
@@ -73,6 +81,10 @@ export function registerScanCommand(program: Command): void {
     if (ablation !== 'optimal' && (opts.constants !== undefined || optimalSteps !== undefined)) fail(`${opts.constants !== undefined ? '--constants' : '--optimal-steps'} applies only to --ablation optimal`);
     const constants = readConstants(opts.constants);
     parseMetric(opts.metric);
+    if (opts.resume && (level !== 'edges' || method !== 'exact')) {
+      fail('--resume: only the exact edge scan (--level edges --method exact) is long enough to checkpoint; this scan takes minutes at most, run it again');
+    }
+    const { partial, resume } = level === 'edges' && method === 'exact' ? resumeFrom(opts, parseEdgeScanCheckpoint) : {};
     const { model, tokenizer } = await loadModelAndTokenizer(opts);
     const task = taskFromOptions(opts, { nCtx: model.config.nCtx, requireEqualLengths: ablation === 'resample' }, tokenizer);
     const metric = metricFor(opts, task);
@@ -89,14 +101,20 @@ export function registerScanCommand(program: Command): void {
           metric,
           onProgress: (done, total, label) => bar.update(done, total, label),
           onEstimate: (seconds, edges) => {
-            process.stderr.write(`exact scan of ${edges} edges × ${task.pairs.length} prompts: about ${formatDuration(seconds)}\n`);
+            const which = resume ? `the remaining ${edges}` : `${edges}`;
+            process.stderr.write(`exact scan of ${which} edges × ${task.pairs.length} prompts: about ${formatDuration(seconds)}\n`);
             if (seconds > EXACT_EDGES_CONFIRM_SECONDS && !opts.yes) {
-              fail(`the exact scan of ${edges} edges would take about ${formatDuration(seconds)}; add --yes to run it anyway (or use --method attribution or ig)`);
+              fail(`the exact scan of ${which} edges would take about ${formatDuration(seconds)}; add --yes to run it anyway (or use --method attribution or ig)`);
             }
           },
+          resume,
+          resumeSource: partial,
+          onResumed: (cp) => process.stderr.write(`resuming from ${partial} (${cp.scored.length} edges scored so far)\n`),
+          onCheckpoint: partialWriter(partial, EDGE_SCAN_CHECKPOINT_SECONDS),
         });
         bar.stop();
         writeJson(opts.out, result);
+        removePartial(partial);
       } finally {
         bar.stop();
       }

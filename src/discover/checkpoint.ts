@@ -1,8 +1,12 @@
 /**
- * Pruning checkpoints (`carve prune --out FILE` writes FILE.partial.json; `--resume` continues from
- * it): their format, and every check that a checkpoint is well formed and belongs to this run, in
- * one place. `parseCheckpoint` checks the shape of what was read; `checkResume` checks that it was
- * made for this model, task and options and that every order-specific field is consistent.
+ * Checkpoints of long runs (`--out FILE` writes FILE.partial.json; `--resume` continues from it).
+ * Every format shares a header — format, version, the run's fingerprint (model, task, resolved
+ * options; fingerprint.ts) and its options in the clear — read by `parseCheckpointHeader` and
+ * matched against the run by `checkSameRun`, so every resumable run refuses a foreign checkpoint
+ * with the same messages. The rest of this file is pruning's format: `parseCheckpoint` checks the
+ * shape of what was read; `checkResume` checks that it was made for this model, task and options
+ * and that every order-specific field is consistent. The edge runs' formats are in
+ * edge-checkpoint.ts.
  */
 import { failOption, fail } from '../util/errors.ts';
 import type { Component } from './components.ts';
@@ -11,13 +15,69 @@ import type { PruneStep, ResolvedPruneOptions } from './prune.ts';
 
 export const CHECKPOINT_FORMAT = 'carve-prune-partial';
 
-export interface PruneCheckpoint {
-  format: typeof CHECKPOINT_FORMAT;
+/** What every checkpoint holds besides its run's own state. */
+export interface CheckpointHeader<F extends string, O> {
+  format: F;
   version: 1;
+  /** runFingerprint(model, task, options). */
   fingerprint: string;
   model: string;
   task: string;
-  options: ResolvedPruneOptions;
+  /** The run's resolved options (those that change its result), for messages naming what differs. */
+  options: O;
+}
+
+/** The hooks of a run that checkpoints and resumes (the CLI ties them to FILE.partial.json). */
+export interface ResumeHooks<CP> {
+  /** Called with all the state needed to continue, whenever a unit of work is done. */
+  onCheckpoint?: (cp: CP) => void | Promise<void>;
+  /** Continue from this checkpoint (it must belong to this run: checkSameRun). */
+  resume?: CP;
+  /** Where the checkpoint came from, for error messages. */
+  resumeSource?: string;
+  /** Called once the checkpoint to resume from has been checked and accepted. */
+  onResumed?: (cp: CP) => void;
+}
+
+/**
+ * Parse a checkpoint's text and check the header (`where`: the file, for messages; `what`: the
+ * format for people, e.g. "carve prune partial result"). The run's own fields are the caller's.
+ */
+export function parseCheckpointHeader(text: string, where: string, format: string, what: string): Record<string, unknown> {
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch (e) {
+    fail(`${where}: cannot read the partial result: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) fail(`${where}: expected a JSON object`);
+  const cp = o as Record<string, unknown>;
+  if (cp.format !== format) fail(`${where}: not a ${what} ("format" is not "${format}")`);
+  if (cp.version !== 1) fail(`${where}: unsupported version ${JSON.stringify(cp.version)} (expected 1)`);
+  if (typeof cp.fingerprint !== 'string') fail(`${where}: "fingerprint" must be a string`);
+  if (typeof cp.options !== 'object' || cp.options === null || Array.isArray(cp.options)) fail(`${where}: "options" must be an object`);
+  return cp;
+}
+
+/**
+ * Check that a checkpoint belongs to this run: its format, then the same resolved options (every
+ * difference named, as `{resume}` for the CLI's flag), then the same model and task (fingerprint).
+ */
+export function checkSameRun<O extends object>(cp: Partial<CheckpointHeader<string, O>>, format: string, what: string, fingerprint: string, opts: O, where: string): void {
+  if (cp.format !== format || cp.version !== 1) fail(`${where}: not a ${what} (format ${JSON.stringify(cp.format)}, version ${JSON.stringify(cp.version)})`);
+  const was = (cp.options ?? {}) as Record<string, unknown>;
+  const now = opts as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(now), ...Object.keys(was)])];
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const differs = keys.filter((k) => !same(was[k], now[k]));
+  if (differs.length > 0) {
+    const show = (o: Record<string, unknown>, k: string) => (o[k] === undefined ? 'unset' : JSON.stringify(o[k]));
+    failOption(`${where}: made with other options (${differs.map((k) => `${k}: ${show(was, k)} there, ${show(now, k)} now`).join('; ')}); run without {resume} to start over`);
+  }
+  if (cp.fingerprint !== fingerprint) failOption(`${where}: made for a different model or task (fingerprint mismatch); run without {resume} to start over`);
+}
+
+export interface PruneCheckpoint extends CheckpointHeader<typeof CHECKPOINT_FORMAT, ResolvedPruneOptions> {
   steps: PruneStep[];
   /** scores: the order, once computed; optimize: the mask ranking. */
   ranking?: string[];
@@ -35,18 +95,7 @@ export interface PruneCheckpoint {
 
 /** Parse a checkpoint's text and check its shape (`where`: the file, for messages). */
 export function parseCheckpoint(text: string, where: string): PruneCheckpoint {
-  let o: unknown;
-  try {
-    o = JSON.parse(text);
-  } catch (e) {
-    fail(`${where}: cannot read the partial result: ${(e as Error).message.split('\n')[0]}`);
-  }
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) fail(`${where}: expected a JSON object`);
-  const cp = o as Record<string, unknown>;
-  if (cp.format !== CHECKPOINT_FORMAT) fail(`${where}: not a carve prune partial result ("format" is not "${CHECKPOINT_FORMAT}")`);
-  if (cp.version !== 1) fail(`${where}: unsupported version ${JSON.stringify(cp.version)} (expected 1)`);
-  if (typeof cp.fingerprint !== 'string') fail(`${where}: "fingerprint" must be a string`);
-  if (typeof cp.options !== 'object' || cp.options === null) fail(`${where}: "options" must be an object`);
+  const cp = parseCheckpointHeader(text, where, CHECKPOINT_FORMAT, 'carve prune partial result');
   if (!Array.isArray(cp.steps) || cp.steps.length === 0) fail(`${where}: "steps" must be a non-empty array`);
   cp.steps.forEach((s: unknown, i: number) => {
     if (typeof s !== 'object' || s === null) fail(`${where}: steps[${i}] must be an object`);
@@ -79,15 +128,7 @@ export interface ResumeState {
  * distinct components being pruned; order-specific fields in range), and return its state.
  */
 export function checkResume(cp: PruneCheckpoint, fingerprint: string, opts: ResolvedPruneOptions, byName: Map<string, Component>, where: string): ResumeState {
-  if (cp.format !== CHECKPOINT_FORMAT || cp.version !== 1) fail(`${where}: not a carve prune checkpoint (format ${JSON.stringify(cp.format)}, version ${JSON.stringify(cp.version)})`);
-  const keys = [...new Set([...Object.keys(opts), ...Object.keys(cp.options ?? {})])] as (keyof ResolvedPruneOptions)[];
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  const differs = keys.filter((k) => !same(cp.options?.[k], opts[k]));
-  if (differs.length > 0) {
-    const show = (o: ResolvedPruneOptions | undefined, k: keyof ResolvedPruneOptions) => (o?.[k] === undefined ? 'unset' : JSON.stringify(o[k]));
-    failOption(`${where}: made with other options (${differs.map((k) => `${k}: ${show(cp.options, k)} there, ${show(opts, k)} now`).join('; ')}); run without {resume} to start over`);
-  }
-  if (cp.fingerprint !== fingerprint) failOption(`${where}: made for a different model or task (fingerprint mismatch); run without {resume} to start over`);
+  checkSameRun(cp, CHECKPOINT_FORMAT, 'carve prune checkpoint', fingerprint, opts, where);
   if (!Array.isArray(cp.steps) || cp.steps.length === 0) fail(`${where}: "steps" must be a non-empty array`);
   const n = byName.size;
   const seen = new Set<string>();

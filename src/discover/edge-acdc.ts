@@ -13,6 +13,11 @@
  * kept the rest of the batch is discarded and the next batch starts after it. Every decision uses
  * exactly the metric the one-at-a-time algorithm would compute, so the result does not depend on
  * the batch width (which grows while edges keep being removed, and shrinks after a kept one).
+ *
+ * After every batch `onCheckpoint` receives the decisions so far (edges visited, steps, the next
+ * width, evaluations made; edge-checkpoint.ts), and `resume` continues from such a checkpoint: the
+ * removed set is laid out again as the base and the batches go on exactly as they would have, so
+ * the result — `evaluations` included — is the uninterrupted run's.
  */
 import type { HookedModel } from '../model/hooked.ts';
 import type { MetricName } from '../model/readout.ts';
@@ -23,12 +28,27 @@ import type { Ablation, MeanOver } from './replacements.ts';
 import { buildEdgeGraph } from './edge-graph.ts';
 import { computeEdgeReplacements } from './edge-replacements.ts';
 import { EdgeEvaluator } from './edge-evaluate.ts';
+import type { ResumeHooks } from './checkpoint.ts';
+import { runFingerprint } from './fingerprint.ts';
+import { checkEdgeAcdcResume, EDGE_ACDC_FORMAT, type EdgeAcdcCheckpoint, type EdgeAcdcState } from './edge-checkpoint.ts';
 
 export const DEFAULT_EDGE_ACDC_THRESHOLD = 0.05;
 /** The most upcoming edges evaluated together. */
 export const DEFAULT_ACDC_WIDTH = 16;
 
-export interface EdgeAcdcOptions {
+/** The options that change the result (width changes `evaluations`): what a checkpoint must have been made with. */
+export interface EdgeAcdcRunOptions {
+  order: 'acdc';
+  level: 'edges';
+  ablation: Ablation;
+  mean_over?: MeanOver;
+  metric: MetricName;
+  threshold: number;
+  width: number;
+}
+
+/** `onCheckpoint` hears every batch but the last; `resume` continues from one. */
+export interface EdgeAcdcOptions extends ResumeHooks<EdgeAcdcCheckpoint> {
   threshold?: number;
   ablation: Ablation;
   meanOver?: MeanOver;
@@ -79,27 +99,41 @@ export function acdcEdgeOrder(graph: ReturnType<typeof buildEdgeGraph>): number[
   return out;
 }
 
-export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOptions): Promise<EdgeAcdcResult> {
+/** The options as a checkpoint records them, checked. */
+export function resolveEdgeAcdcOptions(opts: EdgeAcdcOptions): EdgeAcdcRunOptions {
   const threshold = opts.threshold ?? DEFAULT_EDGE_ACDC_THRESHOLD;
   if (!Number.isFinite(threshold)) fail(`--threshold: expected a finite number, got ${threshold}`);
-  const metric = opts.metric ?? 'logit-diff';
+  const r: EdgeAcdcRunOptions = { order: 'acdc', level: 'edges', ablation: opts.ablation, metric: opts.metric ?? 'logit-diff', threshold, width: Math.max(1, opts.width ?? DEFAULT_ACDC_WIDTH) };
+  if (opts.ablation === 'mean') r.mean_over = opts.meanOver ?? 'clean';
+  return r;
+}
+
+export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOptions): Promise<EdgeAcdcResult> {
+  const run = resolveEdgeAcdcOptions(opts);
+  const { threshold, metric, width: maxWidth } = run;
   const batchSize = opts.batchSize ?? 64;
-  const maxWidth = Math.max(1, opts.width ?? DEFAULT_ACDC_WIDTH);
   const meanOver = opts.meanOver ?? 'clean';
   const repl = await computeEdgeReplacements(model, task, opts.ablation, meanOver, batchSize, metric);
   const ev = await EdgeEvaluator.create(model, task, repl, { batchSize, metric });
   const graph = ev.graph;
   const order = acdcEdgeOrder(graph);
   const worse = (current: number, next: number) => (metric === 'kl' ? next - current : current - next);
+  // Hashing the weights costs a pass over them: only for runs that save or resume.
+  const fingerprint = opts.onCheckpoint || opts.resume ? runFingerprint(model, task, run) : '';
+  let state: EdgeAcdcState | undefined;
+  if (opts.resume) {
+    state = checkEdgeAcdcResume(opts.resume, fingerprint, run, order.map((e) => graph.edges[e].name), opts.resumeSource ?? 'resume checkpoint');
+    opts.onResumed?.(opts.resume);
+  }
 
-  const removed: number[] = [];
+  const removed: number[] = state ? state.removedAt.map((k) => order[k]) : [];
   let base = ev.base(removed);
-  let currentPer: Float64Array = Float64Array.from(ev.clean);
-  let current = mean(currentPer);
-  const steps: EdgeAcdcStep[] = [{ removed: 0, edge: null, metric: current, std: std(currentPer) }];
-  let width = Math.min(2, maxWidth);
-  let evaluations = 0;
-  let i = 0;
+  const steps: EdgeAcdcStep[] = state ? state.steps : [{ removed: 0, edge: null, metric: mean(ev.clean), std: std(ev.clean) }];
+  let current = steps[steps.length - 1].metric;
+  let width = state ? state.width : Math.min(2, maxWidth);
+  let evaluations = state ? state.evaluations : 0;
+  let i = state ? state.visited : 0;
+  if (state) opts.onProgress?.(i, order.length);
   while (i < order.length) {
     const batch = order.slice(i, i + width);
     const configs = batch.map((_, j) => ({ edges: batch.slice(0, j + 1), base }));
@@ -111,7 +145,6 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
       if (worse(current, next) < threshold) {
         accepted++;
         current = next;
-        currentPer = per[j];
         removed.push(batch[j]);
         steps.push({ removed: removed.length, edge: graph.edges[batch[j]].name, metric: next, std: std(per[j]) });
       } else {
@@ -123,6 +156,9 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
     width = accepted === batch.length ? Math.min(maxWidth, width * 2) : Math.max(1, Math.ceil(width / 2));
     if (accepted > 0) base = ev.base(removed);
     opts.onProgress?.(i, order.length);
+    if (i < order.length && opts.onCheckpoint) {
+      await opts.onCheckpoint({ format: EDGE_ACDC_FORMAT, version: 1, fingerprint, model: model.name, task: task.name, options: run, visited: i, width, evaluations, steps: [...steps] });
+    }
   }
   const removedSet = new Set(removed);
   const kept = graph.edges.filter((e) => !removedSet.has(e.index)).map((e) => e.name);

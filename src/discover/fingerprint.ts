@@ -28,6 +28,14 @@ export function taskFingerprint(task: Task): string {
   return h.digest('hex');
 }
 
+/**
+ * sha256 tying a run's saved state to the model, the task and the run's resolved options (every
+ * option that changes its result): what a checkpoint must match to be resumed.
+ */
+export function runFingerprint(model: HookedModel, task: Task, options: unknown): string {
+  return jsonFingerprint({ v: 1, model: modelFingerprint(model), task: taskFingerprint(task), options });
+}
+
 /** sha256 of any JSON value (options, constants). */
 export function jsonFingerprint(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex');

@@ -43,7 +43,6 @@
  * With an evaluation task (`evalTask`), every step's removed set is also measured on that second
  * prompt set (eval_metric, eval_std): select on one set, report on another.
  */
-import { createHash } from 'node:crypto';
 import type { HookedModel } from '../model/hooked.ts';
 import type { Task } from '../task/types.ts';
 import { failOption } from '../util/errors.ts';
@@ -54,8 +53,8 @@ import { ExactEvaluator } from './evaluate.ts';
 import { METRIC_NAMES, metricSign, type MetricName, type TaskMetric } from './metric.ts';
 import { corruptMetrics } from './scan.ts';
 import { attributionAt } from './attribution.ts';
-import { jsonFingerprint, modelFingerprint, taskFingerprint } from './fingerprint.ts';
-import { checkResume, type PruneCheckpoint, type ResumeState } from './checkpoint.ts';
+import { jsonFingerprint, runFingerprint } from './fingerprint.ts';
+import { checkResume, type PruneCheckpoint, type ResumeHooks, type ResumeState } from './checkpoint.ts';
 import { replacementsFor, type ConstantsFile } from './optimal.ts';
 import { MASK_DEFAULTS, trainMasks } from './masks.ts';
 import { DEFAULT_FINALISTS, defaultFirst, halvingPick, promptOrder } from './halving.ts';
@@ -141,16 +140,9 @@ export interface PruneStep {
   eval_std?: number;
 }
 
-export interface PruneHooks {
+/** onCheckpoint is called after every step (scores: after the ranking and after every block of steps). */
+export interface PruneHooks extends ResumeHooks<PruneCheckpoint> {
   onProgress?: (done: number, total: number, label: string) => void;
-  /** Called after every step (scores: after the ranking and after every block of steps). */
-  onCheckpoint?: (cp: PruneCheckpoint) => void | Promise<void>;
-  /** Continue from this checkpoint (its fingerprint must match). */
-  resume?: PruneCheckpoint;
-  /** Where the checkpoint came from, for error messages. */
-  resumeSource?: string;
-  /** Called once the checkpoint to resume from has been checked and accepted. */
-  onResumed?: (cp: PruneCheckpoint) => void;
 }
 
 export interface PruneResult {
@@ -247,9 +239,7 @@ export function resolvePruneOptions(opts: PruneOptions): ResolvedPruneOptions {
 }
 
 export function pruneFingerprint(model: HookedModel, task: Task, opts: ResolvedPruneOptions): string {
-  return createHash('sha256')
-    .update(JSON.stringify({ v: 1, model: modelFingerprint(model), task: taskFingerprint(task), options: opts }))
-    .digest('hex');
+  return runFingerprint(model, task, opts);
 }
 
 interface Ctx {

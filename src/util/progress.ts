@@ -30,7 +30,9 @@ export function progressBar(title: string, stream: NodeJS.WriteStream = process.
   return {
     update(done, total, label = '') {
       if (!started) {
-        bar.start(total, 0, { label });
+        // Start at the first value, not 0: a resumed run's first update is the work already done,
+        // and the ETA must not count it as done in no time.
+        bar.start(total, done, { label });
         started = true;
       }
       bar.setTotal(total);

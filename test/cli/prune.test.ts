@@ -13,6 +13,7 @@ import { Engine } from '../../src/onnx/session.ts';
 import { pruneOrder, type PruneCheckpoint } from '../../src/discover/prune.ts';
 import { randomModel } from '../helpers/random-model.ts';
 import { randomTask } from '../helpers/naive-removal.ts';
+import { interruptedAfter } from '../helpers/resume.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'carve-prune-cli-'));
 const modelDir = join(dir, 'model');
@@ -85,19 +86,9 @@ test('bad flags: one `carve: error:` line, exit 2, no output file', async () => 
 });
 
 /** A partial file as an interrupted CLI run leaves it: the checkpoint after `after` steps. */
-async function interruptedPartial(args: { order: 'scores' | 'greedy' | 'acdc'; ablation: 'zero' | 'mean' | 'resample' }, after: number): Promise<PruneCheckpoint> {
+function interruptedPartial(args: { order: 'scores' | 'greedy' | 'acdc'; ablation: 'zero' | 'mean' | 'resample' }, after: number): Promise<PruneCheckpoint> {
   const model = new HookedModel(loadModelDir(modelDir, 'model'), new Engine({ device: 'cpu', threads: 0 }));
-  let saved: PruneCheckpoint | undefined;
-  let calls = 0;
-  await assert.rejects(
-    pruneOrder(model, loadJsonlTask(taskFile), args, {
-      onCheckpoint: (cp) => {
-        if (++calls > after) throw new Error('interrupted');
-        saved = cp;
-      },
-    }),
-  );
-  return saved!;
+  return interruptedAfter<PruneCheckpoint>((hooks) => pruneOrder(model, loadJsonlTask(taskFile), args, hooks), after);
 }
 
 test('--resume continues an interrupted run to the same output and removes the partial file', async () => {

@@ -10,6 +10,7 @@ import { CarveError } from '../../src/util/errors.ts';
 import type { Task } from '../../src/task/types.ts';
 import { randomModel } from '../helpers/random-model.ts';
 import { meanOf, naiveRemoval, randomTask, stdOf, type NaiveAblation } from '../helpers/naive-removal.ts';
+import { interruptedThenResumed as resumedRun } from '../helpers/resume.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 
@@ -122,24 +123,11 @@ test('attribution at an ablated state is the directional derivative of the metri
   per.forEach((p, i) => assert.ok(Math.abs(meanOf(p) - sc.components[i].score) < 1e-10));
 });
 
-/** Run, throwing from the checkpoint callback after `after` checkpoints; then resume from the last one saved. */
+/** Interrupted after `after` checkpoints, then resumed (test/helpers/resume.ts); the resumed run checkpoints from where it was. */
 async function interruptedThenResumed(model: HookedModel, opts: PruneOptions, after: number): Promise<{ result: PruneResult; saved: PruneCheckpoint }> {
-  let saved: PruneCheckpoint | undefined;
-  let calls = 0;
-  await assert.rejects(
-    pruneOrder(model, task, opts, {
-      onCheckpoint: (cp) => {
-        if (++calls > after) throw new Error('interrupted');
-        saved = JSON.parse(JSON.stringify(cp)); // as if read back from the partial file
-      },
-    }),
-    /interrupted/,
-  );
-  assert.ok(saved);
-  const checkpoints: PruneCheckpoint[] = [];
-  const result = await pruneOrder(model, task, opts, { resume: saved, onCheckpoint: (cp) => void checkpoints.push(cp) });
-  assert.ok(checkpoints.length > 0 && checkpoints.every((cp) => cp.steps.length >= saved!.steps.length));
-  return { result, saved: saved! };
+  const { result, saved, checkpoints } = await resumedRun<PruneCheckpoint, PruneResult>((hooks) => pruneOrder(model, task, opts, hooks), after);
+  assert.ok(checkpoints.length > 0 && checkpoints.every((cp) => cp.steps.length >= saved.steps.length));
+  return { result, saved };
 }
 
 for (const opts of [

@@ -7,29 +7,16 @@ import { parseCheckpoint } from '../../src/discover/checkpoint.ts';
 import { CarveError } from '../../src/util/errors.ts';
 import { randomModel } from '../helpers/random-model.ts';
 import { randomTask } from '../helpers/naive-removal.ts';
+import { interruptedThenResumed as resumedRun } from '../helpers/resume.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 const m = randomModel({ nLayer: 3, nHead: 2, dModel: 16, vocabSize: 30, seed: 51 });
 const task = randomTask(5, 30, 3);
 const model = new HookedModel(m, engine, 'float32');
 
-/** Run, throwing from the checkpoint callback after `after` checkpoints; then resume from the last one saved. */
-async function interruptedThenResumed(opts: PruneOptions, after: number): Promise<{ result: PruneResult; saved: PruneCheckpoint }> {
-  let saved: PruneCheckpoint | undefined;
-  let calls = 0;
-  await assert.rejects(
-    pruneOrder(model, task, opts, {
-      onCheckpoint: (cp) => {
-        if (++calls > after) throw new Error('interrupted');
-        // As if written to the partial file and read back by the CLI.
-        saved = parseCheckpoint(JSON.stringify(cp), 'x.partial.json');
-      },
-    }),
-    /interrupted/,
-  );
-  assert.ok(saved);
-  const result = await pruneOrder(model, task, opts, { resume: saved });
-  return { result, saved: saved! };
+/** Interrupted after `after` checkpoints (read back by the CLI's parser), then resumed (test/helpers/resume.ts). */
+function interruptedThenResumed(opts: PruneOptions, after: number): Promise<{ result: PruneResult; saved: PruneCheckpoint }> {
+  return resumedRun<PruneCheckpoint, PruneResult>((hooks) => pruneOrder(model, task, opts, hooks), after, parseCheckpoint);
 }
 
 const fast = { optimalSteps: 6, maskSteps: 30 };
