@@ -7,17 +7,39 @@
 import type { Graph, Shape, Value } from '../onnx/graph.ts';
 import type { Activation, ModelConfig } from './types.ts';
 
+/** Leading axes of a value: every axis but the last. */
+const leading = (v: Value): number[] => Array.from({ length: v.rank - 1 }, (_, i) => i);
+
+/**
+ * LayerNorm, written out in the operator pattern onnxruntime fuses into one kernel for inference,
+ * with its closed-form VJP for differentiated graphs: with ĝ = γ⊙dy,
+ * dx = (ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂))/σ, dγ = Σ dy⊙x̂, dβ = Σ dy (sums over the leading axes).
+ */
 export function layerNorm(g: Graph, x: Value, w: Value, b: Value, eps: number): Value {
   const mu = g.reduceMean(x, [-1]);
   const xc = g.sub(x, mu);
   const variance = g.reduceMean(g.pow(xc, 2), [-1]);
-  return g.add(g.mul(g.div(xc, g.sqrt(g.add(variance, eps))), w), b);
+  const sigma = g.sqrt(g.add(variance, eps));
+  const xhat = g.div(xc, sigma);
+  return g.customGradient(g.add(g.mul(xhat, w), b), [x, w, b], (dy) => {
+    const gh = g.mul(dy, w);
+    const centred = g.sub(g.sub(gh, g.reduceMean(gh, [-1])), g.mul(xhat, g.reduceMean(g.mul(gh, xhat), [-1])));
+    return [g.div(centred, sigma), g.reduceSum(g.mul(dy, xhat), leading(dy), false), g.reduceSum(dy, leading(dy), false)];
+  });
 }
 
-/** HF's RMSNorm: x / sqrt(mean(x²) + eps), times the weight (no centring, no bias). */
+/**
+ * HF's RMSNorm: x / sqrt(mean(x²) + eps), times the weight (no centring, no bias). VJP, with
+ * ĝ = γ⊙dy and r = sqrt(mean(x²) + eps): dx = (ĝ − x̂·mean(ĝ⊙x̂))/r, dγ = Σ dy⊙x̂.
+ */
 export function rmsNorm(g: Graph, x: Value, w: Value, eps: number): Value {
   const ms = g.reduceMean(g.pow(x, 2), [-1]);
-  return g.mul(g.div(x, g.sqrt(g.add(ms, eps))), w);
+  const r = g.sqrt(g.add(ms, eps));
+  const xhat = g.div(x, r);
+  return g.customGradient(g.mul(xhat, w), [x, w], (dy) => {
+    const gh = g.mul(dy, w);
+    return [g.div(g.sub(gh, g.mul(xhat, g.reduceMean(g.mul(gh, xhat), [-1]))), r), g.reduceSum(g.mul(dy, xhat), leading(dy), false)];
+  });
 }
 
 export function norm(g: Graph, cfg: ModelConfig, x: Value, w: Value, b: Value | undefined): Value {
@@ -55,8 +77,16 @@ export function activation(g: Graph, x: Value, kind: Activation): Value {
     case 'gelu_new':
     case 'gelu_fast':
     case 'gelu_pytorch_tanh': {
-      const inner = g.mul(g.add(x, g.mul(g.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
-      return g.mul(g.mul(x, 0.5), g.add(g.tanh(inner), 1));
+      // 0.5·x·(1 + tanh(c(x + a·x³))), in the pattern onnxruntime fuses; its derivative, from the
+      // forward's tanh t: 0.5(1 + t) + 0.5·x·(1 − t²)·c(1 + 3a·x²).
+      const a = 0.044715;
+      const c = Math.sqrt(2 / Math.PI);
+      const t = g.tanh(g.mul(g.add(x, g.mul(g.pow(x, 3), a)), c));
+      return g.customGradient(g.mul(g.mul(x, 0.5), g.add(t, 1)), [x], (dy) => {
+        const slope = g.add(g.mul(g.mul(x, x), 1.5 * a * c), 0.5 * c); // 0.5·c(1 + 3a·x²)
+        const outer = g.mul(g.mul(x, g.sub(g.scalar(1, x.dtype), g.mul(t, t))), slope);
+        return [g.mul(dy, g.add(g.mul(g.add(t, 1), 0.5), outer))];
+      });
     }
     case 'gelu':
       return g.mul(g.mul(x, 0.5), g.add(g.erf(g.mul(x, Math.SQRT1_2)), 1));

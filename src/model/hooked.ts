@@ -202,7 +202,7 @@ export class HookedModel {
     });
     let c = this.compiled.get(key);
     if (!c) {
-      const g = new Graph(this.dtype);
+      const g = new Graph(this.dtype, { differentiated: (opts.gradients ?? []).length > 0 });
       const readout: Readout =
         logits === 'none' ? { kind: 'none' } : logits === 'all' ? { kind: 'logits' } : { kind: 'metric', metric, logits: logits === 'last', select: opts.selectTokens !== undefined };
       const fv = buildForward(g, this.config, {

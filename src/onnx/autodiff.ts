@@ -108,6 +108,10 @@ const RULES: Record<string, VjpRule> = {
   Pow: (g, n, [dy]) => {
     const [x, pv] = n.inputs;
     const p = Number(g.constants.find((c) => c.value === pv)!.data[0]);
+    // Small integer powers as products: onnxruntime's Pow is several times slower than Mul.
+    if (p === 1) return [dy, null];
+    if (p === 2) return [g.mul(dy, g.mul(x, 2)), null];
+    if (p === 3) return [g.mul(dy, g.mul(g.mul(x, x), 3)), null];
     return [g.mul(dy, g.mul(g.pow(x, p - 1), p)), null];
   },
   Sqrt: (g, n, [dy]) => [g.div(dy, g.mul(n.outputs[0], 2))],
@@ -194,6 +198,15 @@ export function gradients(y: Value, wrt: Value[], seed?: Value): Value[] {
     const dys = node.outputs.map((o) => grads.get(o) ?? null);
     if (dys.every((d) => d === null)) continue;
     if (!node.inputs.some((inp) => dependsOnWrt.has(inp))) continue;
+    const custom = g.customVjps.get(node);
+    if (custom) {
+      const dxs = custom.vjp(dys[0] ?? g.zerosLike(node.outputs[0]));
+      custom.inputs.forEach((inp, k) => {
+        const dx = dxs[k];
+        if (dx && dependsOnWrt.has(inp) && g.isFloat(inp)) accumulate(inp, dx);
+      });
+      continue;
+    }
     const rule = RULES[node.op];
     if (!rule) throw new Error(`no VJP rule for ${node.op}`);
     const filled = node.op === 'Split' ? (dys as Value[]) : dys.map((d, k) => d ?? g.zerosLike(node.outputs[k]));

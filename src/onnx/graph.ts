@@ -79,12 +79,26 @@ export class Graph {
   readonly inputs: Value[] = [];
   readonly outputs: { value: Value; name: string }[] = [];
   readonly constants: ConstantData[] = [];
+  /**
+   * Composites with their own vector–Jacobian product (see `customGradient`), keyed by the node
+   * that produces the composite's output.
+   */
+  readonly customVjps = new Map<Node, { inputs: Value[]; vjp: (dy: Value) => (Value | null)[] }>();
   private nextId = 0;
   private constCache = new Map<string, Value>();
   private usedNames = new Set<string>();
 
   /** dtype of the floating-point computation (float64 for finite-difference tests). */
-  constructor(readonly floatType: 'float32' | 'float64' = 'float32') {}
+  /**
+   * `differentiated`: the graph will carry its own backward pass. Its forward intermediates then
+   * feed the backward, so onnxruntime cannot fuse norms and GELU into single kernels anyway, and
+   * small integer powers are better built as products (Pow runs several times slower than Mul);
+   * graphs without gradients keep Pow, the form onnxruntime's fusions recognise.
+   */
+  constructor(
+    readonly floatType: 'float32' | 'float64' = 'float32',
+    readonly options: { differentiated?: boolean } = {},
+  ) {}
 
   private newValue(dtype: DType, shape: Shape, producer?: Node, name?: string): Value {
     const v = new Value(this, this.nextId++, dtype, shape, producer);
@@ -102,6 +116,19 @@ export class Graph {
     const v = this.newValue(dtype, shape, undefined, name);
     this.inputs.push(v);
     return v;
+  }
+
+  /**
+   * Declare that `output` was computed from `inputs` by the nodes just built, and give the
+   * gradients of those inputs from the output's gradient. Reverse-mode differentiation then uses
+   * this rule instead of differentiating those nodes one by one (a norm or GELU written out in a
+   * dozen elementwise operators has a VJP of a few), while other uses of the composite's inner
+   * values are still differentiated as usual.
+   */
+  customGradient(output: Value, inputs: Value[], vjp: (dy: Value) => (Value | null)[]): Value {
+    if (!output.producer) throw new Error('customGradient: the output must be computed by a node');
+    this.customVjps.set(output.producer, { inputs, vjp });
+    return output;
   }
 
   /** Mark a value as a graph output under `name` (an Identity keeps names independent of producers). */
@@ -187,6 +214,8 @@ export class Graph {
   }
   /** x ** p for a constant exponent p (the only form whose VJP we need). */
   pow(x: Value, p: number): Value {
+    if (this.options.differentiated && p === 2) return this.mul(x, x);
+    if (this.options.differentiated && p === 3) return this.mul(this.mul(x, x), x);
     return this.node('Pow', [x, this.scalar(p, x.dtype)], {}, [{ dtype: x.dtype, shape: x.shape }])[0];
   }
   neg(x: Value): Value {

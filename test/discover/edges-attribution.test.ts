@@ -18,7 +18,7 @@ import { loadModelDir } from '../../src/model/load.ts';
 import { buildEdgeGraph } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator } from '../../src/discover/edge-evaluate.ts';
-import { edgeAttribution } from '../../src/discover/edge-attribution.ts';
+import { contractionPlan, edgeAttribution } from '../../src/discover/edge-attribution.ts';
 import type { Ablation } from '../../src/discover/replacements.ts';
 import { randomHfModel, writeHfModelDir, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
 import { naiveEdgeForward } from '../helpers/naive-edges.ts';
@@ -38,6 +38,7 @@ function load(hf: HfModel, name: string): HookedModel {
 const cases: { name: string; spec: HfModelSpec; ablation: Ablation }[] = [
   { name: 'gpt2', spec: { arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 21 }, ablation: 'resample' },
   { name: 'llama-gqa', spec: { arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 22 }, ablation: 'mean' },
+  { name: 'gpt2-5-layers', spec: { arch: 'gpt2', nLayer: 5, nHead: 2, dModel: 8, vocab: VOCAB, seed: 24 }, ablation: 'resample' },
   { name: 'neox-parallel', spec: { arch: 'gpt_neox', nLayer: 2, nHead: 2, dModel: 16, vocab: VOCAB, seed: 23, activation: 'gelu_new' }, ablation: 'zero' },
 ];
 
@@ -111,5 +112,47 @@ test('EAP-IG-inputs equals the average over its input points of the edge derivat
       const got = ig.perPrompt[e.index][p];
       assert.ok(Math.abs(got - want) < 1e-6 * (1 + Math.abs(want)), `${name} prompt ${p}: EAP-IG ${got} vs ${want}`);
     });
+  }
+});
+
+test('contraction plan: every head layer in exactly one chunk, in order; a group multiplies exactly the heads before its last layer', () => {
+  for (const L of [1, 2, 5, 12]) {
+    for (const n of [1, 2, 3, 4, 6, 20]) {
+      const cfg = { layers: Array.from({ length: L }, (_, i) => ({ heads: i === 1 && L > 3 ? [] : [0, 1] })) };
+      const plan = contractionPlan(cfg, n);
+      const withHeads = cfg.layers.map((l, i) => (l.heads.length > 0 ? i : -1)).filter((i) => i >= 0);
+      assert.deepEqual(plan.headChunks.flat(), withHeads, `L=${L} n=${n}`);
+      assert.deepEqual(plan.receiverGroups.flatMap((r) => r.layers), withHeads);
+      for (const r of plan.receiverGroups) {
+        const last = r.layers[r.layers.length - 1];
+        assert.equal(r.chunks.at(-1), plan.headChunks.length, 'the rest chunk comes last');
+        assert.deepEqual(r.chunks.slice(0, -1).flatMap((c) => plan.headChunks[c]), withHeads.filter((i) => i < last));
+      }
+    }
+  }
+});
+
+test('EAP and EAP-IG do not depend on how the receivers are grouped (5 layers, float64)', async () => {
+  for (const spec of [
+    { arch: 'gpt2', nLayer: 5, nHead: 2, dModel: 8, vocab: VOCAB, seed: 41 },
+    { arch: 'llama', nLayer: 5, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 42 },
+  ] as HfModelSpec[]) {
+    const model = load(randomHfModel(spec), `groups-${spec.arch}`);
+    const task = randomTask(3, VOCAB, 11, [6, 6, 6]);
+    const repl = await computeEdgeReplacements(model, task, 'resample');
+    for (const method of ['attribution', 'ig'] as const) {
+      const one = await edgeAttribution(model, task, repl, { method, steps: 3, batchSize: 9, receiverGroups: 1 });
+      let largest = 0;
+      for (const groups of [2, 3, 5]) {
+        const other = await edgeAttribution(model, task, repl, { method, steps: 3, batchSize: 9, receiverGroups: groups });
+        one.perPrompt.forEach((row, e) =>
+          row.forEach((v, p) => {
+            largest = Math.max(largest, Math.abs(v));
+            assert.ok(Math.abs(other.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${spec.arch} ${method} groups=${groups} edge ${e}`);
+          }),
+        );
+      }
+      assert.ok(largest > 1e-3, 'the scores are not all ~0');
+    }
   }
 });
