@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Engine } from '../../src/onnx/session.ts';
 import { gradCheck } from '../helpers/gradcheck.ts';
 import type { Graph, Value } from '../../src/onnx/graph.ts';
+import { activation, layerNorm, rmsNorm } from '../../src/model/blocks.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 const TOL = 1e-6;
@@ -16,6 +17,20 @@ const cases: { name: string; shapes: number[][]; build: (g: Graph, x: Value[]) =
   { name: 'Mul (broadcast)', shapes: [[2, 3], [1, 3]], build: (g, [a, b]) => g.mul(a, b) },
   { name: 'Div', shapes: [[2, 3], [2, 3]], build: (g, [a, b]) => g.div(a, b), init: positive },
   { name: 'Pow 3', shapes: [[5]], build: (g, [a]) => g.pow(a, 3) },
+  { name: 'Pow 2', shapes: [[5]], build: (g, [a]) => g.pow(a, 2) },
+  { name: 'Pow 1', shapes: [[5]], build: (g, [a]) => g.pow(a, 1) },
+  { name: 'layerNorm block (closed-form VJP, weights too)', shapes: [[2, 3, 5], [5], [5]], build: (g, [x, w, b]) => layerNorm(g, x, w, b, 1e-5) },
+  { name: 'rmsNorm block (closed-form VJP)', shapes: [[2, 3, 5], [5]], build: (g, [x, w]) => rmsNorm(g, x, w, 1e-6) },
+  { name: 'tanh GELU block (closed-form VJP)', shapes: [[2, 7]], build: (g, [x]) => activation(g, g.mul(x, 3), 'gelu_new') },
+  {
+    name: 'custom VJP whose inner value is also used outside it',
+    shapes: [[6]],
+    build: (g, [x]) => {
+      const t = g.tanh(x);
+      const y = g.customGradient(g.mul(t, 3), [x], (dy) => [g.mul(dy, g.mul(g.sub(g.scalar(1, x.dtype), g.mul(t, t)), 3))]);
+      return g.add(y, g.mul(t, t));
+    },
+  },
   { name: 'Pow -0.5', shapes: [[5]], build: (g, [a]) => g.pow(a, -0.5), init: positive },
   { name: 'Neg', shapes: [[4]], build: (g, [a]) => g.neg(a) },
   { name: 'Sqrt', shapes: [[6]], build: (g, [a]) => g.sqrt(a), init: positive },
