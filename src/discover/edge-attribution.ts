@@ -65,11 +65,20 @@ export interface EdgeAttributionOptions {
 export interface EdgeAttributionResult {
   /** Per edge (canonical order), per prompt. */
   perPrompt: Float64Array[];
+  /** With replacements from the run itself (`sendersInRun`): the corrupt metric per prompt, from the first steps. */
+  corrupt?: Float64Array;
   /** The clean metric per prompt. */
   clean: Float64Array;
 }
 
 export const DEFAULT_IG_STEPS = 5;
+
+/**
+ * Where the graph gets the heads' and MLPs' replacements: fed constants, fed per-prompt values, or
+ * (resample under EAP-IG-inputs) each prompt's first step, whose input is the corrupt prompt's
+ * embedding and so is the corrupt run itself.
+ */
+type ReplacementSource = 'const' | 'row' | 'firstStep';
 
 const graphCache = new WeakMap<HookedModel, Map<string, Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }>>>();
 
@@ -157,7 +166,7 @@ export function contractionPlan(cfg: { layers: { heads: unknown[] }[] }, n: numb
  * backward to every receiver, and per receiving layer the scores [U, receivers, senders] summed over
  * the K steps.
  */
-export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, fedSenders: boolean, replShape: 'const' | 'row', receiverGroups = DEFAULT_RECEIVER_GROUPS): AttributionGraph {
+export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, fedSenders: boolean, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS): AttributionGraph {
   const cfg = model.config;
   const L = cfg.layers.length;
   const d = cfg.dModel;
@@ -189,7 +198,17 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // run's own (EAP).
   if (!fedSenders && K !== 1) throw new Error('senders from the run itself need one step per prompt');
   const U = K === 1 ? 'B' : 'U';
-  const repl = (name: string, rest: number[]) => (replShape === 'const' ? g.input(name, [1, 1, ...rest]) : g.input(name, [U, 'T', ...rest]));
+  /** Rows [B, ...rest] → [U, K, ...rest] (prompt-major rows). */
+  const bySteps = (x: Value): Value => {
+    const rest = g.slice(g.shapeOf(x), g.ints([1]), g.ints([x.rank]), [0], [x.rank - 1]);
+    return g.reshapeTo(x, g.concat([g.ints([-1, K]), rest], 0), [U, K, ...x.shape.slice(1)]);
+  };
+  /** The replacement of a sender: a constant, per prompt, or (`firstStep`) its value in each prompt's k = 0 row. */
+  const repl = (name: string, rest: number[], inRun: () => Value) => {
+    if (replShape === 'const') return g.input(name, [1, 1, ...rest]);
+    if (replShape === 'row') return g.input(name, [U, 'T', ...rest]);
+    return g.squeeze(g.slice(bySteps(inRun()), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
+  };
   const eg = buildEdgeGraph(cfg);
   const headSender = (i: number, slot: number) => eg.senderStart[i] + slot;
   interface Chunk {
@@ -207,7 +226,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     for (const i of group) {
       const k = cfg.layers[i].heads.length;
       const clean = fedSenders ? g.input(`attr_clean_z.${i}`, [U, 'T', k, dh]) : hook(i, 'attn.hook_z');
-      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh]), clean), [0, 2, 1, 3])); // [U, k, T, dh]
+      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh], () => hook(i, 'attn.hook_z')), clean), [0, 2, 1, 3])); // [U, k, T, dh]
       wo.push(headOutputWeights(g, cfg, i, wa)); // [k, dh, d]
       for (let h = 0; h < k; h++) columns.push(headSender(i, h));
     }
@@ -226,7 +245,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     cfg.layers.forEach((l, i) => {
       if (!l.mlp) return;
       const clean = fedSenders ? g.input(`attr_clean_mlp.${i}`, [U, 'T', d]) : hook(i, 'hook_mlp_out');
-      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d]), clean), [0, 1, -1], [U, 1, 'T*d']));
+      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d], () => hook(i, 'hook_mlp_out')), clean), [0, 1, -1], [U, 1, 'T*d']));
       columns.push(eg.senderStart[i] + l.heads.length);
     });
     const rest = others.length === 1 ? others[0] : g.concat(others, 1);
@@ -240,11 +259,6 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     if (K === 1) return flat;
     const n = g.slice(g.shapeOf(flat), g.ints([1]), g.ints([3]), [0], [2]);
     return g.reduceSum(g.reshapeTo(flat, g.concat([g.ints([-1, K]), n], 0), [U, K, R, rest]), [1], false);
-  };
-  /** Rows [B, ...rest] → [U, K, ...rest] (prompt-major rows). */
-  const bySteps = (x: Value): Value => {
-    const rest = g.slice(g.shapeOf(x), g.ints([1]), g.ints([x.rank]), [0], [x.rank - 1]);
-    return g.reshapeTo(x, g.concat([g.ints([-1, K]), rest], 0), [U, K, ...x.shape.slice(1)]);
   };
   /** x̂ and 1/σ of a norm's input x [B, T, d]. */
   const normStats = (x: Value): { xhat: Value; inv: Value } => {
@@ -370,7 +384,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   return { graph: g, blocks };
 }
 
-async function attributionGraph(model: HookedModel, metric: MetricName, K: number, fed: boolean, replShape: 'const' | 'row', groups: number): Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }> {
+async function attributionGraph(model: HookedModel, metric: MetricName, K: number, fed: boolean, replShape: ReplacementSource, groups: number): Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }> {
   let cache = graphCache.get(model);
   if (!cache) graphCache.set(model, (cache = new Map()));
   const key = JSON.stringify([metric, K, fed, replShape, groups]);
@@ -399,7 +413,9 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const lengths = prompts.map((p) => p.length);
   const tMax = Math.max(...lengths);
   const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
-  const replShape = repl.comp.ablation === 'resample' ? 'row' : 'const';
+  if (repl.sendersInRun && !fed) throw new Error('replacements from the run itself need the ig method (its first step is the corrupt run)');
+  const corrupt = repl.sendersInRun ? new Float64Array(N) : undefined;
+  const replShape: ReplacementSource = repl.sendersInRun ? 'firstStep' : repl.comp.ablation === 'resample' ? 'row' : 'const';
   const groups = opts.receiverGroups ?? DEFAULT_RECEIVER_GROUPS;
   const { compiled: ag, blocks } = await attributionGraph(model, metric, K, fed, replShape, groups);
 
@@ -457,13 +473,13 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     cfg.layers.forEach((l, i) => {
       const k = l.heads.length;
       if (k > 0) {
-        const zr = repl.comp.z.get(i)!;
-        feeds[`attr_repl_z.${i}`] = zr.shape === 'const' ? tensor(zr.data, [1, 1, k, dh]) : tensor(take(zr.data, k * dh, repl.comp.tMax), [u, T, k, dh]);
+        const zr = repl.comp.z.get(i);
+        if (zr) feeds[`attr_repl_z.${i}`] = zr.shape === 'const' ? tensor(zr.data, [1, 1, k, dh]) : tensor(take(zr.data, k * dh, repl.comp.tMax), [u, T, k, dh]);
         if (cleanActs) feeds[`attr_clean_z.${i}`] = tensor(take(cleanActs.values.get(model.hookName(i, 'attn.hook_z'))!, k * dh, cleanActs.tMax), [u, T, k, dh]);
       }
       if (l.mlp) {
-        const mr = repl.comp.mlp.get(i)!;
-        feeds[`attr_repl_mlp.${i}`] = mr.shape === 'const' ? tensor(mr.data, [1, 1, d]) : tensor(take(mr.data, d, repl.comp.tMax), [u, T, d]);
+        const mr = repl.comp.mlp.get(i);
+        if (mr) feeds[`attr_repl_mlp.${i}`] = mr.shape === 'const' ? tensor(mr.data, [1, 1, d]) : tensor(take(mr.data, d, repl.comp.tMax), [u, T, d]);
         if (cleanActs) feeds[`attr_clean_mlp.${i}`] = tensor(take(cleanActs.values.get(model.hookName(i, 'hook_mlp_out'))!, d, cleanActs.tMax), [u, T, d]);
       }
     });
@@ -478,6 +494,8 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     if (cfg.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(cfg, T, model.dtype));
     const out = await runCompiled(ag, feeds);
     if (!fed) (out.metric.data as FloatArray).forEach((m, b) => (clean[chunk[b]] = m));
+    // Replacements from the first step: its rows are the corrupt runs, their metric the corrupt metric.
+    if (corrupt) chunk.forEach((p, r) => (corrupt[p] = (out.metric.data as FloatArray)[r * K]));
     // Each block [u, receivers, columns]; a receiver reads a prefix of the senders, so columns of
     // senders at or after it are products nobody reads.
     for (const b of blocks) {
@@ -497,5 +515,5 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     done += u;
     opts.onProgress?.(done, N);
   }
-  return { perPrompt: scoresOf, clean };
+  return corrupt ? { perPrompt: scoresOf, clean, corrupt } : { perPrompt: scoresOf, clean };
 }

@@ -18,6 +18,24 @@ export interface EdgeReplacements {
   comp: Replacements;
   /** The input sender: const [d] or row [N, tMax, d] (tMax = comp.tMax). */
   input: LayerValues;
+  /**
+   * Resample only: the heads' and MLPs' replacements are not here (comp's maps are empty) but come
+   * from the run that uses them — EAP-IG-inputs' first step, whose input is the corrupt prompt's
+   * embedding, is the corrupt run (see `resampleForIg`).
+   */
+  sendersInRun?: true;
+}
+
+/**
+ * Resample replacements for EAP-IG-inputs without a corrupt pass: the integration's first point
+ * (k = 0) feeds the corrupt prompts' embeddings, so that row of the attribution run computes every
+ * head's and MLP's corrupt output itself. Only the input sender's corrupt embeddings are computed here.
+ */
+export function resampleForIg(model: HookedModel, task: Task, meanOver: MeanOver = 'clean'): EdgeReplacements {
+  const corrupt = task.pairs.map((p) => p.corrupt);
+  const tMax = Math.max(...corrupt.map((p) => p.length));
+  const comp: Replacements = { ablation: 'resample', meanOver, z: new Map(), mlp: new Map(), tMax };
+  return { ablation: 'resample', meanOver, comp, input: { shape: 'row', data: promptEmbeddings(model, corrupt, tMax) }, sendersInRun: true };
 }
 
 /** Token (+ learned position) embeddings of a prompt: [len, d], read straight from the weights. */
