@@ -26,6 +26,12 @@
  *    (`--target F`) or, without a target, at the kept components' metric (src/compress/neurons.ts);
  *  - `--vocab task [--vocab-extra FILE] [--max-len N]`: only the tokens the task can produce keep
  *    their embedding rows, and the context is cut (vocab-options.ts, src/compress/trim-vocab.ts).
+ * The weights are written in `--dtype`, every tensor rounded to it (to nearest even). Without it: in
+ * the dtype the source model is stored in (F32 when that is none of F32, F16, BF16), so a model carved
+ * from an F16 checkpoint is not written at twice its size; but rounding nothing: the few tensors that
+ * dtype cannot hold exactly (chiefly the biases the removed components were folded into, computed in
+ * float64/float32) stay F32, so `carve eval` on DIR gives what the F32 file would, the metric recorded
+ * (SPEC: to 1e-4; rounding those biases to F16 moves toy-ioi's logit difference by up to ~2e-4).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,7 +39,8 @@ import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.ts';
 import { resolveModel } from '../model/hub.ts';
-import { CONFIG_FILE, WEIGHTS_FILE, loadModelDir, saveModelDir } from '../model/load.ts';
+import { CONFIG_FILE, WEIGHTS_FILE, loadModelDir, losslessDtypes, saveModelDir, type SaveDtype } from '../model/load.ts';
+import type { Dtype, WriteDtype } from '../model/safetensors.ts';
 import { HookedModel } from '../model/hooked.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { mean, std } from '../task/metrics.ts';
@@ -78,6 +85,19 @@ export const CONSTANTS_FILE = 'constants.json';
 const SEARCHES = ['auto', 'scores', 'greedy', 'optimize'] as const;
 type Search = (typeof SEARCHES)[number];
 
+/** `--dtype` values, lower-case as `carve export --dtype` spells them. */
+const DTYPES = ['f32', 'f16', 'bf16'] as const;
+type DtypeFlag = (typeof DTYPES)[number];
+
+/**
+ * The dtype to write: the one asked for, else the source's own when carve can write it (a compressed
+ * model keeps the precision it came in), else F32 (F64: float32 is what carve computes in anyway).
+ */
+export function outputDtype(flag: DtypeFlag | undefined, stored: Dtype | undefined): WriteDtype {
+  if (flag !== undefined) return flag.toUpperCase() as WriteDtype;
+  return stored === 'F16' || stored === 'BF16' || stored === 'F32' ? stored : 'F32';
+}
+
 interface CompressCliOptions extends EngineCliOptions, TaskCliOptions, VocabCliOptions, SearchCliOptions, EvalTaskCliOptions {
   ablation?: string;
   keep?: string;
@@ -88,6 +108,7 @@ interface CompressCliOptions extends EngineCliOptions, TaskCliOptions, VocabCliO
   meanOver: string;
   batchSize: string;
   neurons?: boolean;
+  dtype?: string;
 }
 
 /** A name as written in a file, with where it was written. */
@@ -233,6 +254,7 @@ export function registerCompressCommand(program: Command): void {
     .option('--vocab <all|task>', "task: keep only the embedding rows of tokens the task can produce", 'all')
     .option('--vocab-extra <file>', 'with --vocab task: a JSON list of more token ids or strings to keep')
     .option('--max-len <n>', 'cut the context (the position table) to N tokens (default with --vocab task: the longest prompt the task can produce)')
+    .option('--dtype <f32|f16|bf16>', 'storage precision of the written weights (default: the source model\'s, F32 if it is none of these)')
     .option('--out <dir>', 'the model directory to write (required)');
   addEvalTaskOptions(addConstantsOptions(cmd));
   addMetricOption(addTaskOptions(addModelOptions(cmd))).action(async (opts: CompressCliOptions) => {
@@ -249,6 +271,7 @@ export function registerCompressCommand(program: Command): void {
     const given = readConstants(opts.constants);
     const meanOver = parseChoice(opts.meanOver, '--mean-over', ['clean', 'corrupt'] as const) as MeanOver;
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
+    const dtypeFlag = opts.dtype !== undefined ? parseChoice<DtypeFlag>(opts.dtype, '--dtype', DTYPES) : undefined;
     if (!opts.out) fail('--out DIR: give the directory to write the compressed model to');
     const out = opts.out;
     checkOutDir(out);
@@ -282,6 +305,10 @@ export function registerCompressCommand(program: Command): void {
     const tokenizer = loadTokenizer(dir);
     const loaded = loadModelDir(dir, name);
     const cfg: ModelConfig = loaded.config;
+    const dtype = outputDtype(dtypeFlag, loaded.storedDtype);
+    if (dtypeFlag === undefined && loaded.storedDtype !== undefined && loaded.storedDtype !== dtype) {
+      process.stderr.write(`carve compress: note: ${name} is stored in ${loaded.storedDtype}, which carve does not write; writing ${dtype} (--dtype chooses)\n`);
+    }
     const task = taskFromOptions(opts, { nCtx: cfg.nCtx }, tokenizer);
     const metric = metricFor(opts, task);
     if (target !== undefined && metric === 'kl') fail('--target needs a metric where higher is better (logit-diff or prob-diff); the task\'s default here is kl');
@@ -407,6 +434,9 @@ export function registerCompressCommand(program: Command): void {
     const pruned = vocabChoice.keep !== undefined || vocabChoice.maxLen !== undefined ? trimModel(carved, { keep: vocabChoice.keep, maxLen: vocabChoice.maxLen }) : carved;
     const before = countParams(loaded);
     const after = countParams(pruned);
+    // An explicit --dtype rounds every tensor; the default rounds none (tensors the dtype cannot hold stay F32).
+    const perTensor: SaveDtype = dtypeFlag !== undefined ? dtype : losslessDtypes(pruned, dtype);
+    const keptF32 = typeof perTensor === 'string' ? [] : [...perTensor].filter(([, d]) => d !== dtype).map(([n]) => n);
     const record = {
       format: 1,
       source_model: name,
@@ -428,6 +458,8 @@ export function registerCompressCommand(program: Command): void {
       n_params_after: after.n_params,
       n_params_non_embedding_before: before.n_params_non_embedding,
       n_params_non_embedding_after: after.n_params_non_embedding,
+      dtype,
+      ...(keptF32.length > 0 ? { f32_tensors: keptF32 } : {}),
       layers: pruned.config.layers.map((l) => ({ source_layer: l.sourceLayer, heads: l.heads, mlp: l.mlp, ...(l.neurons ? { neurons: l.neurons.length } : {}) })),
       ...(neuronRecord ? { neurons: neuronRecord } : {}),
       ...(constants ? { constants: CONSTANTS_FILE } : {}),
@@ -452,7 +484,7 @@ export function registerCompressCommand(program: Command): void {
     writeDirAtomic(out, (tmp) => {
       // saveModelDir builds its own temporary directory and moves it onto `tmp`: the whole of DIR
       // (model, record and constants) appears at once.
-      saveModelDir(tmp, pruned, 'F32', tokenizerFiles(dir));
+      saveModelDir(tmp, pruned, perTensor, tokenizerFiles(dir));
       writeFileAtomic(join(tmp, COMPRESS_RECORD), JSON.stringify(record, null, 2) + '\n');
       if (constants) writeFileAtomic(join(tmp, CONSTANTS_FILE), JSON.stringify(constants, null, 2) + '\n');
     });
@@ -477,7 +509,9 @@ export function registerCompressCommand(program: Command): void {
       ...(vocabPlan.mode === 'task' || pruned.config.nCtx !== cfg.nCtx
         ? [`  vocabulary ${fmtInt(cfg.vocabSize)} -> ${fmtInt(pruned.config.vocabSize)} tokens; context ${fmtInt(cfg.nCtx)} -> ${fmtInt(pruned.config.nCtx)} positions`]
         : []),
-      `  wrote ${out}`,
+      `  wrote ${out}: ${dtype} weights` +
+        (keptF32.length > 0 ? ` (${keptF32.length} tensor${keptF32.length === 1 ? '' : 's'} kept in F32: ${dtype} would round ${keptF32.length === 1 ? 'it' : 'them'})` : '') +
+        `, ${(statSync(join(out, WEIGHTS_FILE)).size / 2 ** 20).toFixed(1)} MiB`,
     ];
     process.stderr.write(lines.join('\n') + '\n');
   });

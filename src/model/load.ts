@@ -12,7 +12,7 @@ import { configToJson, parseConfig } from './config.ts';
 import { isPlainObject } from './config-fields.ts';
 import { archOf } from './arch/index.ts';
 import { slotShape, type TensorSlot } from './tensors.ts';
-import { openSafetensors, writeSafetensors, type SafetensorsFile, type TensorInfo, type TensorToWrite, type WriteDtype } from './safetensors.ts';
+import { openSafetensors, writeSafetensors, holdsExactly, type Dtype, type SafetensorsFile, type TensorInfo, type TensorToWrite, type WriteDtype } from './safetensors.ts';
 import { kvHeadsOf, mlpWidth, type LoadedModel, type ModelConfig, type ModelData, type Tensor, type Weights } from './types.ts';
 
 export const CONFIG_FILE = 'config.json';
@@ -140,6 +140,8 @@ export function loadModelDir(dir: string, name?: string): LoadedModel {
 
     const weights: Weights = new Map();
     const used = new Set<string>();
+    // Values read per stored dtype: the dtype holding most of them is the model's (storedDtype).
+    const perDtype = new Map<Dtype, number>();
     for (const slot of archOf(config).tensors(config)) {
       const shape = slotShape(config, slot);
       const actual = lookup(slot.name);
@@ -151,6 +153,7 @@ export function loadModelDir(dir: string, name?: string): LoadedModel {
         fail(`${files.fileOf(actual)}: tensor '${actual}' has shape ${fmt(info.shape)}, expected ${fmt(shape)} (${CONFIG_FILE}: ${layoutNote(config, slot)})`);
       }
       used.add(actual);
+      perDtype.set(info.dtype, (perDtype.get(info.dtype) ?? 0) + shape.reduce((a, b) => a * b, 1));
       weights.set(slot.name, { data: files.read(actual), shape });
     }
     for (const n of present) {
@@ -159,7 +162,9 @@ export function loadModelDir(dir: string, name?: string): LoadedModel {
       if (config.tied && ['lm_head.weight', 'embed_out.weight'].includes(n)) continue;
       fail(`${files.fileOf(n)}: unexpected tensor '${n}' (not part of the ${config.arch} layout ${CONFIG_FILE} describes: ${config.layers.length} layers${config.pruned ? ', pruned' : ''})`);
     }
-    return { config, weights, source: resolve(dir), name: name ?? dir };
+    let storedDtype: Dtype | undefined;
+    for (const [dt, n] of perDtype) if (storedDtype === undefined || n > perDtype.get(storedDtype)!) storedDtype = dt;
+    return { config, weights, source: resolve(dir), name: name ?? dir, ...(storedDtype ? { storedDtype } : {}) };
   } finally {
     files.close();
   }
@@ -179,8 +184,24 @@ export function modelDirBytes(dir: string): number {
   return total;
 }
 
+/**
+ * How saveModelDir stores the weights: one dtype for every tensor (values rounded to it), or a dtype
+ * per tensor name (losslessDtypes).
+ */
+export type SaveDtype = WriteDtype | ReadonlyMap<string, WriteDtype>;
+
+/**
+ * `preferred` for every tensor it holds exactly, F32 for the others: a file that rounds nothing. For
+ * a model carved from an F16 checkpoint that is F16 for all but the few bias vectors carve computed.
+ */
+export function losslessDtypes(model: ModelData, preferred: WriteDtype): Map<string, WriteDtype> {
+  const out = new Map<string, WriteDtype>();
+  for (const [name, t] of model.weights) out.set(name, holdsExactly(t.data, preferred) ? preferred : 'F32');
+  return out;
+}
+
 /** The tensors to write for a model, in table order; a missing or misshapen tensor is an error. */
-function tensorsToWrite(dir: string, model: ModelData, dtype: WriteDtype): TensorToWrite[] {
+function tensorsToWrite(dir: string, model: ModelData, dtype: SaveDtype): TensorToWrite[] {
   return archOf(model.config).tensors(model.config).map((slot) => {
     const shape = slotShape(model.config, slot);
     const t: Tensor | undefined = model.weights.get(slot.name);
@@ -189,7 +210,7 @@ function tensorsToWrite(dir: string, model: ModelData, dtype: WriteDtype): Tenso
     if (!sameShape(t.shape, shape) || t.data.length !== n) {
       fail(`${dir}: cannot save: tensor '${slot.name}' has shape ${fmt(t.shape)} (${t.data.length} values), expected ${fmt(shape)}`);
     }
-    return { name: slot.name, dtype, shape, data: t.data };
+    return { name: slot.name, dtype: typeof dtype === 'string' ? dtype : (dtype.get(slot.name) ?? 'F32'), shape, data: t.data };
   });
 }
 
@@ -197,7 +218,7 @@ function tensorsToWrite(dir: string, model: ModelData, dtype: WriteDtype): Tenso
  * Write a model directory atomically: config.json (with the `carve` section for pruned layouts) and
  * model.safetensors holding exactly the tensors the table calls for, under their table names.
  */
-export function saveModelDir(dir: string, model: ModelData, dtype: WriteDtype = 'F32', extraFiles: Record<string, string | Uint8Array> = {}): void {
+export function saveModelDir(dir: string, model: ModelData, dtype: SaveDtype = 'F32', extraFiles: Record<string, string | Uint8Array> = {}): void {
   const tensors = tensorsToWrite(dir, model, dtype);
   const configJson = JSON.stringify(configToJson(model.config), null, 2) + '\n';
   writeDirAtomic(dir, (tmp) => {

@@ -361,6 +361,31 @@ export function bf16BitsToF32(b: number): number {
   return scratchF[0]!;
 }
 
+/**
+ * Whether writing `data` as `dtype` keeps every value exactly (NaNs count as kept): the weights of an
+ * F16 checkpoint do, float32 values computed from them (folded biases) mostly do not.
+ */
+export function holdsExactly(data: Float32Array, dtype: WriteDtype): boolean {
+  if (dtype === 'F32') return true;
+  if (dtype === 'BF16') {
+    // bfloat16 is float32's top half: exact when the low 16 bits are zero.
+    const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    for (let i = 0; i < bits.length; i++) {
+      if ((bits[i]! & 0xffff) !== 0 && !Number.isNaN(data[i])) return false;
+    }
+    return true;
+  }
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < bits.length; i++) {
+    // The common case, a normal half: exponent in range, the 13 mantissa bits half lacks all zero.
+    const exp = (bits[i]! >>> 23) & 0xff;
+    if (exp >= 113 && exp <= 142 && (bits[i]! & 0x1fff) === 0) continue;
+    const x = data[i]!;
+    if (f16BitsToF32(f32ToF16Bits(x)) !== x && !Number.isNaN(x)) return false;
+  }
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 

@@ -7,6 +7,7 @@
  * `model.layers.3.self_attn.q_proj.weight`) to its data; the per-architecture table in tensors.ts
  * says which names a config calls for, their shapes, and the role each plays in the forward pass.
  */
+import type { Dtype } from './safetensors.ts';
 
 /** A dense row-major float32 tensor. `data` may be shared with other models: treat as read-only. */
 export interface Tensor {
@@ -106,6 +107,11 @@ export interface LoadedModel extends ModelData {
   source: string;
   /** A display name: the hub id, 'toy-ioi', or the directory path as given. */
   name: string;
+  /**
+   * The safetensors dtype most of the weights were stored in ('F16' for toy-ioi), so a rewritten
+   * model can keep its precision. Undefined for models not read from a file.
+   */
+  storedDtype?: Dtype;
 }
 
 /** The key/value heads a layer keeps: those some kept query head reads (query head h reads h // (nHead / nKvHead)). */
