@@ -39,7 +39,7 @@ import type { Command } from 'commander';
 import { fail } from '../util/errors.ts';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.ts';
 import { resolveModel } from '../model/hub.ts';
-import { CONFIG_FILE, WEIGHTS_FILE, loadModelDir, losslessDtypes, saveModelDir, type SaveDtype } from '../model/load.ts';
+import { CONFIG_FILE, WEIGHTS_FILE, keptDtype, loadModelDir, losslessDtypes, saveModelDir, type SaveDtype } from '../model/load.ts';
 import type { Dtype, WriteDtype } from '../model/safetensors.ts';
 import { HookedModel } from '../model/hooked.ts';
 import type { ModelConfig } from '../model/types.ts';
@@ -95,7 +95,7 @@ type DtypeFlag = (typeof DTYPES)[number];
  */
 export function outputDtype(flag: DtypeFlag | undefined, stored: Dtype | undefined): WriteDtype {
   if (flag !== undefined) return flag.toUpperCase() as WriteDtype;
-  return stored === 'F16' || stored === 'BF16' || stored === 'F32' ? stored : 'F32';
+  return keptDtype(stored);
 }
 
 interface CompressCliOptions extends EngineCliOptions, TaskCliOptions, VocabCliOptions, SearchCliOptions, EvalTaskCliOptions {

@@ -22,7 +22,7 @@ import { HookedModel } from '../model/hooked.ts';
 import type { Engine } from '../onnx/session.ts';
 import type { LoadedModel } from '../model/types.ts';
 import type { MetricName } from '../model/readout.ts';
-import { CONFIG_FILE, WEIGHTS_FILE, saveModelDir } from '../model/load.ts';
+import { CONFIG_FILE, WEIGHTS_FILE, keptDtype, losslessDtypes, saveModelDir } from '../model/load.ts';
 import { layerPatterns } from '../model/attention.ts';
 import { gpt2Tokenizer } from '../tokenizer/gpt2.ts';
 import type { Tokenizer } from '../tokenizer/types.ts';
@@ -394,7 +394,8 @@ export class ExploreSession {
       n_params_non_embedding_after: after.n_params_non_embedding,
       layers: pruned.config.layers.map((l) => ({ source_layer: l.sourceLayer, heads: l.heads, mlp: l.mlp })),
     };
-    saveModelDir(path, pruned, 'F32', { [COMPRESS_RECORD]: JSON.stringify(record, null, 2) + '\n' });
+    // As `carve compress` writes by default: the source's dtype wherever a tensor holds it exactly.
+    saveModelDir(path, pruned, losslessDtypes(pruned, keptDtype(this.loaded.storedDtype)), { [COMPRESS_RECORD]: JSON.stringify(record, null, 2) + '\n' });
     return { path: this.shownPath(name), kept, metric: result.metric, std: result.std, n_params_before: before.n_params, n_params_after: after.n_params };
   }
 

@@ -194,6 +194,11 @@ export type SaveDtype = WriteDtype | ReadonlyMap<string, WriteDtype>;
  * `preferred` for every tensor it holds exactly, F32 for the others: a file that rounds nothing. For
  * a model carved from an F16 checkpoint that is F16 for all but the few bias vectors carve computed.
  */
+/** A carved model's dtype when none is asked for: its source's, when carve writes it (F16, BF16, F32), else F32. */
+export function keptDtype(stored: Dtype | undefined): WriteDtype {
+  return stored === 'F16' || stored === 'BF16' || stored === 'F32' ? stored : 'F32';
+}
+
 export function losslessDtypes(model: ModelData, preferred: WriteDtype): Map<string, WriteDtype> {
   const out = new Map<string, WriteDtype>();
   for (const [name, t] of model.weights) out.set(name, holdsExactly(t.data, preferred) ? preferred : 'F32');

@@ -57,6 +57,7 @@ export class Engine {
       // Several sessions run one after another; spinning threads of idle sessions steal the cores.
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
+    if (process.env.ORT_PROFILE) { opts.enableProfiling = true; opts.profileFilePrefix = process.env.ORT_PROFILE; }
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
     return opts;
   }

@@ -289,7 +289,9 @@ test('POST /api/compress writes a model whose `carve eval` metric is the one the
   assert.equal(r.status, 200, r.text);
   const dir = join(outDir, 'small');
   assert.deepEqual(readdirSync(dir).sort(), ['carve-compress.json', 'config.json', 'model.safetensors']);
-  const small = new HookedModel(loadModelDir(dir), engine);
+  const loaded = loadModelDir(dir);
+  assert.equal(loaded.storedDtype, 'F16', 'written in the source model\'s dtype, as carve compress does');
+  const small = new HookedModel(loaded, engine);
   assert.equal(listComponents(small.config).length, 12);
   const metric = mean((await cleanMetrics(small, session.task, 16)).metrics);
   close(metric, shown.json.metric as number, 1e-3, 'eval of the compressed model vs the page');
