@@ -1,8 +1,11 @@
 /**
  * bench/edges: edge-level discovery on the GPT-2-small shape (random weights, 32,491 edges) with 25
  * IOI prompts, ratios side by side in one run:
- *  - EAP over every edge (corrupt pass + one forward and backward) vs one forward pass (pair logits);
- *  - EAP-IG-inputs with 5 steps vs one forward;
+ *  - EAP over every edge, as `carve scan --level edges --method attribution` runs it (corrupt pass,
+ *    then one forward and backward with the contraction in the same graph) vs one forward pass
+ *    (pair logits);
+ *  - EAP-IG-inputs with 5 steps, as the scan runs it (clean pass for the sender deltas, then the five
+ *    steps' forward and backward; under resample the first step is the corrupt run) vs one forward;
  *  - exact scores of 1,000 edges (a seeded sample) with carve's batched evaluator, vs the plain
  *    way: one full forward per edge over the prompts (full logits everywhere, no batching of
  *    configurations, no prefix caching), timed on PLAIN_EDGES edges and scaled to 1,000;
@@ -13,7 +16,7 @@
 import { Engine } from '../src/onnx/session.ts';
 import { HookedModel } from '../src/model/hooked.ts';
 import { computeEdgeReplacements } from '../src/discover/edge-replacements.ts';
-import { edgeAttribution } from '../src/discover/edge-attribution.ts';
+import { scanEdges } from '../src/discover/edge-scan.ts';
 import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
 import { acdcEdgeOrder, DEFAULT_ACDC_WIDTH } from '../src/discover/edge-acdc.ts';
 import { gpt2SmallInMemory, ioiPrompts, median } from './gpt2-small.ts';
@@ -65,10 +68,7 @@ async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: n
 if (only.has('eap')) {
   await ratioToForward(
     'eap_all_edges',
-    async () => {
-      const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
-      return edgeAttribution(model, task, repl, { method: 'attribution', batchSize: 25 });
-    },
+    () => scanEdges(model, task, { method: 'attribution', ablation: 'resample', batchSize: 25 }),
     5,
   );
 }
@@ -76,10 +76,7 @@ if (only.has('eap')) {
 if (only.has('ig')) {
   await ratioToForward(
     'eap_ig5_all_edges',
-    async () => {
-      const repl = await computeEdgeReplacements(model, task, 'resample', 'clean', 25);
-      return edgeAttribution(model, task, repl, { method: 'ig', steps: 5, batchSize: 25 });
-    },
+    () => scanEdges(model, task, { method: 'ig', steps: 5, ablation: 'resample', batchSize: 25 }),
     3,
   );
 }

@@ -65,7 +65,7 @@ export interface EdgeAttributionOptions {
 export interface EdgeAttributionResult {
   /** Per edge (canonical order), per prompt. */
   perPrompt: Float64Array[];
-  /** With replacements from the run itself (`sendersInRun`): the corrupt metric per prompt, from the first steps. */
+  /** With replacements from the run itself (`sendersInRun`): the corrupt metric per prompt. */
   corrupt?: Float64Array;
   /** The clean metric per prompt. */
   clean: Float64Array;
@@ -74,11 +74,12 @@ export interface EdgeAttributionResult {
 export const DEFAULT_IG_STEPS = 5;
 
 /**
- * Where the graph gets the heads' and MLPs' replacements: fed constants, fed per-prompt values, or
- * (resample under EAP-IG-inputs) each prompt's first step, whose input is the corrupt prompt's
- * embedding and so is the corrupt run itself.
+ * Where the graph gets the heads' and MLPs' replacements: fed constants, fed per-prompt values, or,
+ * under resample, the corrupt run inside the graph — for EAP a second forward pass over the corrupt
+ * embeddings through the same weights (`corruptRun`), for EAP-IG-inputs each prompt's first step,
+ * whose input is the corrupt prompt's embedding and so is the corrupt run itself (`firstStep`).
  */
-type ReplacementSource = 'const' | 'row' | 'firstStep';
+type ReplacementSource = 'const' | 'row' | 'corruptRun' | 'firstStep';
 
 const graphCache = new WeakMap<HookedModel, Map<string, Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }>>>();
 
@@ -203,11 +204,21 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const rest = g.slice(g.shapeOf(x), g.ints([1]), g.ints([x.rank]), [0], [x.rank - 1]);
     return g.reshapeTo(x, g.concat([g.ints([-1, K]), rest], 0), [U, K, ...x.shape.slice(1)]);
   };
-  /** The replacement of a sender: a constant, per prompt, or (`firstStep`) its value in each prompt's k = 0 row. */
-  const repl = (name: string, rest: number[], inRun: () => Value) => {
+  // The corrupt run, where the replacements come from it: its values never leave the graph.
+  // No gradient passes through it: built in the form onnxruntime fuses.
+  let corruptRun: ReturnType<typeof buildForward> | undefined;
+  if (replShape === 'corruptRun') {
+    g.options.differentiated = false;
+    corruptRun = buildForward(g, cfg, { startLayer: 0, fromResid: true, residInput: 'attr_corrupt_resid', readout: { kind: 'metric', metric }, lastLayerAtMetric: false });
+    g.options.differentiated = true;
+  }
+  if (corruptRun) g.output(corruptRun.metric!, 'corrupt_metric');
+  /** The replacement of a sender: a constant, per prompt, or its value in the corrupt run (its own, or each prompt's k = 0 row). */
+  const repl = (name: string, rest: number[], inRunHook: string) => {
     if (replShape === 'const') return g.input(name, [1, 1, ...rest]);
     if (replShape === 'row') return g.input(name, [U, 'T', ...rest]);
-    return g.squeeze(g.slice(bySteps(inRun()), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
+    if (corruptRun) return corruptRun.hooks.get(inRunHook)!;
+    return g.squeeze(g.slice(bySteps(fv.hooks.get(inRunHook)!), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
   };
   const eg = buildEdgeGraph(cfg);
   const headSender = (i: number, slot: number) => eg.senderStart[i] + slot;
@@ -226,7 +237,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     for (const i of group) {
       const k = cfg.layers[i].heads.length;
       const clean = fedSenders ? g.input(`attr_clean_z.${i}`, [U, 'T', k, dh]) : hook(i, 'attn.hook_z');
-      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh], () => hook(i, 'attn.hook_z')), clean), [0, 2, 1, 3])); // [U, k, T, dh]
+      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh], `${hookPrefix(cfg.layers[i])}.attn.hook_z`), clean), [0, 2, 1, 3])); // [U, k, T, dh]
       wo.push(headOutputWeights(g, cfg, i, wa)); // [k, dh, d]
       for (let h = 0; h < k; h++) columns.push(headSender(i, h));
     }
@@ -245,7 +256,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     cfg.layers.forEach((l, i) => {
       if (!l.mlp) return;
       const clean = fedSenders ? g.input(`attr_clean_mlp.${i}`, [U, 'T', d]) : hook(i, 'hook_mlp_out');
-      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d], () => hook(i, 'hook_mlp_out')), clean), [0, 1, -1], [U, 1, 'T*d']));
+      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d], `${hookPrefix(cfg.layers[i])}.hook_mlp_out`), clean), [0, 1, -1], [U, 1, 'T*d']));
       columns.push(eg.senderStart[i] + l.heads.length);
     });
     const rest = others.length === 1 ? others[0] : g.concat(others, 1);
@@ -413,9 +424,8 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const lengths = prompts.map((p) => p.length);
   const tMax = Math.max(...lengths);
   const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
-  if (repl.sendersInRun && !fed) throw new Error('replacements from the run itself need the ig method (its first step is the corrupt run)');
   const corrupt = repl.sendersInRun ? new Float64Array(N) : undefined;
-  const replShape: ReplacementSource = repl.sendersInRun ? 'firstStep' : repl.comp.ablation === 'resample' ? 'row' : 'const';
+  const replShape: ReplacementSource = repl.sendersInRun ? (fed ? 'firstStep' : 'corruptRun') : repl.comp.ablation === 'resample' ? 'row' : 'const';
   const groups = opts.receiverGroups ?? DEFAULT_RECEIVER_GROUPS;
   const { compiled: ag, blocks } = await attributionGraph(model, metric, K, fed, replShape, groups);
 
@@ -470,6 +480,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     }
     feeds.resid = tensor(resid, [B, T, d]);
     feeds.attr_input_delta = tensor(inputDelta, [u, T, d]);
+    if (replShape === 'corruptRun') feeds.attr_corrupt_resid = tensor(replInput!, [u, T, d]);
     cfg.layers.forEach((l, i) => {
       const k = l.heads.length;
       if (k > 0) {
@@ -495,7 +506,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     const out = await runCompiled(ag, feeds);
     if (!fed) (out.metric.data as FloatArray).forEach((m, b) => (clean[chunk[b]] = m));
     // Replacements from the first step: its rows are the corrupt runs, their metric the corrupt metric.
-    if (corrupt) chunk.forEach((p, r) => (corrupt[p] = (out.metric.data as FloatArray)[r * K]));
+    if (corrupt) chunk.forEach((p, r) => (corrupt[p] = ((out.corrupt_metric ?? out.metric).data as FloatArray)[r * K]));
     // Each block [u, receivers, columns]; a receiver reads a prefix of the senders, so columns of
     // senders at or after it are products nobody reads.
     for (const b of blocks) {

@@ -19,19 +19,19 @@ export interface EdgeReplacements {
   /** The input sender: const [d] or row [N, tMax, d] (tMax = comp.tMax). */
   input: LayerValues;
   /**
-   * Resample only: the heads' and MLPs' replacements are not here (comp's maps are empty) but come
-   * from the run that uses them — EAP-IG-inputs' first step, whose input is the corrupt prompt's
-   * embedding, is the corrupt run (see `resampleForIg`).
+   * Resample only: the heads' and MLPs' replacements are not here (comp's maps are empty) but are
+   * computed by the attribution run that uses them (see `resampleInRun`).
    */
   sendersInRun?: true;
 }
 
 /**
- * Resample replacements for EAP-IG-inputs without a corrupt pass: the integration's first point
- * (k = 0) feeds the corrupt prompts' embeddings, so that row of the attribution run computes every
- * head's and MLP's corrupt output itself. Only the input sender's corrupt embeddings are computed here.
+ * Resample replacements for edge attribution without a separate corrupt pass: the attribution graph
+ * runs the corrupt prompts itself — EAP as a second forward pass through the same weights, EAP-IG-
+ * inputs in its first step (k = 0), which feeds the corrupt embeddings — so the heads' and MLPs'
+ * corrupt outputs never leave it. Only the input sender's corrupt embeddings are computed here.
  */
-export function resampleForIg(model: HookedModel, task: Task, meanOver: MeanOver = 'clean'): EdgeReplacements {
+export function resampleInRun(model: HookedModel, task: Task, meanOver: MeanOver = 'clean'): EdgeReplacements {
   const corrupt = task.pairs.map((p) => p.corrupt);
   const tMax = Math.max(...corrupt.map((p) => p.length));
   const comp: Replacements = { ablation: 'resample', meanOver, z: new Map(), mlp: new Map(), tMax };

@@ -15,7 +15,7 @@ import type { Task } from '../task/types.ts';
 import { mean, std } from '../task/metrics.ts';
 import type { Ablation, MeanOver } from './replacements.ts';
 import { buildEdgeGraph, type EdgeGraph } from './edge-graph.ts';
-import { computeEdgeReplacements, resampleForIg, type EdgeReplacements } from './edge-replacements.ts';
+import { computeEdgeReplacements, resampleInRun, type EdgeReplacements } from './edge-replacements.ts';
 import { EdgeEvaluator } from './edge-evaluate.ts';
 import { DEFAULT_IG_STEPS, edgeAttribution } from './edge-attribution.ts';
 import { corruptMetrics, type ScanMethod } from './scan.ts';
@@ -173,9 +173,9 @@ export async function scanEdges(model: HookedModel, task: Task, opts: EdgeScanOp
   if (metric === 'kl' && opts.method !== 'exact') fail(`--metric kl: the ${opts.method} method needs a gradient, and KL's is zero at the clean run; use --method exact or another metric`);
   if (opts.method !== 'exact' && opts.resume) failOption(`{resume}: only the exact edge scan checkpoints (the ${opts.method} method takes a few passes)`);
   const graph: EdgeGraph = buildEdgeGraph(model.config);
-  // EAP-IG under resample reads the corrupt run's values from its own first step: no corrupt pass.
+  // Edge attribution under resample runs the corrupt prompts inside its own graph: no separate pass.
   const repl: EdgeReplacements & { corruptMetric?: Float64Array } =
-    opts.method === 'ig' && opts.ablation === 'resample' ? resampleForIg(model, task, meanOver) : await computeEdgeReplacements(model, task, opts.ablation, meanOver, batchSize, metric);
+    opts.method !== 'exact' && opts.ablation === 'resample' ? resampleInRun(model, task, meanOver) : await computeEdgeReplacements(model, task, opts.ablation, meanOver, batchSize, metric);
   let corruptFromRun: Float64Array | undefined;
   // Per edge, in canonical order: the mean and std of its per-prompt scores.
   let scores: { score: number | null; std: number | null }[];

@@ -50,6 +50,11 @@ export interface ForwardSpec {
   startLayer: number;
   /** Read `tokens`, or `resid` (that layer's hook_resid_pre). Default: tokens at layer 0, resid later. */
   fromResid?: boolean;
+  /**
+   * The name of the `resid` input (default `resid`). A second forward pass built into the same
+   * graph (another batch through the same weights) names its own; every other input is shared by name.
+   */
+  residInput?: string;
   /** Position after the last layer to run (default: all layers); the readout must then be 'none'. */
   endLayer?: number;
   interventions?: InterventionSpec;
@@ -144,7 +149,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       resid = g.add(resid, hook('hook_pos_embed', g.gather(must('pos_embed'), positions)));
     }
   } else {
-    resid = g.input('resid', ['B', 'T', d]);
+    resid = g.input(spec.residInput ?? 'resid', ['B', 'T', d]);
     seqLen = g.squeeze(g.slice(g.shapeOf(resid), g.ints([1]), g.ints([2]), [0], [1]), [0]);
   }
   const positions = () => g.range(ints(0), seqLen, ints(1), 'T');

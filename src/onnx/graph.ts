@@ -93,7 +93,9 @@ export class Graph {
    * `differentiated`: the graph will carry its own backward pass. Its forward intermediates then
    * feed the backward, so onnxruntime cannot fuse norms and GELU into single kernels anyway, and
    * small integer powers are better built as products (Pow runs several times slower than Mul);
-   * graphs without gradients keep Pow, the form onnxruntime's fusions recognise.
+   * graphs without gradients keep Pow, the form onnxruntime's fusions recognise. It is read as
+   * nodes are built, so a part of a differentiated graph that no gradient passes through (a second
+   * forward pass feeding only outputs) can be built with it off, and fused.
    */
   constructor(
     readonly floatType: 'float32' | 'float64' = 'float32',
@@ -112,7 +114,16 @@ export class Graph {
     v.name = name;
   }
 
+  /**
+   * A graph input. Inputs are identified by name: asking again for one that exists (same dtype and
+   * rank) returns it, so two forward passes built into one graph share their weights and feeds.
+   */
   input(name: string, shape: Shape, dtype: DType = this.floatType): Value {
+    const existing = this.inputs.find((i) => i.name === name);
+    if (existing) {
+      if (existing.dtype !== dtype || existing.rank !== shape.length) throw new Error(`input ${name} declared twice with different types`);
+      return existing;
+    }
     const v = this.newValue(dtype, shape, undefined, name);
     this.inputs.push(v);
     return v;

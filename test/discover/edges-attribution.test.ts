@@ -16,7 +16,7 @@ import { Engine } from '../../src/onnx/session.ts';
 import { HookedModel } from '../../src/model/hooked.ts';
 import { loadModelDir } from '../../src/model/load.ts';
 import { buildEdgeGraph } from '../../src/discover/edge-graph.ts';
-import { computeEdgeReplacements, resampleForIg } from '../../src/discover/edge-replacements.ts';
+import { computeEdgeReplacements, resampleInRun } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator } from '../../src/discover/edge-evaluate.ts';
 import { contractionPlan, edgeAttribution } from '../../src/discover/edge-attribution.ts';
 import type { Ablation } from '../../src/discover/replacements.ts';
@@ -157,20 +157,22 @@ test('EAP and EAP-IG do not depend on how the receivers are grouped (5 layers, f
   }
 });
 
-test("EAP-IG under resample without a corrupt pass (the first step's values) equals EAP-IG with the corrupt pass's values; the corrupt metric too", async () => {
+test('EAP and EAP-IG under resample with the corrupt run inside the graph equal them with a separate corrupt pass; the corrupt metric too', async () => {
   for (const spec of [
     { arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 51 },
     { arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 52 },
   ] as HfModelSpec[]) {
-    const model = load(randomHfModel(spec), `first-step-${spec.arch}`);
+    const model = load(randomHfModel(spec), `in-run-${spec.arch}`);
     const task = randomTask(4, VOCAB, 13, [5, 7, 7, 6]);
     const full = await computeEdgeReplacements(model, task, 'resample');
-    const light = resampleForIg(model, task);
-    const a = await edgeAttribution(model, task, full, { method: 'ig', steps: 3, batchSize: 6 });
-    const b = await edgeAttribution(model, task, light, { method: 'ig', steps: 3, batchSize: 6 });
-    a.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(b.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${spec.arch} edge ${e} prompt ${p}: ${b.perPrompt[e][p]} vs ${v}`)));
-    assert.ok(a.corrupt === undefined);
-    b.corrupt!.forEach((m, p) => assert.ok(Math.abs(m - full.corruptMetric![p]) < 1e-10, `corrupt metric of prompt ${p}`));
-    await assert.rejects(edgeAttribution(model, task, light, { method: 'attribution', batchSize: 6 }), /need the ig method/);
+    const light = resampleInRun(model, task);
+    for (const method of ['attribution', 'ig'] as const) {
+      const a = await edgeAttribution(model, task, full, { method, steps: 3, batchSize: 6 });
+      const b = await edgeAttribution(model, task, light, { method, steps: 3, batchSize: 6 });
+      a.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(b.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${spec.arch} ${method} edge ${e} prompt ${p}: ${b.perPrompt[e][p]} vs ${v}`)));
+      assert.ok(a.corrupt === undefined);
+      b.corrupt!.forEach((m, p) => assert.ok(Math.abs(m - full.corruptMetric![p]) < 1e-10, `${method}: corrupt metric of prompt ${p}`));
+      b.clean.forEach((m, p) => assert.ok(Math.abs(m - a.clean[p]) < 1e-10));
+    }
   }
 });
