@@ -418,7 +418,9 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const fed = opts.method === 'ig';
   const graph = buildEdgeGraph(cfg);
   const N = task.pairs.length;
-  const scoresOf = graph.edges.map(() => new Float64Array(N));
+  // One buffer, a view per edge.
+  const all = new Float64Array(graph.edges.length * N);
+  const scoresOf = graph.edges.map((_, e) => all.subarray(e * N, (e + 1) * N));
   const clean = new Float64Array(N);
   const prompts = task.pairs.map((p) => p.clean);
   const lengths = prompts.map((p) => p.length);
@@ -428,6 +430,19 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const replShape: ReplacementSource = repl.sendersInRun ? (fed ? 'firstStep' : 'corruptRun') : repl.comp.ablation === 'resample' ? 'row' : 'const';
   const groups = opts.receiverGroups ?? DEFAULT_RECEIVER_GROUPS;
   const { compiled: ag, blocks } = await attributionGraph(model, metric, K, fed, replShape, groups);
+  // Per block, the edge behind each [receiver, column] cell, −1 where the sender comes at or after
+  // the receiver (a product nobody reads).
+  const edgeCells = new Map<ScoreBlock, Int32Array>();
+  for (const b of blocks) {
+    const cells = new Int32Array(b.receivers.length * b.columns.length).fill(-1);
+    b.receivers.forEach((ri, n) => {
+      const row = graph.edgeAt[ri];
+      b.columns.forEach((sd, c) => {
+        if (sd < row.length) cells[n * b.columns.length + c] = row[sd];
+      });
+    });
+    edgeCells.set(b, cells);
+  }
 
   // ig: the clean run's sender outputs (and the clean metric), from one pass.
   let cleanActs: Awaited<ReturnType<typeof collectActivations>> | undefined;
@@ -462,19 +477,21 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     };
     const replInput = repl.input.shape === 'const' ? undefined : take(repl.input.data, d, repl.comp.tMax);
     const cleanEmb = take(embed, d, tMax);
-    const replAt = (r: number, t: number, j: number) => (replInput ? replInput[(r * T + t) * d + j] : repl.input.data[j]);
     const feeds: Record<string, ort.Tensor> = { ...model.weightFeeds };
     // Rows: prompt-major, step k of prompt r at r·K + k, embeddings repl + (k/K)(clean − repl) (EAP: clean).
     const resid = allocLike(model, B * T * d);
     const inputDelta = allocLike(model, u * T * d);
+    const replConst = repl.input.data;
     for (let r = 0; r < u; r++) {
       const len = lengths[chunk[r]];
       for (let t = 0; t < len; t++) {
-        for (let j = 0; j < d; j++) {
-          const c = cleanEmb[(r * T + t) * d + j];
-          const rp = replAt(r, t, j);
-          inputDelta[(r * T + t) * d + j] = rp - c;
-          for (let k = 0; k < K; k++) resid[((r * K + k) * T + t) * d + j] = fed ? rp + (k / K) * (c - rp) : c;
+        const at = (r * T + t) * d;
+        for (let j = 0; j < d; j++) inputDelta[at + j] = (replInput ? replInput[at + j] : replConst[j]) - cleanEmb[at + j];
+        for (let k = 0; k < K; k++) {
+          const row = ((r * K + k) * T + t) * d;
+          if (!fed) resid.set(cleanEmb.subarray(at, at + d), row);
+          // The replacement end exactly (k = 0 is the corrupt run where replacements come from it).
+          else for (let j = 0; j < d; j++) resid[row + j] = (replInput ? replInput[at + j] : replConst[j]) - (k / K) * inputDelta[at + j];
         }
       }
     }
@@ -511,17 +528,13 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     // senders at or after it are products nobody reads.
     for (const b of blocks) {
       const data = out[b.output].data as FloatArray;
-      const R = b.receivers.length;
-      const C = b.columns.length;
-      chunk.forEach((p, r) => {
-        b.receivers.forEach((ri, n) => {
-          const row = graph.edgeAt[ri];
-          const base = (r * R + n) * C;
-          b.columns.forEach((sd, c) => {
-            if (sd < row.length) scoresOf[row[sd]][p] = data[base + c] / K;
-          });
-        });
-      });
+      const cells = b.receivers.length * b.columns.length;
+      const edgeOf = edgeCells.get(b)!;
+      for (let r = 0; r < u; r++) {
+        const p = chunk[r];
+        const base = r * cells;
+        for (let c = 0; c < cells; c++) if (edgeOf[c] >= 0) all[edgeOf[c] * N + p] = data[base + c] / K;
+      }
     }
     done += u;
     opts.onProgress?.(done, N);

@@ -84,7 +84,16 @@ export function groupedKv(cfg: ModelConfig): boolean {
   return cfg.nKvHead < cfg.nHead;
 }
 
+const graphs = new WeakMap<ModelConfig, EdgeGraph>();
+
+/** The edge graph of a model (built once per config object and shared: treat it as read-only). */
 export function buildEdgeGraph(cfg: ModelConfig): EdgeGraph {
+  let graph = graphs.get(cfg);
+  if (!graph) graphs.set(cfg, (graph = makeEdgeGraph(cfg)));
+  return graph;
+}
+
+function makeEdgeGraph(cfg: ModelConfig): EdgeGraph {
   const senders: Sender[] = [{ index: 0, name: 'input', kind: 'input', pos: -1, layer: -1, head: null, slot: -1 }];
   const senderStart: number[] = [];
   cfg.layers.forEach((l, pos) => {
