@@ -220,6 +220,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     if (corruptRun) return corruptRun.hooks.get(inRunHook)!;
     return g.squeeze(g.slice(bySteps(fv.hooks.get(inRunHook)!), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
   };
+  const cat = (xs: Value[], axis: number) => (xs.length === 1 ? xs[0] : g.concat(xs, axis));
   const eg = buildEdgeGraph(cfg);
   const headSender = (i: number, slot: number) => eg.senderStart[i] + slot;
   interface Chunk {
@@ -241,8 +242,8 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
       wo.push(headOutputWeights(g, cfg, i, wa)); // [k, dh, d]
       for (let h = 0; h < k; h++) columns.push(headSender(i, h));
     }
-    const z = dz.length === 1 ? dz[0] : g.concat(dz, 1); // [U, H, T, dh]
-    const w = wo.length === 1 ? wo[0] : g.concat(wo, 0); // [H, dh, d]
+    const z = cat(dz, 1); // [U, H, T, dh]
+    const w = cat(wo, 0); // [H, dh, d]
     chunks.push({
       value: g.reshape(g.matmul(z, w), [0, 0, -1], [U, columns.length, 'T*d']),
       // Σ_j E_h(t)_j = Δz_h(t) · (W_O[h] 1), without reading E.
@@ -259,7 +260,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
       others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d], `${hookPrefix(cfg.layers[i])}.hook_mlp_out`), clean), [0, 1, -1], [U, 1, 'T*d']));
       columns.push(eg.senderStart[i] + l.heads.length);
     });
-    const rest = others.length === 1 ? others[0] : g.concat(others, 1);
+    const rest = cat(others, 1);
     chunks.push({ value: rest, sums: () => g.transpose(g.reduceSum(g.reshape(rest, [0, 0, -1, d], [U, columns.length, 'T', d]), [-1], false), [0, 2, 1]), columns });
   }
   const sums = cfg.norm.kind === 'layer' ? chunks.map((c) => c.sums()) : [];
@@ -297,7 +298,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
       const part = g.matmul(G, g.transpose(chunks[j].value, [0, 2, 1]));
       return c1 ? g.sub(part, g.matmul(c1, sums[j])) : part;
     });
-    return cols.length === 1 ? cols[0] : g.concat(cols, 2);
+    return cat(cols, 2);
   };
   const blocks: ScoreBlock[] = [];
   const emit = (name: string, value: Value, receivers: number[], use: number[]) => {
@@ -339,7 +340,6 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const c1 = cfg.norm.kind === 'layer' ? sumSteps(g.reduceSum(g.mul(dPrime, g.div(g.reduceSum(wg, [1]), d)), [-1], false), R, 'T') : undefined;
     return { dSum, wgT: g.transpose(wg, [0, 2, 1]), c2, xhat, c1 };
   };
-  const cat = (xs: Value[], axis: number) => (xs.length === 1 ? xs[0] : g.concat(xs, axis));
   // Receivers a group of layers at a time: one product per chunk for all of the group's receivers
   // (bigger products run faster, and each chunk is read once per group instead of once per layer).
   let receiverBase = 0;
@@ -387,7 +387,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // The MLP receivers and the logits, stacked: one product per chunk for all of them.
   if (L > 0) stacked.push({ G: sumSteps(g.unsqueeze(grad('final'), [1]), 1, 'T*d'), receiver: receiverBase });
   if (stacked.length > 0) {
-    const G = stacked.length === 1 ? stacked[0].G : g.concat(stacked.map((x) => x.G), 1);
+    const G = cat(stacked.map((x) => x.G), 1);
     const all = chunks.map((_, j) => j);
     emit('scores.rest', contract(G, undefined, all), stacked.map((x) => x.receiver), all);
   }
