@@ -14,13 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../src/onnx/session.ts';
 import { HookedModel } from '../../src/model/hooked.ts';
-import { loadModelDir } from '../../src/model/load.ts';
 import { buildEdgeGraph } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements, resampleInRun } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator } from '../../src/discover/edge-evaluate.ts';
 import { contractionPlan, edgeAttribution } from '../../src/discover/edge-attribution.ts';
 import type { Ablation } from '../../src/discover/replacements.ts';
-import { randomHfModel, writeHfModelDir, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
+import { randomHfModel, writeAndLoad, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
 import { naiveEdgeForward } from '../helpers/naive-edges.ts';
 import { randomTask } from '../helpers/random-task.ts';
 
@@ -29,11 +28,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'carve-edges-attr-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
 const VOCAB = 23;
 
-function load(hf: HfModel, name: string): HookedModel {
-  const dir = join(tmp, name);
-  writeHfModelDir(dir, hf);
-  return new HookedModel(loadModelDir(dir, name), engine, 'float64');
-}
+const load = (hf: HfModel, name: string): HookedModel => new HookedModel(writeAndLoad(tmp, name, hf), engine, 'float64');
 
 const cases: { name: string; spec: HfModelSpec; ablation: Ablation }[] = [
   { name: 'gpt2', spec: { arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 21 }, ablation: 'resample' },

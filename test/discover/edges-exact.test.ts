@@ -9,12 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../src/onnx/session.ts';
 import { HookedModel } from '../../src/model/hooked.ts';
-import { loadModelDir } from '../../src/model/load.ts';
 import { buildEdgeGraph, edgeCountFormula } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator, type EdgeAblation } from '../../src/discover/edge-evaluate.ts';
 import type { Ablation } from '../../src/discover/replacements.ts';
-import { randomHfModel, writeHfModelDir, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
+import { randomHfModel, writeAndLoad, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
 import { naiveEdgeForward } from '../helpers/naive-edges.ts';
 import { randomTask } from '../helpers/random-task.ts';
 import { rng } from '../helpers/gradcheck.ts';
@@ -26,11 +25,7 @@ test.after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const VOCAB = 23;
 
-function load(hf: HfModel, name: string): HookedModel {
-  const dir = join(tmp, name);
-  writeHfModelDir(dir, hf);
-  return new HookedModel(loadModelDir(dir, name), engine, 'float64');
-}
+const load = (hf: HfModel, name: string): HookedModel => new HookedModel(writeAndLoad(tmp, name, hf), engine, 'float64');
 
 /** The naive metric of one prompt with `ablated` edges, replacements per SPEC for this ablation. */
 function naiveMetric(hf: HfModel, task: Task, p: number, ablation: Ablation, ablated: Map<string, number>): number {

@@ -15,6 +15,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors, type TensorToWrite, type WriteDtype } from '../../src/model/safetensors.ts';
 import { randn, rng } from './gradcheck.ts';
+import { loadModelDir } from '../../src/model/load.ts';
+import type { LoadedModel } from '../../src/model/types.ts';
 
 export type HfArch = 'gpt2' | 'llama' | 'mistral' | 'qwen2' | 'gpt_neox';
 
@@ -481,4 +483,11 @@ export function writeHfModelDir(dir: string, model: HfModel, opts: WriteHfOption
   writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: sorted }, null, 2) + '\n');
   files.push('model.safetensors.index.json');
   return files;
+}
+
+/** Write `model` as a Hugging Face directory `root/name` and load it back as carve reads it. */
+export function writeAndLoad(root: string, name: string, model: HfModel, opts: WriteHfOptions = {}): LoadedModel {
+  const dir = join(root, name);
+  writeHfModelDir(dir, model, opts);
+  return loadModelDir(dir, name);
 }

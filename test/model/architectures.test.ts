@@ -21,7 +21,7 @@ import { computeReplacements } from '../../src/discover/replacements.ts';
 import { pruneModel } from '../../src/compress/prune-model.ts';
 import { countParams } from '../../src/compress/count.ts';
 import type { Task } from '../../src/task/types.ts';
-import { randomHfModel, writeHfModelDir, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
+import { randomHfModel, writeAndLoad, writeHfModelDir, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
 import { interpretHfConfig, naiveHfForward, type NaiveHfOptions } from '../helpers/naive-hf.ts';
 import { randomTask } from '../helpers/random-task.ts';
 
@@ -72,9 +72,7 @@ const CASES: Case[] = [
 
 let dirCount = 0;
 function load(m: HfModel, write: Case['write'] = {}): LoadedModel {
-  const dir = join(tmp, `m${dirCount++}`);
-  writeHfModelDir(dir, m, write);
-  return loadModelDir(dir);
+  return writeAndLoad(tmp, `m${dirCount++}`, m, write);
 }
 
 /** Max |a − b| over entries where the reference is finite, relative to max(1, max |ref|). */
