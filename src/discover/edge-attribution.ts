@@ -457,12 +457,13 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const cast = (a: FloatArray): FloatArray => (model.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a));
   const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
 
-  // Prompts per run: the batch size over the steps, and few enough that every receiver's gradient
-  // and every sender's delta (per prompt: (receivers + senders) · T · d floats) stay under ~512 MB.
-  // Per prompt the graph holds every sender's delta and, one layer at a time, its receivers' gradients.
+  // Prompts per run: the batch size over the steps, and few enough that what the contraction holds
+  // stays under ~2 GiB — per prompt every sender's delta, a receiver group's gradients with their two
+  // temporaries, and the MLP and logits receivers' gradients, each T · d floats. One run rather than
+  // several is worth ~0.4 × one forward on the GPT-2-small bench (25 prompts).
   const perGroup = Math.max(1, ...contractionPlan(cfg, groups).receiverGroups.map((r) => r.layers.reduce((n, i) => n + graph.attCount[i], 0)));
   const bytesPerPrompt = (graph.senders.length + 3 * perGroup + cfg.layers.length + 1) * tMax * d * (model.dtype === 'float64' ? 8 : 4);
-  const U = Math.max(1, Math.min(Math.floor(opts.batchSize / K), Math.floor(512 * 2 ** 20 / bytesPerPrompt)));
+  const U = Math.max(1, Math.min(Math.floor(opts.batchSize / K), Math.floor(2 ** 31 / bytesPerPrompt)));
   let done = 0;
   for (let s = 0; s < N; s += U) {
     const chunk = order.slice(s, s + U);
