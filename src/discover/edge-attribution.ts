@@ -33,7 +33,7 @@
  * over the steps before it is projected to d_model, so the per-receiver work does not grow with K.
  */
 import type * as ort from 'onnxruntime-node';
-import { Graph, type Value } from '../onnx/graph.ts';
+import { Graph, type Shape, type Value } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
 import { runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
 import { buildForward, hookPrefix } from '../model/forward.ts';
@@ -104,6 +104,87 @@ function weightAccess(g: Graph, model: HookedModel, fvWeights: Map<string, Value
     return v;
   };
   return { slot, w, must };
+}
+
+/**
+ * What the attribution graph needs of the weights beyond the weights themselves, per receiver
+ * group, layer or head chunk. They depend on the weights alone, so they are computed once per model
+ * by a graph of their own (`derivedWeights`) and fed, instead of being rebuilt in every run.
+ */
+interface DerivedWeightValues {
+  /** Per receiver group: (γ⊙W_r)ᵀ of its receivers, [n, dh, d]. */
+  wgT: Value[];
+  /** Per layer with heads: Σ_j (γ⊙W_r)_j / d, [R, 1, dh] (LayerNorm's mean term). */
+  wgMean: Map<number, Value>;
+  /** Per layer with heads: the projection's bias plus βW_r, [R, 1, dh], where there is one. */
+  offset: Map<number, Value>;
+  /** Per head chunk: the heads' output projections, [H, dh, d]. */
+  wo: Value[];
+}
+
+/** The derived weights' names and values in a graph, in one place for the one-off graph and the inputs. */
+function namedDerived(dw: DerivedWeightValues): [string, Value][] {
+  return [
+    ...dw.wgT.map((v, j): [string, Value] => [`attr_w.wgT.${j}`, v]),
+    ...[...dw.wgMean].map(([i, v]): [string, Value] => [`attr_w.wgMean.${i}`, v]),
+    ...[...dw.offset].map(([i, v]): [string, Value] => [`attr_w.offset.${i}`, v]),
+    ...dw.wo.map((v, j): [string, Value] => [`attr_w.wo.${j}`, v]),
+  ];
+}
+
+/** Names and shapes of the derived weights (built on a scratch graph, so they follow its code). */
+function derivedWeightShapes(model: HookedModel, plan: ContractionPlan): Map<string, Shape> {
+  const g = new Graph(model.dtype);
+  return new Map(namedDerived(buildDerivedWeights(g, model.config, weightAccess(g, model, new Map()), plan)).map(([n, v]) => [n, v.shape]));
+}
+
+/** Build the derived weights from the weight inputs of `g` (the one-off graph). */
+function buildDerivedWeights(g: Graph, cfg: HookedModel['config'], wa: WeightAccess, plan: ContractionPlan): DerivedWeightValues {
+  const d = cfg.dModel;
+  const wgT: Value[] = [];
+  const wgMean = new Map<number, Value>();
+  const offset = new Map<number, Value>();
+  for (const r of plan.receiverGroups) {
+    const parts: Value[] = [];
+    for (const i of r.layers) {
+      const proj = receiverProjections(g, cfg, i, wa); // W [R, d, dh]
+      const wg = g.mul(proj.w, g.reshape(wa.must('norm1.w', i), [1, d, 1], [1, d, 1])); // [R, d, dh]
+      parts.push(g.transpose(wg, [0, 2, 1]));
+      if (cfg.norm.kind === 'layer') wgMean.set(i, g.div(g.reduceSum(wg, [1]), d)); // [R, 1, dh]
+      let off = proj.b ? g.unsqueeze(proj.b, [1]) : undefined; // [R, 1, dh]
+      const beta = wa.w('norm1.b', i);
+      if (beta) {
+        const betaW = g.matmul(g.reshape(beta, [1, 1, d], [1, 1, d]), proj.w);
+        off = off ? g.add(off, betaW) : betaW;
+      }
+      if (off) offset.set(i, off);
+    }
+    wgT.push(parts.length === 1 ? parts[0] : g.concat(parts, 0));
+  }
+  const wo = plan.headChunks.map((c) => {
+    const ws = c.map((i) => headOutputWeights(g, cfg, i, wa));
+    return ws.length === 1 ? ws[0] : g.concat(ws, 0);
+  });
+  return { wgT, wgMean, offset, wo };
+}
+
+const derivedCache = new WeakMap<HookedModel, Map<number, Promise<Record<string, ort.Tensor>>>>();
+
+/** The derived weights of a model for a grouping, computed once (one onnxruntime run) and kept. */
+function derivedWeights(model: HookedModel, groups: number): Promise<Record<string, ort.Tensor>> {
+  let cache = derivedCache.get(model);
+  if (!cache) derivedCache.set(model, (cache = new Map()));
+  let entry = cache.get(groups);
+  if (!entry) {
+    const cfg = model.config;
+    const plan = contractionPlan(cfg, groups);
+    const g = new Graph(model.dtype);
+    const dw = buildDerivedWeights(g, cfg, weightAccess(g, model, new Map()), plan);
+    for (const [name, v] of namedDerived(dw)) g.output(v, name);
+    entry = model.engine.run(g, model.weightFeeds);
+    cache.set(groups, entry);
+  }
+  return entry;
 }
 
 /** One score output of the graph: [U, receivers, columns], columns being sender indices. */
@@ -230,20 +311,20 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     columns: number[]; // sender indices
   }
   const plan = contractionPlan(cfg, receiverGroups);
+  const derivedShapes = derivedWeightShapes(model, plan);
+  const derived = (name: string) => g.input(name, derivedShapes.get(name)!);
   const chunks: Chunk[] = [];
   for (const group of plan.headChunks) {
     const dz: Value[] = [];
-    const wo: Value[] = [];
     const columns: number[] = [];
     for (const i of group) {
       const k = cfg.layers[i].heads.length;
       const clean = fedSenders ? g.input(`attr_clean_z.${i}`, [U, 'T', k, dh]) : hook(i, 'attn.hook_z');
       dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh], `${hookPrefix(cfg.layers[i])}.attn.hook_z`), clean), [0, 2, 1, 3])); // [U, k, T, dh]
-      wo.push(headOutputWeights(g, cfg, i, wa)); // [k, dh, d]
       for (let h = 0; h < k; h++) columns.push(headSender(i, h));
     }
     const z = cat(dz, 1); // [U, H, T, dh]
-    const w = cat(wo, 0); // [H, dh, d]
+    const w = derived(`attr_w.wo.${plan.headChunks.indexOf(group)}`); // [H, dh, d]
     chunks.push({
       value: g.reshape(g.matmul(z, w), [0, 0, -1], [U, columns.length, 'T*d']),
       // Σ_j E_h(t)_j = Δz_h(t) · (W_O[h] 1), without reading E.
@@ -315,7 +396,6 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // receiver's projection output less its bias and W_rᵀβ.
   interface AttentionParts {
     dSum: Value; // Σ_k δ_r/σ, [U, R, T, dh]
-    wgT: Value; // (γ⊙W_r)ᵀ, [R, dh, d]
     c2: Value; // per row, [B, R, T]
     xhat: Value; // per row, [B, T, d]
     c1?: Value; // LayerNorm: Σ_k mean(ũ), [U, R, T]
@@ -323,22 +403,14 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const attentionParts = (i: number): AttentionParts => {
     const R = eg.attCount[i];
     const { xhat, inv } = normStats(hook(i, 'hook_resid_pre'));
-    const proj = receiverProjections(g, cfg, i, wa); // W [R, d, dh]
-    const gamma = g.reshape(wa.must('norm1.w', i), [1, d, 1], [1, d, 1]);
     const delta = g.concat([grad(`q${i}`), grad(`k${i}`), grad(`v${i}`)], 2); // [B, T, R, dh]
     const dPrime = g.transpose(g.mul(delta, g.unsqueeze(inv, [-1])), [0, 2, 1, 3]); // [B, R, T, dh]
-    const wg = g.mul(proj.w, gamma); // [R, d, dh]
-    let offset = proj.b ? g.unsqueeze(proj.b, [1]) : undefined; // [R, 1, dh]
-    const beta = wa.w('norm1.b', i);
-    if (beta) {
-      const betaW = g.matmul(g.reshape(beta, [1, 1, d], [1, 1, d]), proj.w);
-      offset = offset ? g.add(offset, betaW) : betaW;
-    }
+    const offset = derivedShapes.has(`attr_w.offset.${i}`) ? derived(`attr_w.offset.${i}`) : undefined; // [R, 1, dh]
     const P = g.transpose(g.concat([hook(i, 'attn.hook_q'), hook(i, 'attn.hook_k'), hook(i, 'attn.hook_v')], 2), [0, 2, 1, 3]);
     const c2 = g.div(g.reduceSum(g.mul(dPrime, offset ? g.sub(P, offset) : P), [-1], false), d); // [B, R, T]
     const dSum = K === 1 ? dPrime : g.reshape(sumSteps(dPrime, R, 'T*dh'), [0, 0, -1, dh], [U, R, 'T', dh]);
-    const c1 = cfg.norm.kind === 'layer' ? sumSteps(g.reduceSum(g.mul(dPrime, g.div(g.reduceSum(wg, [1]), d)), [-1], false), R, 'T') : undefined;
-    return { dSum, wgT: g.transpose(wg, [0, 2, 1]), c2, xhat, c1 };
+    const c1 = cfg.norm.kind === 'layer' ? sumSteps(g.reduceSum(g.mul(dPrime, derived(`attr_w.wgMean.${i}`)), [-1], false), R, 'T') : undefined;
+    return { dSum, c2, xhat, c1 };
   };
   // Receivers a group of layers at a time: one product per chunk for all of the group's receivers
   // (bigger products run faster, and each chunk is read once per group instead of once per layer).
@@ -348,11 +420,11 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     receiverStart.set(i, receiverBase);
     receiverBase += eg.attCount[i] + (l.mlp ? 1 : 0);
   });
-  for (const { layers, chunks: use } of plan.receiverGroups) {
+  for (const [gi, { layers, chunks: use }] of plan.receiverGroups.entries()) {
     const parts = layers.map(attentionParts);
     const Rs = layers.map((i) => eg.attCount[i]);
     const n = Rs.reduce((a, b) => a + b, 0);
-    const scaled = g.matmul(cat(parts.map((p) => p.dSum), 1), cat(parts.map((p) => p.wgT), 0)); // [U, n, T, d]
+    const scaled = g.matmul(cat(parts.map((p) => p.dSum), 1), derived(`attr_w.wgT.${gi}`)); // [U, n, T, d]
     let xTerm: Value;
     if (K === 1 && Rs.every((r) => r === Rs[0])) {
       // c2_r(t)·x̂(t) for the whole group by broadcasting, [U, layers, R, T, 1] ⊙ [U, layers, 1, T, d].
@@ -430,6 +502,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const replShape: ReplacementSource = repl.sendersInRun ? (fed ? 'firstStep' : 'corruptRun') : repl.comp.ablation === 'resample' ? 'row' : 'const';
   const groups = opts.receiverGroups ?? DEFAULT_RECEIVER_GROUPS;
   const { compiled: ag, blocks } = await attributionGraph(model, metric, K, fed, replShape, groups);
+  const derivedFeeds = await derivedWeights(model, groups);
   // Per block, the edge behind each [receiver, column] cell, −1 where the sender comes at or after
   // the receiver (a product nobody reads).
   const edgeCells = new Map<ScoreBlock, Int32Array>();
@@ -478,7 +551,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     };
     const replInput = repl.input.shape === 'const' ? undefined : take(repl.input.data, d, repl.comp.tMax);
     const cleanEmb = take(embed, d, tMax);
-    const feeds: Record<string, ort.Tensor> = { ...model.weightFeeds };
+    const feeds: Record<string, ort.Tensor> = { ...model.weightFeeds, ...derivedFeeds };
     // Rows: prompt-major, step k of prompt r at r·K + k, embeddings repl + (k/K)(clean − repl) (EAP: clean).
     const resid = allocLike(model, B * T * d);
     const inputDelta = allocLike(model, u * T * d);

@@ -33,6 +33,7 @@ const load = (hf: HfModel, name: string): HookedModel => new HookedModel(writeAn
 const cases: { name: string; spec: HfModelSpec; ablation: Ablation }[] = [
   { name: 'gpt2', spec: { arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 21 }, ablation: 'resample' },
   { name: 'llama-gqa', spec: { arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 22 }, ablation: 'mean' },
+  { name: 'qwen2-biases', spec: { arch: 'qwen2', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 25 }, ablation: 'resample' },
   { name: 'gpt2-5-layers', spec: { arch: 'gpt2', nLayer: 5, nHead: 2, dModel: 8, vocab: VOCAB, seed: 24 }, ablation: 'resample' },
   { name: 'neox-parallel', spec: { arch: 'gpt_neox', nLayer: 2, nHead: 2, dModel: 16, vocab: VOCAB, seed: 23, activation: 'gelu_new' }, ablation: 'zero' },
 ];
