@@ -18,7 +18,9 @@ import { buildEdgeGraph } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements, resampleInRun } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator } from '../../src/discover/edge-evaluate.ts';
 import { contractionPlan, edgeAttribution } from '../../src/discover/edge-attribution.ts';
-import type { Ablation } from '../../src/discover/replacements.ts';
+import { computeReplacements, type Ablation } from '../../src/discover/replacements.ts';
+import { listComponents } from '../../src/discover/components.ts';
+import { pruneModel } from '../../src/compress/prune-model.ts';
 import { randomHfModel, writeAndLoad, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
 import { naiveEdgeForward } from '../helpers/naive-edges.ts';
 import { randomTask } from '../helpers/random-task.ts';
@@ -30,17 +32,31 @@ const VOCAB = 23;
 
 const load = (hf: HfModel, name: string): HookedModel => new HookedModel(writeAndLoad(tmp, name, hf), engine, 'float64');
 
-const cases: { name: string; spec: HfModelSpec; ablation: Ablation }[] = [
+const cases: { name: string; spec: HfModelSpec; ablation: Ablation; removed?: string[] }[] = [
   { name: 'gpt2', spec: { arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 21 }, ablation: 'resample' },
   { name: 'llama-gqa', spec: { arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 22 }, ablation: 'mean' },
   { name: 'qwen2-biases', spec: { arch: 'qwen2', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 25 }, ablation: 'resample' },
   { name: 'gpt2-5-layers', spec: { arch: 'gpt2', nLayer: 5, nHead: 2, dModel: 8, vocab: VOCAB, seed: 24 }, ablation: 'resample' },
   { name: 'neox-parallel', spec: { arch: 'gpt_neox', nLayer: 2, nHead: 2, dModel: 16, vocab: VOCAB, seed: 23, activation: 'gelu_new' }, ablation: 'zero' },
+  // Compressed models: a layer without heads, uneven head counts, a missing MLP.
+  { name: 'gpt2-pruned', spec: { arch: 'gpt2', nLayer: 4, nHead: 2, dModel: 8, vocab: VOCAB, seed: 26 }, ablation: 'resample', removed: ['L1H0', 'L1H1', 'L2H0', 'L0MLP'] },
+  { name: 'llama-gqa-pruned', spec: { arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 27 }, ablation: 'mean', removed: ['L0H0', 'L0H1', 'L2H3', 'L1MLP'] },
 ];
+
+/** The model of a case: as written, or compressed with `removed` mean-ablated away. */
+async function caseModel(c: (typeof cases)[number]): Promise<HookedModel> {
+  const loaded = writeAndLoad(tmp, c.name, randomHfModel(c.spec));
+  const model = new HookedModel(loaded, engine, 'float64');
+  if (!c.removed) return model;
+  const removed = new Set(c.removed);
+  const keep = new Set(listComponents(model.config, 'all').map((x) => x.name).filter((n) => !removed.has(n)));
+  const repl = await computeReplacements(model, randomTask(3, VOCAB, 4, [5, 5, 5]), 'mean');
+  return new HookedModel(pruneModel(loaded, keep, repl, 'mean'), engine, 'float64');
+}
 
 for (const c of cases) {
   test(`EAP of every edge equals a central difference along its ablation (${c.name}, ${c.ablation})`, async () => {
-    const model = load(randomHfModel(c.spec), c.name);
+    const model = await caseModel(c);
     const task = randomTask(3, VOCAB, 5, [6, 4, 7]);
     const repl = await computeEdgeReplacements(model, task, c.ablation);
     const graph = buildEdgeGraph(model.config);
