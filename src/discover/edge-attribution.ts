@@ -45,8 +45,7 @@ import type { MetricName } from '../model/readout.ts';
 import type { Task } from '../task/types.ts';
 import { buildEdgeGraph } from './edge-graph.ts';
 import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
-import { allocLike, collectActivations } from './activations.ts';
-import { componentHooks } from './replacements.ts';
+import { allocLike } from './activations.ts';
 
 export type EdgeAttributionMethod = 'attribution' | 'ig';
 
@@ -285,15 +284,28 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const rest = g.slice(g.shapeOf(x), g.ints([1]), g.ints([x.rank]), [0], [x.rank - 1]);
     return g.reshapeTo(x, g.concat([g.ints([-1, K]), rest], 0), [U, K, ...x.shape.slice(1)]);
   };
-  // The corrupt run, where the replacements come from it: its values never leave the graph.
-  // No gradient passes through it: built in the form onnxruntime fuses.
-  let corruptRun: ReturnType<typeof buildForward> | undefined;
-  if (replShape === 'corruptRun') {
+  /**
+   * A second forward pass over one row per prompt, through the same weights, with its own inputs
+   * (`prefix`): its values never leave the graph. No gradient passes through it, so it is built in
+   * the form onnxruntime fuses.
+   */
+  const sideRun = (prefix: string) => {
     g.options.differentiated = false;
-    corruptRun = buildForward(g, cfg, { startLayer: 0, fromResid: true, residInput: 'attr_corrupt_resid', readout: { kind: 'metric', metric }, lastLayerAtMetric: false });
+    const run = buildForward(g, cfg, { startLayer: 0, fromResid: true, feedPrefix: prefix, readout: { kind: 'metric', metric }, lastLayerAtMetric: false });
     g.options.differentiated = true;
-  }
-  if (corruptRun) g.output(corruptRun.metric!, 'corrupt_metric');
+    g.output(run.metric!, `${prefix}metric`);
+    return run;
+  };
+  // The corrupt run, where the replacements come from it (EAP under resample), and the clean run
+  // whose senders the steps' deltas are taken from (EAP-IG; EAP's clean run is the main one).
+  const corruptRun = replShape === 'corruptRun' ? sideRun('attr_corrupt.') : undefined;
+  const cleanRun = fedSenders ? sideRun('attr_clean.') : undefined;
+  /** A sender's clean output, [U, T, ...]: the main run's (EAP) or the clean run's (one row per prompt, relabelled U). */
+  const cleanHook = (name: string): Value => {
+    if (!cleanRun) return fv.hooks.get(name)!;
+    const v = cleanRun.hooks.get(name)!;
+    return g.reshape(v, v.shape.map(() => 0), [U, ...v.shape.slice(1)]);
+  };
   /** The replacement of a sender: a constant, per prompt, or its value in the corrupt run (its own, or each prompt's k = 0 row). */
   const repl = (name: string, rest: number[], inRunHook: string) => {
     if (replShape === 'const') return g.input(name, [1, 1, ...rest]);
@@ -319,7 +331,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const columns: number[] = [];
     for (const i of group) {
       const k = cfg.layers[i].heads.length;
-      const clean = fedSenders ? g.input(`attr_clean_z.${i}`, [U, 'T', k, dh]) : hook(i, 'attn.hook_z');
+      const clean = cleanHook(`${hookPrefix(cfg.layers[i])}.attn.hook_z`);
       dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh], `${hookPrefix(cfg.layers[i])}.attn.hook_z`), clean), [0, 2, 1, 3])); // [U, k, T, dh]
       for (let h = 0; h < k; h++) columns.push(headSender(i, h));
     }
@@ -337,7 +349,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const columns = [0];
     cfg.layers.forEach((l, i) => {
       if (!l.mlp) return;
-      const clean = fedSenders ? g.input(`attr_clean_mlp.${i}`, [U, 'T', d]) : hook(i, 'hook_mlp_out');
+      const clean = cleanHook(`${hookPrefix(cfg.layers[i])}.hook_mlp_out`);
       others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d], `${hookPrefix(cfg.layers[i])}.hook_mlp_out`), clean), [0, 1, -1], [U, 1, 'T*d']));
       columns.push(eg.senderStart[i] + l.heads.length);
     });
@@ -517,15 +529,6 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     edgeCells.set(b, cells);
   }
 
-  // ig: the clean run's sender outputs (and the clean metric), from one pass.
-  let cleanActs: Awaited<ReturnType<typeof collectActivations>> | undefined;
-  if (fed) {
-    const { z, mlp } = componentHooks(model);
-    cleanActs = await collectActivations(model, prompts, [...z.values(), ...mlp.values()], Math.max(1, opts.batchSize), {
-      options: (s, e) => ({ logits: 'answers', metric, answers: task.pairs.slice(s, e) }),
-      result: (s, out) => out.metric!.forEach((m, b) => (clean[s + b] = m)),
-    });
-  }
   const embed = promptEmbeddings(model, prompts, tMax);
   const cast = (a: FloatArray): FloatArray => (model.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a));
   const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
@@ -569,35 +572,38 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
         }
       }
     }
-    feeds.resid = tensor(resid, [B, T, d]);
     feeds.attr_input_delta = tensor(inputDelta, [u, T, d]);
-    if (replShape === 'corruptRun') feeds.attr_corrupt_resid = tensor(replInput!, [u, T, d]);
     cfg.layers.forEach((l, i) => {
       const k = l.heads.length;
       if (k > 0) {
         const zr = repl.comp.z.get(i);
         if (zr) feeds[`attr_repl_z.${i}`] = zr.shape === 'const' ? tensor(zr.data, [1, 1, k, dh]) : tensor(take(zr.data, k * dh, repl.comp.tMax), [u, T, k, dh]);
-        if (cleanActs) feeds[`attr_clean_z.${i}`] = tensor(take(cleanActs.values.get(model.hookName(i, 'attn.hook_z'))!, k * dh, cleanActs.tMax), [u, T, k, dh]);
       }
       if (l.mlp) {
         const mr = repl.comp.mlp.get(i);
         if (mr) feeds[`attr_repl_mlp.${i}`] = mr.shape === 'const' ? tensor(mr.data, [1, 1, d]) : tensor(take(mr.data, d, repl.comp.tMax), [u, T, d]);
-        if (cleanActs) feeds[`attr_clean_mlp.${i}`] = tensor(take(cleanActs.values.get(model.hookName(i, 'hook_mlp_out'))!, d, cleanActs.tMax), [u, T, d]);
       }
     });
-    const rowPrompt = Array.from({ length: B }, (_, b) => chunk[Math.floor(b / K)]);
-    const pos = rowPrompt.map((p) => lengths[p] - 1);
-    feeds.flat_pos = toOrt({ data: BigInt64Array.from(pos, (p, b) => BigInt(b * T + p)), dims: [B] }, 'int64');
-    feeds.metric_pos = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [B] }, 'int64');
-    const af = answerFeeds(rowPrompt.map((p) => task.pairs[p]), metric);
-    feeds.answer_ids = toOrt({ data: af.ids, dims: [B, af.A] }, 'int64');
-    feeds.answer_weights = tensor(af.weights, [B, af.A]);
+    /** A run's own feeds: its input rows (one prompt each, `rowPrompt`), metric positions and answers. */
+    const runFeeds = (prefix: string, rowPrompt: number[], input: FloatArray) => {
+      const rows = rowPrompt.length;
+      const pos = rowPrompt.map((p) => lengths[p] - 1);
+      const af = answerFeeds(rowPrompt.map((p) => task.pairs[p]), metric);
+      feeds[`${prefix}resid`] = tensor(input, [rows, T, d]);
+      feeds[`${prefix}flat_pos`] = toOrt({ data: BigInt64Array.from(pos, (p, b) => BigInt(b * T + p)), dims: [rows] }, 'int64');
+      feeds[`${prefix}metric_pos`] = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [rows] }, 'int64');
+      feeds[`${prefix}answer_ids`] = toOrt({ data: af.ids, dims: [rows, af.A] }, 'int64');
+      feeds[`${prefix}answer_weights`] = tensor(af.weights, [rows, af.A]);
+    };
+    runFeeds('', Array.from({ length: B }, (_, b) => chunk[Math.floor(b / K)]), resid);
+    if (replShape === 'corruptRun') runFeeds('attr_corrupt.', chunk, replInput!);
+    if (fed) runFeeds('attr_clean.', chunk, cleanEmb);
     if (metric === 'kl') throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
     if (cfg.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(cfg, T, model.dtype));
     const out = await runCompiled(ag, feeds);
-    if (!fed) (out.metric.data as FloatArray).forEach((m, b) => (clean[chunk[b]] = m));
-    // Replacements from the first step: its rows are the corrupt runs, their metric the corrupt metric.
-    if (corrupt) chunk.forEach((p, r) => (corrupt[p] = ((out.corrupt_metric ?? out.metric).data as FloatArray)[r * K]));
+    ((out['attr_clean.metric'] ?? out.metric).data as FloatArray).forEach((m, r) => (clean[chunk[r]] = m));
+    // The corrupt run's metric: its own, or (EAP-IG) each prompt's first step's.
+    if (corrupt) chunk.forEach((p, r) => (corrupt[p] = ((out['attr_corrupt.metric'] ?? out.metric).data as FloatArray)[r * K]));
     // Each block [u, receivers, columns]; a receiver reads a prefix of the senders, so columns of
     // senders at or after it are products nobody reads.
     for (const b of blocks) {

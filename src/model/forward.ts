@@ -51,10 +51,12 @@ export interface ForwardSpec {
   /** Read `tokens`, or `resid` (that layer's hook_resid_pre). Default: tokens at layer 0, resid later. */
   fromResid?: boolean;
   /**
-   * The name of the `resid` input (default `resid`). A second forward pass built into the same
-   * graph (another batch through the same weights) names its own; every other input is shared by name.
+   * Prefix of the run's own inputs (`tokens` or `resid`, the metric positions, the attention mask
+   * and the readout's answers), default none. A second forward pass built into the same graph —
+   * another batch through the same weights — takes its own; the weights and rotary tables are
+   * shared by name.
    */
-  residInput?: string;
+  feedPrefix?: string;
   /** Position after the last layer to run (default: all layers); the readout must then be 'none'. */
   endLayer?: number;
   interventions?: InterventionSpec;
@@ -101,6 +103,7 @@ export function kvSlots(cfg: ModelConfig, layout: LayerLayout): number[] | undef
 }
 
 export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): ForwardValues {
+  const prefix = spec.feedPrefix ?? '';
   const d = cfg.dModel;
   const dh = cfg.dHead;
   const slots = new Map<string, TensorSlot>();
@@ -141,7 +144,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   let seqLen: Value; // scalar int64 T
   if (!(spec.fromResid ?? spec.startLayer > 0)) {
     if (spec.startLayer !== 0) throw new Error('a run from tokens starts at layer 0');
-    const tokens = g.input('tokens', ['B', 'T'], 'int64');
+    const tokens = g.input(`${prefix}tokens`, ['B', 'T'], 'int64');
     seqLen = g.squeeze(g.slice(g.shapeOf(tokens), g.ints([1]), g.ints([2]), [0], [1]), [0]);
     resid = hook('hook_embed', g.gather(must('embed'), tokens));
     if (cfg.positions.kind === 'learned') {
@@ -149,16 +152,16 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       resid = g.add(resid, hook('hook_pos_embed', g.gather(must('pos_embed'), positions)));
     }
   } else {
-    resid = g.input(spec.residInput ?? 'resid', ['B', 'T', d]);
+    resid = g.input(`${prefix}resid`, ['B', 'T', d]);
     seqLen = g.squeeze(g.slice(g.shapeOf(resid), g.ints([1]), g.ints([2]), [0], [1]), [0]);
   }
   const positions = () => g.range(ints(0), seqLen, ints(1), 'T');
 
   // Metric positions: flat_pos [B] = b·T + position, metric_pos [B] = position.
   let flatPosIn: Value | undefined;
-  const flatPos = (): Value => (flatPosIn ??= g.input('flat_pos', ['B'], 'int64'));
+  const flatPos = (): Value => (flatPosIn ??= g.input(`${prefix}flat_pos`, ['B'], 'int64'));
   let metricPosIn: Value | undefined;
-  const metricPos = (): Value => (metricPosIn ??= g.input('metric_pos', ['B'], 'int64'));
+  const metricPos = (): Value => (metricPosIn ??= g.input(`${prefix}metric_pos`, ['B'], 'int64'));
   /** x [B, T, ...rest] → [B, 1, ...rest] at each row's metric position. */
   const rowsOf = (x: Value): Value => {
     const rest = x.shape.slice(2);
@@ -184,7 +187,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       }
       if (atMetric) hidden = g.unsqueeze(hidden, [1, 2]); // [B, 1, 1, T]; else [T, T]
       if (spec.attentionMask) {
-        const mask = (attentionMaskIn ??= g.input('attention_mask', ['B', 'T'], 'int64'));
+        const mask = (attentionMaskIn ??= g.input(`${prefix}attention_mask`, ['B', 'T'], 'int64'));
         hidden = g.or(hidden, g.unsqueeze(g.greater(g.constant([1], [], 'int64'), mask), [1, 2])); // [B, 1, R, T]
       }
       m = g.where(hidden, g.scalar(-1e9), g.scalar(0));
@@ -351,6 +354,6 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   // so the unembedding costs one row per prompt instead of one per position.
   const atMetric = residAtMetric ? g.squeeze(resid, [1]) : g.gather(g.reshape(resid, [-1, d], ['B*T', d]), flatPos());
   const x = hook('ln_final.hook_normalized_at_pos', finalNorm(atMetric));
-  Object.assign(out, metricReadout(g, x, unembed, spec.readout));
+  Object.assign(out, metricReadout(g, x, unembed, spec.readout, prefix));
   return out;
 }

@@ -42,12 +42,12 @@ function logitsOf(g: Graph, x: Value, unembed: Value, ids: Value): Value {
 
 /**
  * The metric readout on x [B, d], the final-normed residual at each row's metric position, against
- * the unembedding [V, d].
+ * the unembedding [V, d]; its inputs' names start with `prefix` (ForwardSpec.feedPrefix).
  */
-export function metricReadout(g: Graph, x: Value, unembed: Value, spec: Extract<Readout, { kind: 'metric' }>): ReadoutValues {
+export function metricReadout(g: Graph, x: Value, unembed: Value, spec: Extract<Readout, { kind: 'metric' }>, prefix = ''): ReadoutValues {
   const V = unembed.shape[0] as number;
-  const ids = g.input('answer_ids', ['B', 'A'], 'int64');
-  const weights = g.input('answer_weights', ['B', 'A']);
+  const ids = g.input(`${prefix}answer_ids`, ['B', 'A'], 'int64');
+  const weights = g.input(`${prefix}answer_weights`, ['B', 'A']);
   const out: ReadoutValues = { answerLogits: logitsOf(g, x, unembed, ids) };
   const needFull = spec.logits === true || spec.metric !== 'logit-diff';
   const full = needFull ? g.gemmTransB(x, unembed) : undefined;
@@ -64,10 +64,10 @@ export function metricReadout(g: Graph, x: Value, unembed: Value, spec: Extract<
       const p = g.exp(g.gather(g.reshape(logp, [-1], ['B*V']), flat)); // [B, A]
       out.metric = g.reduceSum(g.mul(p, weights), [-1], false);
     } else {
-      const clean = g.input('clean_logp', ['B', V]);
+      const clean = g.input(`${prefix}clean_logp`, ['B', V]);
       out.metric = g.reduceSum(g.mul(g.exp(clean), g.sub(clean, logp)), [-1], false);
     }
   }
-  if (spec.select) out.selected = logitsOf(g, x, unembed, g.input('select_tokens', ['B', 'K'], 'int64'));
+  if (spec.select) out.selected = logitsOf(g, x, unembed, g.input(`${prefix}select_tokens`, ['B', 'K'], 'int64'));
   return out;
 }

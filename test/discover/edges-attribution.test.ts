@@ -188,3 +188,24 @@ test('EAP and EAP-IG under resample with the corrupt run inside the graph equal 
     }
   }
 });
+
+test('float32 edge attribution (onnxruntime fully optimising the graph and its side runs) agrees with float64', async () => {
+  for (const spec of [
+    { arch: 'gpt2', nLayer: 4, nHead: 4, dModel: 32, vocab: VOCAB, seed: 61 },
+    { arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 32, vocab: VOCAB, seed: 62 },
+  ] as HfModelSpec[]) {
+    const loaded = writeAndLoad(tmp, `f32-${spec.arch}`, randomHfModel(spec));
+    const m64 = new HookedModel(loaded, engine, 'float64');
+    const m32 = new HookedModel(loaded, engine, 'float32');
+    const task = randomTask(5, VOCAB, 17, [7, 7, 7, 7, 7]);
+    for (const method of ['attribution', 'ig'] as const) {
+      const r64 = await edgeAttribution(m64, task, resampleInRun(m64, task), { method, steps: 4, batchSize: 20 });
+      const r32 = await edgeAttribution(m32, task, resampleInRun(m32, task), { method, steps: 4, batchSize: 20 });
+      const big = Math.max(...r64.perPrompt.map((row) => Math.max(...row.map(Math.abs))));
+      assert.ok(big > 0.1, 'the scores are not all ~0');
+      r64.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(r32.perPrompt[e][p] - v) < 1e-4 * (1 + big), `${spec.arch} ${method} edge ${e} prompt ${p}`)));
+      r64.clean.forEach((v, p) => assert.ok(Math.abs(r32.clean[p] - v) < 1e-4 * (1 + Math.abs(v))));
+      r64.corrupt!.forEach((v, p) => assert.ok(Math.abs(r32.corrupt![p] - v) < 1e-4 * (1 + Math.abs(v))));
+    }
+  }
+});
