@@ -247,7 +247,7 @@ export function contractionPlan(cfg: { layers: { heads: unknown[] }[] }, n: numb
  * backward to every receiver, and per receiving layer the scores [U, receivers, senders] summed over
  * the K steps.
  */
-export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, fedSenders: boolean, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS): AttributionGraph {
+export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, cleanSideRun: boolean, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS): AttributionGraph {
   const cfg = model.config;
   const L = cfg.layers.length;
   const d = cfg.dModel;
@@ -277,7 +277,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // group of layers (one product of the small hook_z deltas with the heads' output projections),
   // and the rest (input, MLPs). With one step a prompt is a row, and the clean senders can be this
   // run's own (EAP).
-  if (!fedSenders && K !== 1) throw new Error('senders from the run itself need one step per prompt');
+  if (!cleanSideRun && K !== 1) throw new Error('senders from the run itself need one step per prompt');
   const U = K === 1 ? 'B' : 'U';
   /** Rows [B, ...rest] → [U, K, ...rest] (prompt-major rows). */
   const bySteps = (x: Value): Value => {
@@ -299,7 +299,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // The corrupt run, where the replacements come from it (EAP under resample), and the clean run
   // whose senders the steps' deltas are taken from (EAP-IG; EAP's clean run is the main one).
   const corruptRun = replShape === 'corruptRun' ? sideRun('attr_corrupt.') : undefined;
-  const cleanRun = fedSenders ? sideRun('attr_clean.') : undefined;
+  const cleanRun = cleanSideRun ? sideRun('attr_clean.') : undefined;
   /** A sender's clean output, [U, T, ...]: the main run's (EAP) or the clean run's (one row per prompt, relabelled U). */
   const cleanHook = (name: string): Value => {
     if (!cleanRun) return fv.hooks.get(name)!;
@@ -479,13 +479,13 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   return { graph: g, blocks };
 }
 
-async function attributionGraph(model: HookedModel, metric: MetricName, K: number, fed: boolean, replShape: ReplacementSource, groups: number): Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }> {
+async function attributionGraph(model: HookedModel, metric: MetricName, K: number, ig: boolean, replShape: ReplacementSource, groups: number): Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }> {
   let cache = graphCache.get(model);
   if (!cache) graphCache.set(model, (cache = new Map()));
-  const key = JSON.stringify([metric, K, fed, replShape, groups]);
+  const key = JSON.stringify([metric, K, ig, replShape, groups]);
   let entry = cache.get(key);
   if (!entry) {
-    const { graph, blocks } = buildAttributionGraph(model, metric, K, fed, replShape, groups);
+    const { graph, blocks } = buildAttributionGraph(model, metric, K, ig, replShape, groups);
     entry = model.engine.compile(graph).then((compiled) => ({ compiled, blocks }));
     cache.set(key, entry);
   }
@@ -499,7 +499,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const dh = cfg.dHead;
   const metric = opts.metric ?? 'logit-diff';
   const K = opts.method === 'ig' ? (opts.steps ?? DEFAULT_IG_STEPS) : 1;
-  const fed = opts.method === 'ig';
+  const ig = opts.method === 'ig';
   const graph = buildEdgeGraph(cfg);
   const N = task.pairs.length;
   // One buffer, a view per edge.
@@ -511,9 +511,9 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const tMax = Math.max(...lengths);
   const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
   const corrupt = repl.sendersInRun ? new Float64Array(N) : undefined;
-  const replShape: ReplacementSource = repl.sendersInRun ? (fed ? 'firstStep' : 'corruptRun') : repl.comp.ablation === 'resample' ? 'row' : 'const';
+  const replShape: ReplacementSource = repl.sendersInRun ? (ig ? 'firstStep' : 'corruptRun') : repl.comp.ablation === 'resample' ? 'row' : 'const';
   const groups = opts.receiverGroups ?? DEFAULT_RECEIVER_GROUPS;
-  const { compiled: ag, blocks } = await attributionGraph(model, metric, K, fed, replShape, groups);
+  const { compiled: ag, blocks } = await attributionGraph(model, metric, K, ig, replShape, groups);
   const derivedFeeds = await derivedWeights(model, groups);
   // Per block, the edge behind each [receiver, column] cell, −1 where the sender comes at or after
   // the receiver (a product nobody reads).
@@ -566,7 +566,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
         for (let j = 0; j < d; j++) inputDelta[at + j] = (replInput ? replInput[at + j] : replConst[j]) - cleanEmb[at + j];
         for (let k = 0; k < K; k++) {
           const row = ((r * K + k) * T + t) * d;
-          if (!fed) resid.set(cleanEmb.subarray(at, at + d), row);
+          if (!ig) resid.set(cleanEmb.subarray(at, at + d), row);
           // The replacement end exactly (k = 0 is the corrupt run where replacements come from it).
           else for (let j = 0; j < d; j++) resid[row + j] = (replInput ? replInput[at + j] : replConst[j]) - (k / K) * inputDelta[at + j];
         }
@@ -597,7 +597,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     };
     runFeeds('', Array.from({ length: B }, (_, b) => chunk[Math.floor(b / K)]), resid);
     if (replShape === 'corruptRun') runFeeds('attr_corrupt.', chunk, replInput!);
-    if (fed) runFeeds('attr_clean.', chunk, cleanEmb);
+    if (ig) runFeeds('attr_clean.', chunk, cleanEmb);
     if (metric === 'kl') throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
     if (cfg.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(cfg, T, model.dtype));
     const out = await runCompiled(ag, feeds);
