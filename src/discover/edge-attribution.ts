@@ -8,12 +8,14 @@
  *
  *  - `attribution` (EAP, Syed et al. 2023): the gradient at the clean run. One forward and one
  *    backward pass over the clean prompts give every receiver's gradient and every sender's clean
- *    output at once; the replacements come from the corrupt pass (resample) or are constants.
+ *    output at once; the replacements are constants, per-prompt values, or (resample, with
+ *    `resampleInRun`) a side forward pass over the corrupt prompts in the same graph.
  *  - `ig` (EAP-IG-inputs, Hanna et al. 2024, as MIB runs it): the gradient averaged over K runs
  *    whose input embeddings lie on the straight line from the input sender's replacement to the
  *    clean embeddings, x_k = replacement + (k/K)(clean − replacement), k = 0 … K−1 (MIB's
  *    schedule: the replacement end is included, the clean end is not); every other activation
- *    flows freely from there. The sender deltas stay (replacement − clean) of the clean run.
+ *    flows freely from there. The sender deltas stay (replacement − clean) of the clean run, which
+ *    is a side forward pass in the same graph; under resample the k = 0 rows are the corrupt run.
  *    This integrates along the inputs, not along each sender's own activation (MIB's
  *    EAP-IG-activations), so unlike the component-level `ig` it does not converge to the exact
  *    score; it is what MIB's best-scoring IOI method does.
