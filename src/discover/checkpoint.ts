@@ -93,17 +93,26 @@ export interface PruneCheckpoint extends CheckpointHeader<typeof CHECKPOINT_FORM
   constants?: ConstantsFile;
 }
 
-/** Parse a checkpoint's text and check its shape (`where`: the file, for messages). */
-export function parseCheckpoint(text: string, where: string): PruneCheckpoint {
-  const cp = parseCheckpointHeader(text, where, CHECKPOINT_FORMAT, 'carve prune partial result');
-  if (!Array.isArray(cp.steps) || cp.steps.length === 0) fail(`${where}: "steps" must be a non-empty array`);
-  cp.steps.forEach((s: unknown, i: number) => {
+/**
+ * Check the shape of a checkpoint's `steps` (pruning's and ACDC over edges' alike): a non-empty
+ * array whose step i has `removed` = i, the removed item under `field` (null at step 0, else a
+ * string — `noun` in messages), and numeric `metric` and `std`.
+ */
+export function checkSteps(steps: unknown, field: string, noun: string, where: string): void {
+  if (!Array.isArray(steps) || steps.length === 0) fail(`${where}: "steps" must be a non-empty array`);
+  steps.forEach((s: unknown, i: number) => {
     if (typeof s !== 'object' || s === null) fail(`${where}: steps[${i}] must be an object`);
     const st = s as Record<string, unknown>;
     if (st.removed !== i) fail(`${where}: steps[${i}].removed must be ${i}`);
-    if (i === 0 ? st.component !== null : typeof st.component !== 'string') fail(`${where}: steps[${i}].component must be ${i === 0 ? 'null' : 'a component name'}`);
+    if (i === 0 ? st[field] !== null : typeof st[field] !== 'string') fail(`${where}: steps[${i}].${field} must be ${i === 0 ? 'null' : noun}`);
     if (typeof st.metric !== 'number' || typeof st.std !== 'number') fail(`${where}: steps[${i}] needs numeric "metric" and "std"`);
   });
+}
+
+/** Parse a checkpoint's text and check its shape (`where`: the file, for messages). */
+export function parseCheckpoint(text: string, where: string): PruneCheckpoint {
+  const cp = parseCheckpointHeader(text, where, CHECKPOINT_FORMAT, 'carve prune partial result');
+  checkSteps(cp.steps, 'component', 'a component name', where);
   if (cp.ranking !== undefined && (!Array.isArray(cp.ranking) || cp.ranking.some((n) => typeof n !== 'string'))) fail(`${where}: "ranking" must be an array of component names`);
   if (cp.phase !== undefined && cp.phase !== 'verify' && cp.phase !== 'refine') fail(`${where}: "phase" must be "verify" or "refine"`);
   if (cp.constants !== undefined && (typeof cp.constants !== 'object' || cp.constants === null)) fail(`${where}: "constants" must be an object`);

@@ -6,7 +6,7 @@
  * belongs to this run and is consistent with the edge graph, and returns the state to continue from.
  */
 import { fail } from '../util/errors.ts';
-import { checkSameRun, parseCheckpointHeader, type CheckpointHeader } from './checkpoint.ts';
+import { checkSameRun, checkSteps, parseCheckpointHeader, type CheckpointHeader } from './checkpoint.ts';
 import type { EdgeScanRunOptions } from './edge-scan.ts';
 import type { EdgeAcdcRunOptions, EdgeAcdcStep } from './edge-acdc.ts';
 
@@ -74,14 +74,7 @@ export function parseEdgeAcdcCheckpoint(text: string, where: string): EdgeAcdcCh
   if (!isCount(cp.visited)) fail(`${where}: "visited" must be a non-negative integer`);
   if (!isCount(cp.width) || cp.width < 1) fail(`${where}: "width" must be a positive integer`);
   if (!isCount(cp.evaluations)) fail(`${where}: "evaluations" must be a non-negative integer`);
-  if (!Array.isArray(cp.steps) || cp.steps.length === 0) fail(`${where}: "steps" must be a non-empty array`);
-  cp.steps.forEach((s: unknown, i: number) => {
-    if (typeof s !== 'object' || s === null) fail(`${where}: steps[${i}] must be an object`);
-    const st = s as Record<string, unknown>;
-    if (st.removed !== i) fail(`${where}: steps[${i}].removed must be ${i}`);
-    if (i === 0 ? st.edge !== null : typeof st.edge !== 'string') fail(`${where}: steps[${i}].edge must be ${i === 0 ? 'null' : 'an edge name'}`);
-    if (typeof st.metric !== 'number' || typeof st.std !== 'number') fail(`${where}: steps[${i}] needs numeric "metric" and "std"`);
-  });
+  checkSteps(cp.steps, 'edge', 'an edge name', where);
   return cp as unknown as EdgeAcdcCheckpoint;
 }
 
