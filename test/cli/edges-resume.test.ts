@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { carveHere as carve, type CliResult } from '../helpers/cli.ts';
+import { assertUserError, carveHere as carve, type CliResult } from '../helpers/cli.ts';
 import { interruptedAfter } from '../helpers/resume.ts';
 import { loadModelAndTokenizer } from '../../src/cli/common.ts';
 import { taskFromOptions } from '../../src/cli/task-options.ts';
@@ -32,14 +32,7 @@ async function cliModelAndTask() {
   return { model, task };
 }
 
-function userError(r: CliResult, pattern: RegExp, out: string): void {
-  assert.equal(r.code, 2, r.stderr);
-  const lines = r.stderr.split('\n').filter((l) => l !== '');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], /^carve: error: /);
-  assert.match(lines[0], pattern);
-  assert.ok(!existsSync(out), 'no output file after a user error');
-}
+const userError = assertUserError;
 
 async function ok(args: string[]): Promise<CliResult> {
   const r = await carve(args);

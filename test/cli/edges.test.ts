@@ -6,13 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { makeRandomGpt2 } from '../helpers/random-gpt2.ts';
 import { parseFractions, readScanScores, scoresInOrder } from '../../src/cli/faithfulness.ts';
 import { loadModelDir } from '../../src/model/load.ts';
 import { isCarveError } from '../../src/util/errors.ts';
+import { assertUserError } from '../helpers/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'carve-edges-cli-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,13 +26,7 @@ function carve(args: string[]) {
 }
 
 function userError(args: string[], pattern: RegExp, out?: string) {
-  const r = carve(args);
-  assert.equal(r.code, 2, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], /^carve: error: /);
-  assert.match(lines[0], pattern);
-  if (out) assert.ok(!existsSync(out), `${out} must not be written`);
+  assertUserError(carve(args), pattern, out);
 }
 
 const edgeScan = join(dir, 'edges.json');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { carveInProcess, type CarveRun } from '../helpers/cli.ts';
+import { assertUserError, carveInProcess } from '../helpers/cli.ts';
 import { partialPath } from '../../src/cli/prune.ts';
 import { saveModelDir, loadModelDir } from '../../src/model/load.ts';
 import { writeJsonlTask } from '../../src/task/jsonl.ts';
@@ -24,14 +24,6 @@ const common = ['--model', modelDir, '--task', taskFile];
 
 const carve = carveInProcess;
 
-function assertUserError(r: CarveRun, pattern: RegExp, outFile: string): void {
-  assert.equal(r.code, 2, r.stderr);
-  const lines = r.stderr.split('\n').filter((l) => l !== '');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], /^carve: error: /);
-  assert.match(lines[0], pattern);
-  assert.ok(!existsSync(outFile), 'no output file after a user error');
-}
 
 test('carve prune writes the order, the steps and the extra fields, and no partial file is left', async () => {
   const out = join(dir, 'greedy.json');

@@ -1,5 +1,7 @@
 /** Running the carve command line from tests: as a child process (the real thing, exit code and all). */
 import { spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -27,6 +29,19 @@ export function carve(args: string[], cwd = ROOT): Promise<CliResult> {
 export function isUserError(r: CliResult): boolean {
   const lines = r.stderr.trim().split('\n');
   return r.code === 2 && lines.length === 1 && lines[0].startsWith('carve: error: ') && r.stdout === '';
+}
+
+/**
+ * Assert a user error: exit 2, one `carve: error:` line on stderr matching `pattern`, and (given
+ * `out`) no output file written.
+ */
+export function assertUserError(r: CliResult, pattern: RegExp, out?: string): void {
+  assert.equal(r.code, 2, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^carve: error: /);
+  assert.match(lines[0], pattern);
+  if (out !== undefined) assert.ok(!existsSync(out), `${out} must not be written after a user error`);
 }
 
 /**
