@@ -85,17 +85,6 @@ export function checkFractions(fractions: readonly number[], where: string): voi
   });
 }
 
-/**
- * Indices of the k highest |score|s, ties to the lower index (canonical order). Returns a
- * membership array.
- */
-export function topByMagnitude(scores: readonly number[], k: number): boolean[] {
-  const order = scores.map((_, i) => i).sort((a, b) => Math.abs(scores[b]) - Math.abs(scores[a]) || a - b);
-  const keep = new Array<boolean>(scores.length).fill(false);
-  for (let i = 0; i < k; i++) keep[order[i]] = true;
-  return keep;
-}
-
 /** Trapezoid areas under faithfulness (CPR) and of |1 − faithfulness| (CMD) over the fractions. */
 export function curveAreas(fractions: readonly number[], faithfulness: readonly number[]): { cpr: number; cmd: number } {
   let cpr = 0;
@@ -177,7 +166,7 @@ export async function faithfulness(model: HookedModel, task: Task, opts: Faithfu
   const N = opts.scores.length;
   const counts = opts.fractions.map((f) => Math.floor(f * N));
   // Each fraction's configuration, plus "nothing kept" for the normalisation.
-  const removedSets = [...counts, 0].map((k) => removedFrom(topByMagnitude(opts.scores, k)));
+  const removedSets = [...counts, 0].map((k) => removedFrom(topK(opts.scores, k, 'absolute')));
   const ev = await prepareEvaluation(model, task, opts, metric);
   const metrics = await ev.evaluate(removedSets, opts.onProgress);
   const mAll = metric === 'kl' ? 0 : mean(ev.clean);
