@@ -139,6 +139,11 @@ function derivedWeightShapes(model: HookedModel, plan: ContractionPlan): Map<str
   return new Map(namedDerived(buildDerivedWeights(g, model.config, weightAccess(g, model, new Map()), plan)).map(([n, v]) => [n, v.shape]));
 }
 
+/** xs joined along `axis`; a single value as it is (no Concat node). */
+function concatOrOne(g: Graph, xs: Value[], axis: number): Value {
+  return xs.length === 1 ? xs[0] : g.concat(xs, axis);
+}
+
 /** Build the derived weights from the weight inputs of `g` (the one-off graph). */
 function buildDerivedWeights(g: Graph, cfg: HookedModel['config'], wa: WeightAccess, plan: ContractionPlan): DerivedWeightValues {
   const d = cfg.dModel;
@@ -160,12 +165,9 @@ function buildDerivedWeights(g: Graph, cfg: HookedModel['config'], wa: WeightAcc
       }
       if (off) offset.set(i, off);
     }
-    wgT.push(parts.length === 1 ? parts[0] : g.concat(parts, 0));
+    wgT.push(concatOrOne(g, parts, 0));
   }
-  const wo = plan.headChunks.map((c) => {
-    const ws = c.map((i) => headOutputWeights(g, cfg, i, wa));
-    return ws.length === 1 ? ws[0] : g.concat(ws, 0);
-  });
+  const wo = plan.headChunks.map((c) => concatOrOne(g, c.map((i) => headOutputWeights(g, cfg, i, wa)), 0));
   return { wgT, wgMean, offset, wo };
 }
 
@@ -257,7 +259,8 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const g = new Graph(model.dtype, { differentiated: true });
   const fv = buildForward(g, cfg, { startLayer: 0, fromResid: true, readout: { kind: 'metric', metric }, lastLayerAtMetric: false });
   const wa = weightAccess(g, model, fv.weights);
-  const hook = (i: number, name: string) => fv.hooks.get(`${hookPrefix(cfg.layers[i])}.${name}`)!;
+  const hookKey = (i: number, name: string) => `${hookPrefix(cfg.layers[i])}.${name}`;
+  const hook = (i: number, name: string) => fv.hooks.get(hookKey(i, name))!;
   const total = g.reduceSum(fv.metric!, [0], false);
 
   // Gradient targets: q, k, v of every layer with heads, the normed MLP input, the final stream.
@@ -315,7 +318,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     if (corruptRun) return corruptRun.hooks.get(inRunHook)!;
     return g.squeeze(g.slice(bySteps(fv.hooks.get(inRunHook)!), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
   };
-  const cat = (xs: Value[], axis: number) => (xs.length === 1 ? xs[0] : g.concat(xs, axis));
+  const cat = (xs: Value[], axis: number) => concatOrOne(g, xs, axis);
   const eg = buildEdgeGraph(cfg);
   const headSender = (i: number, slot: number) => eg.senderStart[i] + slot;
   interface Chunk {
@@ -333,8 +336,8 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const columns: number[] = [];
     for (const i of group) {
       const k = cfg.layers[i].heads.length;
-      const clean = cleanHook(`${hookPrefix(cfg.layers[i])}.attn.hook_z`);
-      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh], `${hookPrefix(cfg.layers[i])}.attn.hook_z`), clean), [0, 2, 1, 3])); // [U, k, T, dh]
+      const clean = cleanHook(hookKey(i, 'attn.hook_z'));
+      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh], hookKey(i, 'attn.hook_z')), clean), [0, 2, 1, 3])); // [U, k, T, dh]
       for (let h = 0; h < k; h++) columns.push(headSender(i, h));
     }
     const z = cat(dz, 1); // [U, H, T, dh]
@@ -351,8 +354,8 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const columns = [0];
     cfg.layers.forEach((l, i) => {
       if (!l.mlp) return;
-      const clean = cleanHook(`${hookPrefix(cfg.layers[i])}.hook_mlp_out`);
-      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d], `${hookPrefix(cfg.layers[i])}.hook_mlp_out`), clean), [0, 1, -1], [U, 1, 'T*d']));
+      const clean = cleanHook(hookKey(i, 'hook_mlp_out'));
+      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d], hookKey(i, 'hook_mlp_out')), clean), [0, 1, -1], [U, 1, 'T*d']));
       columns.push(eg.senderStart[i] + l.heads.length);
     });
     const rest = cat(others, 1);
