@@ -321,8 +321,18 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const cat = (xs: Value[], axis: number) => concatOrOne(g, xs, axis);
   const eg = buildEdgeGraph(cfg);
   const headSender = (i: number, slot: number) => eg.senderStart[i] + slot;
+  const inputDelta = g.input('attr_input_delta', [U, 'T', d]);
+  /** [R, U, T, w] (or [R, U·T, w]) → [R, U, T·w], U read from the prompts' input. */
+  const uDim = g.slice(g.shapeOf(inputDelta), g.ints([0]), g.ints([1]), [0], [1]);
+  const UT = `${U}*T`;
+  const promptRows = (x: Value): Value => g.reshapeTo(x, g.concat([g.ints([x.shape[0] as number]), uDim, g.ints([-1])], 0), [x.shape[0], U, 'T*d']);
+  // Sender deltas and receiver gradients are laid out sender- (receiver-) major, [S, U, T·d]: the
+  // products that make them from the heads' d_head-wide values are then one GEMM per head over
+  // every prompt's positions ([U·T, dh] × [dh, d]) rather than one small [T, dh] × [dh, d] per
+  // prompt and head (measured 2× faster on the GPT-2-small shape), and the contraction reads both
+  // through onnxruntime's batch-transposed MatMul without copying them.
   interface Chunk {
-    value: Value; // [U, S_chunk, T·d]
+    value: Value; // [S_chunk, U, T·d]
     /** Σ_j E_s(t)_j, [U, T, S_chunk] (LayerNorm receivers' mean term). */
     sums: () => Value;
     columns: number[]; // sender indices
@@ -336,30 +346,34 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const columns: number[] = [];
     for (const i of group) {
       const k = cfg.layers[i].heads.length;
-      const clean = cleanHook(hookKey(i, 'attn.hook_z'));
-      dz.push(g.transpose(g.sub(repl(`attr_repl_z.${i}`, [k, dh], hookKey(i, 'attn.hook_z')), clean), [0, 2, 1, 3])); // [U, k, T, dh]
+      dz.push(g.sub(repl(`attr_repl_z.${i}`, [k, dh], hookKey(i, 'attn.hook_z')), cleanHook(hookKey(i, 'attn.hook_z')))); // [U, T, k, dh]
       for (let h = 0; h < k; h++) columns.push(headSender(i, h));
     }
-    const z = cat(dz, 1); // [U, H, T, dh]
+    const z = cat(dz, 2); // [U, T, H, dh]
+    const H = columns.length;
     const w = derived(`attr_w.wo.${plan.headChunks.indexOf(group)}`); // [H, dh, d]
+    const zs = g.reshape(g.transpose(z, [2, 0, 1, 3]), [0, -1, dh], [H, UT, dh]);
     chunks.push({
-      value: g.reshape(g.matmul(z, w), [0, 0, -1], [U, columns.length, 'T*d']),
+      value: promptRows(g.matmul(zs, w)),
       // Σ_j E_h(t)_j = Δz_h(t) · (W_O[h] 1), without reading E.
-      sums: () => g.transpose(g.squeeze(g.matmul(z, g.reduceSum(w, [-1])), [-1]), [0, 2, 1]),
+      sums: () => g.transpose(g.squeeze(g.matmul(g.transpose(z, [0, 2, 1, 3]), g.reduceSum(w, [-1])), [-1]), [0, 2, 1]),
       columns,
     });
   }
   {
-    const others: Value[] = [g.reshape(g.input('attr_input_delta', [U, 'T', d]), [0, 1, -1], [U, 1, 'T*d'])];
+    /** A [U, T, d] delta as one sender's rows, [1, U, T·d]. */
+    const asSender = (x: Value) => g.unsqueeze(g.reshape(x, [0, -1], [U, 'T*d']), [0]);
+    const others: Value[] = [asSender(inputDelta)];
     const columns = [0];
     cfg.layers.forEach((l, i) => {
       if (!l.mlp) return;
       const clean = cleanHook(hookKey(i, 'hook_mlp_out'));
-      others.push(g.reshape(g.sub(repl(`attr_repl_mlp.${i}`, [d], hookKey(i, 'hook_mlp_out')), clean), [0, 1, -1], [U, 1, 'T*d']));
+      others.push(asSender(g.sub(repl(`attr_repl_mlp.${i}`, [d], hookKey(i, 'hook_mlp_out')), clean)));
       columns.push(eg.senderStart[i] + l.heads.length);
     });
-    const rest = cat(others, 1);
-    chunks.push({ value: rest, sums: () => g.transpose(g.reduceSum(g.reshape(rest, [0, 0, -1, d], [U, columns.length, 'T', d]), [-1], false), [0, 2, 1]), columns });
+    const rest = cat(others, 0);
+    const S = columns.length;
+    chunks.push({ value: rest, sums: () => g.transpose(g.reduceSum(g.reshape(rest, [0, 0, -1, d], [S, U, 'T', d]), [-1], false), [1, 2, 0]), columns });
   }
   const sums = cfg.norm.kind === 'layer' ? chunks.map((c) => c.sums()) : [];
 
@@ -388,12 +402,13 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     return out;
   };
   /**
-   * scores[u, r, s] = Σ_t G[u, r, t]·E[u, s, t] (− Σ_t c1[u, r, t]·Σ_j E[u, s, t, j]) against the
-   * chunks given, one product each, concatenated along the senders.
+   * scores[u, r, s] = Σ_t G[r, u, t]·E[s, u, t] (− Σ_t c1[u, r, t]·Σ_j E[s, u, t, j]) against the
+   * chunks given, one product each, concatenated along the senders. G is [R, U, T·d].
    */
   const contract = (G: Value, c1: Value | undefined, use: number[]): Value => {
+    const Gu = g.transpose(G, [1, 0, 2]);
     const cols = use.map((j) => {
-      const part = g.matmul(G, g.transpose(chunks[j].value, [0, 2, 1]));
+      const part = g.matmul(Gu, g.transpose(chunks[j].value, [1, 2, 0]));
       return c1 ? g.sub(part, g.matmul(c1, sums[j])) : part;
     });
     return cat(cols, 2);
@@ -412,7 +427,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // mean(ũ) = δ_r/σ · (γᵀW_r)/d and mean(ũ⊙x̂) = δ_r/σ · W_rᵀ(γ⊙x̂)/d, where W_rᵀ(γ⊙x̂) is the
   // receiver's projection output less its bias and W_rᵀβ.
   interface AttentionParts {
-    dSum: Value; // Σ_k δ_r/σ, [U, R, T, dh]
+    dSum: Value; // Σ_k δ_r/σ, [R, U·T, dh]
     c2: Value; // per row, [B, R, T]
     xhat: Value; // per row, [B, T, d]
     c1?: Value; // LayerNorm: Σ_k mean(ũ), [U, R, T]
@@ -425,7 +440,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const offset = derivedShapes.has(`attr_w.offset.${i}`) ? derived(`attr_w.offset.${i}`) : undefined; // [R, 1, dh]
     const P = g.transpose(g.concat([hook(i, 'attn.hook_q'), hook(i, 'attn.hook_k'), hook(i, 'attn.hook_v')], 2), [0, 2, 1, 3]);
     const c2 = g.div(g.reduceSum(g.mul(dPrime, offset ? g.sub(P, offset) : P), [-1], false), d); // [B, R, T]
-    const dSum = K === 1 ? dPrime : g.reshape(sumSteps(dPrime, R, 'T*dh'), [0, 0, -1, dh], [U, R, 'T', dh]);
+    const dSum = g.reshape(g.transpose(sumSteps(dPrime, R, 'T*dh'), [1, 0, 2]), [0, -1, dh], [R, UT, dh]);
     const c1 = cfg.norm.kind === 'layer' ? sumSteps(g.reduceSum(g.mul(dPrime, derived(`attr_w.wgMean.${i}`)), [-1], false), R, 'T') : undefined;
     return { dSum, c2, xhat, c1 };
   };
@@ -441,42 +456,46 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const parts = layers.map(attentionParts);
     const Rs = layers.map((i) => eg.attCount[i]);
     const n = Rs.reduce((a, b) => a + b, 0);
-    const scaled = g.matmul(cat(parts.map((p) => p.dSum), 1), derived(`attr_w.wgT.${gi}`)); // [U, n, T, d]
+    const scaled = g.matmul(cat(parts.map((p) => p.dSum), 0), derived(`attr_w.wgT.${gi}`)); // [n, U·T, d]
     let xTerm: Value;
     if (K === 1 && Rs.every((r) => r === Rs[0])) {
-      // c2_r(t)·x̂(t) for the whole group by broadcasting, [U, layers, R, T, 1] ⊙ [U, layers, 1, T, d].
-      const c2 = g.unsqueeze(cat(parts.map((p) => g.unsqueeze(p.c2, [1])), 1), [-1]);
-      const xh = g.unsqueeze(cat(parts.map((p) => g.unsqueeze(p.xhat, [1])), 1), [2]);
-      xTerm = g.reshape(g.mul(c2, xh), [0, n, -1, d], [U, n, 'T', d]);
+      // c2_r(t)·x̂(t) for the whole group by broadcasting, [layers, R, U, T, 1] ⊙ [layers, 1, U, T, d].
+      const c2 = g.unsqueeze(cat(parts.map((p) => g.unsqueeze(g.transpose(p.c2, [1, 0, 2]), [0])), 0), [-1]);
+      const xh = g.unsqueeze(cat(parts.map((p) => g.unsqueeze(p.xhat, [0])), 0), [1]);
+      xTerm = g.reshape(g.mul(c2, xh), [n, -1, d], [n, UT, d]);
     } else {
       xTerm = cat(
-        parts.map((p) => {
-          if (K === 1) return g.mul(g.unsqueeze(p.c2, [-1]), g.unsqueeze(p.xhat, [1])); // [U, R, T, d]
+        parts.map((p, j) => {
+          const R = Rs[j];
+          // [R, U, T, 1] ⊙ [1, U, T, d]
+          if (K === 1) return g.reshape(g.mul(g.unsqueeze(g.transpose(p.c2, [1, 0, 2]), [-1]), g.unsqueeze(p.xhat, [0])), [R, -1, d], [R, UT, d]);
           // Σ_k c2_k(t) x̂_k(t) as one product per (prompt, position): [R, K] × [K, d].
           const c2t = g.transpose(bySteps(p.c2), [0, 3, 2, 1]); // [U, T, R, K]
           const xt = g.transpose(bySteps(p.xhat), [0, 2, 1, 3]); // [U, T, K, d]
-          return g.transpose(g.matmul(c2t, xt), [0, 2, 1, 3]); // [U, R, T, d]
+          return g.reshape(g.transpose(g.matmul(c2t, xt), [2, 0, 1, 3]), [R, -1, d], [R, UT, d]); // [R, U·T, d]
         }),
-        1,
+        0,
       );
     }
-    const G = g.reshape(g.sub(scaled, xTerm), [0, 0, -1], [U, n, 'T*d']);
+    const G = promptRows(g.sub(scaled, xTerm)); // [n, U, T·d]
     const c1 = parts[0].c1 ? cat(parts.map((p) => p.c1!), 1) : undefined;
     const receivers = layers.flatMap((i, j) => Array.from({ length: Rs[j] }, (_, r) => receiverStart.get(i)! + r));
     emit(`scores.att${layers[0]}`, contract(G, c1, use), receivers, use);
   }
+  /** One receiver's gradient per row, [B, T, d], summed over the steps as [1, U, T·d]. */
+  const asReceiver = (x: Value): Value => g.unsqueeze(g.squeeze(sumSteps(g.unsqueeze(x, [1]), 1, 'T*d'), [1]), [0]);
   const stacked: { G: Value; receiver: number }[] = [];
   cfg.layers.forEach((l, i) => {
     if (!l.mlp) return;
     const x = hook(i, cfg.parallelResidual ? 'hook_resid_pre' : 'hook_resid_mid');
     const { xhat, inv } = normStats(x);
     const scaled = g.mul(g.mul(grad(`mlp${i}`), wa.must('norm2.w', i)), inv);
-    stacked.push({ G: sumSteps(g.unsqueeze(normVjp(scaled, xhat), [1]), 1, 'T*d'), receiver: receiverStart.get(i)! + eg.attCount[i] });
+    stacked.push({ G: asReceiver(normVjp(scaled, xhat)), receiver: receiverStart.get(i)! + eg.attCount[i] });
   });
   // The MLP receivers and the logits, stacked: one product per chunk for all of them.
-  if (L > 0) stacked.push({ G: sumSteps(g.unsqueeze(grad('final'), [1]), 1, 'T*d'), receiver: receiverBase });
+  if (L > 0) stacked.push({ G: asReceiver(grad('final')), receiver: receiverBase });
   if (stacked.length > 0) {
-    const G = cat(stacked.map((x) => x.G), 1);
+    const G = cat(stacked.map((x) => x.G), 0);
     const all = chunks.map((_, j) => j);
     emit('scores.rest', contract(G, undefined, all), stacked.map((x) => x.receiver), all);
   }
