@@ -38,7 +38,7 @@ import type * as ort from 'onnxruntime-node';
 import { Graph, type Shape, type Value } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
 import { runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
-import { buildForward, hookPrefix } from '../model/forward.ts';
+import { buildForward, hookPrefix, type ForwardValues } from '../model/forward.ts';
 import { answerFeeds, rotaryFeeds, type FloatArray, type HookedModel } from '../model/hooked.ts';
 import { headOutputWeights, receiverProjections, type WeightAccess } from '../model/edges.ts';
 import { tensorTable } from '../model/arch/index.ts';
@@ -257,10 +257,34 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const d = cfg.dModel;
   const dh = cfg.dHead;
   const g = new Graph(model.dtype, { differentiated: true });
-  const fv = buildForward(g, cfg, { startLayer: 0, fromResid: true, readout: { kind: 'metric', metric }, lastLayerAtMetric: false });
+  // Every run computes its last layer at the metric positions only (keys and values everywhere):
+  // nothing after it reads its other positions, so there every receiver's gradient is zero and no
+  // sender delta there can score.
+  const fv = buildForward(g, cfg, { startLayer: 0, fromResid: true, readout: { kind: 'metric', metric }, lastLayerAtMetric: true });
   const wa = weightAccess(g, model, fv.weights);
   const hookKey = (i: number, name: string) => `${hookPrefix(cfg.layers[i])}.${name}`;
-  const hook = (i: number, name: string) => fv.hooks.get(hookKey(i, name))!;
+  const onehots = new Map<string, Value>();
+  /** x [B, 1, ...] at each row's metric position (of the run with inputs `prefix`) → [B, T, ...], zero elsewhere; full-length values as they are. */
+  const spread = (x: Value, prefix: string): Value => {
+    if (x.shape[1] !== 1) return x;
+    let onehot = onehots.get(prefix);
+    if (!onehot) {
+      const resid = g.input(`${prefix}resid`, ['B', 'T', d]);
+      const T = g.squeeze(g.slice(g.shapeOf(resid), g.ints([1]), g.ints([2]), [0], [1]), [0]);
+      const one = g.constant([1], [], 'int64');
+      const pos = g.unsqueeze(g.range(g.constant([0], [], 'int64'), T, one, 'T'), [0]); // [1, T]
+      const at = g.unsqueeze(g.input(`${prefix}metric_pos`, ['B'], 'int64'), [1]); // [B, 1]
+      onehot = g.where(g.or(g.greater(pos, at), g.greater(at, pos)), g.scalar(0), g.scalar(1)); // [B, T]
+      onehots.set(prefix, onehot);
+    }
+    const axes = Array.from({ length: x.rank - 2 }, (_, j) => j + 2);
+    return g.mul(axes.length > 0 ? g.unsqueeze(onehot, axes) : onehot, x);
+  };
+  /** A run's hook as computed (for gradient targets) and at full length (for everything else). */
+  const rawHook = (run: ForwardValues, name: string): Value => run.hooks.get(name) ?? run.metricLayerHooks.get(name)!;
+  const fullHook = (run: ForwardValues, prefix: string, name: string): Value => spread(rawHook(run, name), prefix);
+  const hookOf = (name: string) => fullHook(fv, '', name);
+  const hook = (i: number, name: string) => hookOf(hookKey(i, name));
   const total = g.reduceSum(fv.metric!, [0], false);
 
   // Gradient targets: q, k, v of every layer with heads, the normed MLP input, the final stream.
@@ -271,12 +295,12 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     targets.push(v);
   };
   cfg.layers.forEach((l, i) => {
-    if (l.heads.length > 0) for (const x of ['q', 'k', 'v']) want(`${x}${i}`, hook(i, `attn.hook_${x}`));
-    if (l.mlp) want(`mlp${i}`, hook(i, 'ln2.hook_normalized'));
+    if (l.heads.length > 0) for (const x of ['q', 'k', 'v']) want(`${x}${i}`, rawHook(fv, hookKey(i, `attn.hook_${x}`)));
+    if (l.mlp) want(`mlp${i}`, rawHook(fv, hookKey(i, 'ln2.hook_normalized')));
   });
-  if (L > 0) want('final', hook(L - 1, 'hook_resid_post'));
+  if (L > 0) want('final', rawHook(fv, hookKey(L - 1, 'hook_resid_post')));
   const grads = gradients(total, targets);
-  const grad = (key: string) => grads[at.get(key)!];
+  const grad = (key: string) => spread(grads[at.get(key)!], '');
 
   // Sender deltas (replacement − clean) per prompt, E [U, S, T·d], in chunks: the heads of each
   // group of layers (one product of the small hook_z deltas with the heads' output projections),
@@ -296,10 +320,10 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
    */
   const sideRun = (prefix: string) => {
     g.options.differentiated = false;
-    const run = buildForward(g, cfg, { startLayer: 0, fromResid: true, feedPrefix: prefix, readout: { kind: 'metric', metric }, lastLayerAtMetric: false });
+    const run = buildForward(g, cfg, { startLayer: 0, fromResid: true, feedPrefix: prefix, readout: { kind: 'metric', metric }, lastLayerAtMetric: true });
     g.options.differentiated = true;
     g.output(run.metric!, `${prefix}metric`);
-    return run;
+    return { run, prefix };
   };
   // The corrupt run, where the replacements come from it (EAP under resample), and the clean run
   // whose senders the steps' deltas are taken from (EAP-IG; EAP's clean run is the main one).
@@ -307,16 +331,16 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const cleanRun = cleanSideRun ? sideRun('attr_clean.') : undefined;
   /** A sender's clean output, [U, T, ...]: the main run's (EAP) or the clean run's (one row per prompt, relabelled U). */
   const cleanHook = (name: string): Value => {
-    if (!cleanRun) return fv.hooks.get(name)!;
-    const v = cleanRun.hooks.get(name)!;
+    if (!cleanRun) return hookOf(name);
+    const v = fullHook(cleanRun.run, cleanRun.prefix, name);
     return g.reshape(v, v.shape.map(() => 0), [U, ...v.shape.slice(1)]);
   };
   /** The replacement of a sender: a constant, per prompt, or its value in the corrupt run (its own, or each prompt's k = 0 row). */
   const repl = (name: string, rest: number[], inRunHook: string) => {
     if (replShape === 'const') return g.input(name, [1, 1, ...rest]);
     if (replShape === 'row') return g.input(name, [U, 'T', ...rest]);
-    if (corruptRun) return corruptRun.hooks.get(inRunHook)!;
-    return g.squeeze(g.slice(bySteps(fv.hooks.get(inRunHook)!), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
+    if (corruptRun) return fullHook(corruptRun.run, corruptRun.prefix, inRunHook);
+    return g.squeeze(g.slice(bySteps(hookOf(inRunHook)), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
   };
   const cat = (xs: Value[], axis: number) => concatOrOne(g, xs, axis);
   const eg = buildEdgeGraph(cfg);

@@ -79,6 +79,12 @@ export interface ForwardSpec {
 export interface ForwardValues {
   /** Hook values by TransformerLens name. */
   hooks: Map<string, Value>;
+  /**
+   * The metric-only last layer's hook values (`lastLayerAtMetric`), kept apart because most are
+   * [B, 1, ...] at the metric positions rather than [B, T, ...] (its norm's output, keys and values
+   * are at every position).
+   */
+  metricLayerHooks: Map<string, Value>;
   /** The weight inputs the graph uses, by tensor name. */
   weights: Map<string, Value>;
   /** Metric readout: [B, A] logits of the answers, [B] the metric. */
@@ -132,6 +138,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   };
 
   const hooks = new Map<string, Value>();
+  const metricLayerHooks = new Map<string, Value>();
   const hook = (name: string, v: Value): Value => {
     hooks.set(name, v);
     return v;
@@ -229,7 +236,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
     // In the metric-only last layer, "rows" are the metric positions: [B, 1, ...] instead of [B, T, ...].
     const atMetric = metricOnly && i === end - 1;
     const rows = (x: Value) => (atMetric ? rowsOf(x) : x);
-    const hk = (name: string, v: Value) => (atMetric ? v : hook(name, v));
+    const hk = (name: string, v: Value) => (atMetric ? (metricLayerHooks.set(name, v), v) : hook(name, v));
     const rowDim = atMetric ? 1 : 'T';
     const residRows = rows(resid);
     const k = layout.heads.length;
@@ -335,7 +342,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   const residAtMetric = metricOnly && end > spec.startLayer;
   if (iv.edges?.logits) resid = router!.logitsInput(resid, residAtMetric);
 
-  const out: ForwardValues = { hooks, weights };
+  const out: ForwardValues = { hooks, metricLayerHooks, weights };
   if (spec.readout.kind === 'none') return out;
   if (end !== cfg.layers.length) throw new Error('a readout needs the run to reach the last layer');
 
