@@ -11,7 +11,8 @@
  *    configurations, no prefix caching), timed on PLAIN_EDGES edges and scaled to 1,000;
  *  - ACDC over edges: the full run's projected time, from timed batches of ACDC-shaped evaluations
  *    (the removals so far as base, speculative candidates on top) at several receiver layers.
- * ONLY=eap,ig,exact,acdc runs a subset.
+ * ONLY=eap,ig,exact,acdc runs a subset; CARVE_ORT_PROFILE=<prefix> writes onnxruntime's profiles
+ * (bench/profile-summary.ts reads them).
  */
 import { Engine } from '../src/onnx/session.ts';
 import { HookedModel } from '../src/model/hooked.ts';
@@ -21,7 +22,8 @@ import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
 import { acdcEdgeOrder, DEFAULT_ACDC_WIDTH } from '../src/discover/edge-acdc.ts';
 import { gpt2SmallInMemory, ioiPrompts, median } from './gpt2-small.ts';
 
-const engine = new Engine({ device: 'cpu', threads: 0 });
+// CARVE_ORT_PROFILE=<prefix>: onnxruntime profiles of every graph, for bench/profile-summary.ts.
+const engine = new Engine({ device: 'cpu', threads: 0, profilePrefix: process.env.CARVE_ORT_PROFILE });
 const model = new HookedModel(gpt2SmallInMemory(), engine);
 const task = await ioiPrompts(25);
 const only = new Set((process.env.ONLY ?? 'eap,ig,exact,acdc').split(','));

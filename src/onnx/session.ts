@@ -11,6 +11,11 @@ export interface EngineOptions {
   device: Device;
   /** Intra-op threads; 0 lets onnxruntime choose (one per core). */
   threads: number;
+  /**
+   * Profile every session: onnxruntime writes its per-node times to `<prefix>_<date>.json` when the
+   * engine is released (bench/profile-summary.ts reads them). For benchmark work.
+   */
+  profilePrefix?: string;
 }
 
 export type HostArray = Float32Array | Float64Array | BigInt64Array | Uint8Array;
@@ -57,7 +62,10 @@ export class Engine {
       // Several sessions run one after another; spinning threads of idle sessions steal the cores.
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
-    if (process.env.ORT_PROFILE) { opts.enableProfiling = true; opts.profileFilePrefix = process.env.ORT_PROFILE; }
+    if (this.options.profilePrefix) {
+      opts.enableProfiling = true;
+      opts.profileFilePrefix = this.options.profilePrefix;
+    }
     if (this.options.threads > 0) opts.intraOpNumThreads = this.options.threads;
     return opts;
   }
@@ -108,7 +116,9 @@ export class Engine {
     this.cache.clear();
     for (const p of all) {
       try {
-        await (await p).session.release();
+        const { session } = await p;
+        if (this.options.profilePrefix) session.endProfiling();
+        await session.release();
       } catch {
         // A session that failed to build has nothing to release.
       }
