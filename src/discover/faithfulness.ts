@@ -120,16 +120,22 @@ interface Evaluation {
   evaluate(removedSets: number[][], onProgress?: (done: number, total: number) => void): Promise<Float64Array[]>;
 }
 
+/** Removal sets of edges, under the options' ablation and metric. */
+async function edgeEvaluation(model: HookedModel, task: Task, opts: FaithfulnessOptions, metric: MetricName): Promise<Evaluation> {
+  const batchSize = opts.batchSize ?? 64;
+  const repl = await computeEdgeReplacements(model, task, opts.ablation, opts.meanOver ?? 'clean', batchSize, metric);
+  const ev = await EdgeEvaluator.create(model, task, repl, { batchSize, metric });
+  return { clean: ev.clean, evaluate: (sets, onProgress) => ev.evaluate(sets.map((edges) => ({ edges })), onProgress) };
+}
+
 async function prepareEvaluation(model: HookedModel, task: Task, opts: FaithfulnessOptions, metric: MetricName): Promise<Evaluation> {
   const batchSize = opts.batchSize ?? 64;
   const meanOver = opts.meanOver ?? 'clean';
   const N = opts.scores.length;
   if (opts.level === 'edges') {
-    const graph = buildEdgeGraph(model.config);
-    if (graph.edges.length !== N) throw new Error(`${N} scores for ${graph.edges.length} edges`);
-    const repl = await computeEdgeReplacements(model, task, opts.ablation, meanOver, batchSize, metric);
-    const ev = await EdgeEvaluator.create(model, task, repl, { batchSize, metric });
-    return { clean: ev.clean, evaluate: (sets, onProgress) => ev.evaluate(sets.map((edges) => ({ edges })), onProgress) };
+    const edges = buildEdgeGraph(model.config).edges.length;
+    if (edges !== N) throw new Error(`${N} scores for ${edges} edges`);
+    return edgeEvaluation(model, task, opts, metric);
   }
   const comps = listComponents(model.config, 'all');
   if (comps.length !== N) throw new Error(`${N} scores for ${comps.length} components`);
@@ -147,11 +153,8 @@ async function prepareEvaluation(model: HookedModel, task: Task, opts: Faithfuln
 
 /** The metric with every edge ablated (the components level's "nothing kept" in MIB's terms). */
 async function everyEdgeAblated(model: HookedModel, task: Task, opts: FaithfulnessOptions, metric: MetricName): Promise<number> {
-  const batchSize = opts.batchSize ?? 64;
-  const graph = buildEdgeGraph(model.config);
-  const repl = await computeEdgeReplacements(model, task, opts.ablation, opts.meanOver ?? 'clean', batchSize, metric);
-  const ev = await EdgeEvaluator.create(model, task, repl, { batchSize, metric });
-  const [m] = await ev.evaluate([{ edges: graph.edges.map((e) => e.index) }]);
+  const ev = await edgeEvaluation(model, task, opts, metric);
+  const [m] = await ev.evaluate([buildEdgeGraph(model.config).edges.map((e) => e.index)]);
   return mean(m);
 }
 

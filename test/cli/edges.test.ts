@@ -5,7 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -13,27 +12,22 @@ import { makeRandomGpt2 } from '../helpers/random-gpt2.ts';
 import { parseFractions, readScanScores, scoresInOrder } from '../../src/cli/faithfulness.ts';
 import { loadModelDir } from '../../src/model/load.ts';
 import { isCarveError } from '../../src/util/errors.ts';
-import { assertUserError } from '../helpers/cli.ts';
+import { assertUserError, carve } from '../helpers/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'carve-edges-cli-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 const modelDir = makeRandomGpt2(join(dir, 'model'), { nLayer: 2, nHead: 2, dModel: 16, nCtx: 32, vocabSize: 50257, seed: 5 });
 const common = ['--model', modelDir, '--n', '4'];
 
-function carve(args: string[]) {
-  const r = spawnSync(process.execPath, ['bin/carve.js', ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function userError(args: string[], pattern: RegExp, out?: string) {
-  assertUserError(carve(args), pattern, out);
+async function userError(args: string[], pattern: RegExp, out?: string) {
+  assertUserError(await carve(args), pattern, out);
 }
 
 const edgeScan = join(dir, 'edges.json');
 const compScan = join(dir, 'components.json');
 
-test('carve scan --level edges writes every edge with its sender, receiver, score and std', () => {
-  const r = carve(['scan', ...common, '--level', 'edges', '--method', 'exact', '--ablation', 'resample', '--out', edgeScan]);
+test('carve scan --level edges writes every edge with its sender, receiver, score and std', async () => {
+  const r = await carve(['scan', ...common, '--level', 'edges', '--method', 'exact', '--ablation', 'resample', '--out', edgeScan]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /exact scan of 46 edges × 4 prompts: about/);
   const s = JSON.parse(readFileSync(edgeScan, 'utf8'));
@@ -43,18 +37,18 @@ test('carve scan --level edges writes every edge with its sender, receiver, scor
   for (const k of ['model', 'task', 'ablation', 'method', 'n_prompts', 'clean_metric', 'clean_std', 'corrupt_metric']) assert.ok(k in s, k);
   assert.deepEqual(s.edges[0], { ...s.edges[0], name: 'input->L0H0<q>', sender: 'input', receiver: 'L0H0<q>' });
   for (const e of s.edges) assert.ok(Number.isFinite(e.score) && Number.isFinite(e.std) && e.name === `${e.sender}->${e.receiver}`);
-  const ig = carve(['scan', ...common, '--level', 'edges', '--method', 'ig', '--ablation', 'resample']);
+  const ig = await carve(['scan', ...common, '--level', 'edges', '--method', 'ig', '--ablation', 'resample']);
   assert.equal(ig.code, 0, ig.stderr);
   const o = JSON.parse(ig.stdout);
   assert.equal(o.steps, 5);
   assert.equal(o.ig_path, 'inputs');
-  assert.equal(carve(['scan', ...common, '--out', compScan]).code, 0);
+  assert.equal((await carve(['scan', ...common, '--out', compScan])).code, 0);
 });
 
-test('carve faithfulness: the curve, CPR and CMD for edge and component scans; MIB format', () => {
+test('carve faithfulness: the curve, CPR and CMD for edge and component scans; MIB format', async () => {
   const out = join(dir, 'faith.json');
   const mib = join(dir, 'mib.json');
-  const r = carve(['faithfulness', ...common, '--scores', edgeScan, '--fractions', '0,0.1,0.5,1', '--mib', mib, '--out', out]);
+  const r = await carve(['faithfulness', ...common, '--scores', edgeScan, '--fractions', '0,0.1,0.5,1', '--mib', mib, '--out', out]);
   assert.equal(r.code, 0, r.stderr);
   const f = JSON.parse(readFileSync(out, 'utf8'));
   assert.deepEqual(f.points.map((p: { fraction: number }) => p.fraction), [0, 0.1, 0.5, 1]);
@@ -73,24 +67,24 @@ test('carve faithfulness: the curve, CPR and CMD for edge and component scans; M
   const e0 = scan.edges.find((e: { name: string }) => e.name === 'L0H0->L1H1<q>');
   assert.ok(Math.abs(e0.score) > 0);
   assert.equal(m.edges['a0.h0->a1.h1<q>'].score, -e0.score);
-  const c = carve(['faithfulness', ...common, '--scores', compScan, '--fractions', '0,0.5,1']);
+  const c = await carve(['faithfulness', ...common, '--scores', compScan, '--fractions', '0,0.5,1']);
   assert.equal(c.code, 0, c.stderr);
   const cf = JSON.parse(c.stdout);
   assert.equal(cf.level, 'components');
   assert.deepEqual(cf.points.map((p: { n_components: number }) => p.n_components), [0, 3, 6]);
 });
 
-test('carve faithfulness: bad input is one error line, exit 2, no output', () => {
+test('carve faithfulness: bad input is one error line, exit 2, no output', async () => {
   const out = join(dir, 'never.json');
   const args = (extra: string[]) => ['faithfulness', ...common, '--out', out, ...extra];
-  userError(args(['--scores', edgeScan, '--fractions', '0,0.5,1.5']), /--fractions: fraction 1\.5 is outside \[0, 1\]/, out);
-  userError(args(['--scores', edgeScan, '--fractions', '0,0.5,0.2,1']), /--fractions: fractions must increase \(0\.5 then 0\.2\)/, out);
-  userError(args(['--scores', compScan, '--level', 'edges']), /components\.json: a component scan, not --level edges/, out);
+  await userError(args(['--scores', edgeScan, '--fractions', '0,0.5,1.5']), /--fractions: fraction 1\.5 is outside \[0, 1\]/, out);
+  await userError(args(['--scores', edgeScan, '--fractions', '0,0.5,0.2,1']), /--fractions: fractions must increase \(0\.5 then 0\.2\)/, out);
+  await userError(args(['--scores', compScan, '--level', 'edges']), /components\.json: a component scan, not --level edges/, out);
   const bad = join(dir, 'bad-edge.json');
   const s = JSON.parse(readFileSync(edgeScan, 'utf8'));
   s.edges[5].name = 'L1H0->L0H0<q>';
   writeFileSync(bad, JSON.stringify(s));
-  userError(args(['--scores', bad]), /bad-edge\.json: edges\[5\]\.name: the model has no edge L1H0->L0H0<q>/, out);
+  await userError(args(['--scores', bad]), /bad-edge\.json: edges\[5\]\.name: the model has no edge L1H0->L0H0<q>/, out);
 });
 
 test('faithfulness inputs are checked (in process)', () => {
@@ -112,13 +106,13 @@ test('faithfulness inputs are checked (in process)', () => {
   err(() => scoresInOrder(cfg, { ...comp, entries: [{ name: 'L7H0', score: 1 }, ...comp.entries.slice(1)] }, 'c.json'), /c\.json: components\[0\]\.name: the model has no component L7H0/);
 });
 
-test('carve prune --order acdc --level edges; other orders are refused on edges', () => {
+test('carve prune --order acdc --level edges; other orders are refused on edges', async () => {
   const out = join(dir, 'acdc.json');
-  const r = carve(['prune', ...common, '--order', 'acdc', '--level', 'edges', '--threshold', '0.05', '--ablation', 'resample', '--out', out]);
+  const r = await carve(['prune', ...common, '--order', 'acdc', '--level', 'edges', '--threshold', '0.05', '--ablation', 'resample', '--out', out]);
   assert.equal(r.code, 0, r.stderr);
   const o = JSON.parse(readFileSync(out, 'utf8'));
   assert.equal(o.level, 'edges');
   assert.equal(o.n_kept + o.steps.length - 1, 46);
   assert.equal(o.steps[0].edge, null);
-  userError(['prune', ...common, '--order', 'greedy', '--level', 'edges', '--out', join(dir, 'no.json')], /--level edges: only --order acdc/, join(dir, 'no.json'));
+  await userError(['prune', ...common, '--order', 'greedy', '--level', 'edges', '--out', join(dir, 'no.json')], /--level edges: only --order acdc/, join(dir, 'no.json'));
 });
