@@ -432,10 +432,11 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
    * scores[u, r, s] = Σ_t G[r, u, t]·E[s, u, t] (− Σ_t c1[u, r, t]·Σ_j E[s, u, t, j]) against the
    * chunks given, one product each, concatenated along the senders. G is [R, U, T·d].
    */
-  const contract = (G: Value, c1: Value | undefined, use: number[]): Value => {
+  const contract = (G: Value, c1: Value | undefined, use: number[], xTerm?: (j: number) => Value): Value => {
     const Gu = g.transpose(G, [1, 0, 2]);
     const cols = use.map((j) => {
-      const part = g.matmul(Gu, g.transpose(chunks[j].value, [1, 2, 0]));
+      let part = g.matmul(Gu, g.transpose(chunks[j].value, [1, 2, 0]));
+      if (xTerm) part = g.sub(part, xTerm(j));
       return c1 ? g.sub(part, g.matmul(c1, sums[j])) : part;
     });
     return cat(cols, 2);
@@ -484,30 +485,28 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const Rs = layers.map((i) => eg.attCount[i]);
     const n = Rs.reduce((a, b) => a + b, 0);
     const scaled = g.matmul(cat(parts.map((p) => p.dSum), 0), g.transpose(derived(`attr_w.wg.${gi}`), [0, 2, 1])); // [n, U·T, d]
-    let xTerm: Value;
-    if (K === 1 && Rs.every((r) => r === Rs[0])) {
-      // c2_r(t)·x̂(t) for the whole group by broadcasting, [layers, R, U, T, 1] ⊙ [layers, 1, U, T, d].
-      const c2 = g.unsqueeze(cat(parts.map((p) => g.unsqueeze(g.transpose(p.c2, [1, 0, 2]), [0])), 0), [-1]);
-      const xh = g.unsqueeze(cat(parts.map((p) => g.unsqueeze(p.xhat, [0])), 0), [1]);
-      xTerm = g.reshape(g.mul(c2, xh), [n, -1, d], [n, UT, d]);
-    } else {
-      xTerm = cat(
-        parts.map((p, j) => {
-          const R = Rs[j];
-          // [R, U, T, 1] ⊙ [1, U, T, d]
-          if (K === 1) return g.reshape(g.mul(g.unsqueeze(g.transpose(p.c2, [1, 0, 2]), [-1]), g.unsqueeze(p.xhat, [0])), [R, -1, d], [R, UT, d]);
-          // Σ_k c2_k(t) x̂_k(t) as one product per (prompt, position): [R, K] × [K, d].
-          const c2t = g.transpose(bySteps(p.c2), [0, 3, 2, 1]); // [U, T, R, K]
-          const xt = g.transpose(bySteps(p.xhat), [0, 2, 1, 3]); // [U, T, K, d]
-          return g.reshape(g.transpose(g.matmul(c2t, xt), [2, 0, 1, 3]), [R, -1, d], [R, UT, d]); // [R, U·T, d]
-        }),
-        0,
-      );
-    }
-    const G = promptRows(g.sub(scaled, xTerm)); // [n, U, T·d]
+    // The x̂ term, Σ_{k,t} c2_k(t)·(x̂_k(t)·E_s(t)), from D = x̂·E: one product per chunk reads its
+    // deltas once for every layer and step of the group (batched over prompt and position), instead
+    // of writing c2·x̂ over [n, U·T, d] and subtracting it from every receiver's gradient.
+    const st = cat(parts.map((p) => g.unsqueeze(bySteps(p.xhat), [0])), 0); // [layers, U, K, T, d]
+    const cols = layers.length * K;
+    const X = g.reshape(g.transpose(st, [1, 3, 4, 0, 2]), [-1, d, cols], [UT, d, cols]); // [U·T, d, layers·K]
+    const KT = `${K}*T`;
+    const c2s = parts.map((p, a) => g.reshape(g.transpose(bySteps(p.c2), [0, 2, 1, 3]), [0, 0, -1], [U, Rs[a], KT])); // [U, R, K·T]
+    const xTerm = (j: number): Value => {
+      const S = chunks[j].columns.length;
+      const D = g.matmul(g.transpose(g.reshape(chunks[j].value, [0, -1, d], [S, UT, d]), [1, 0, 2]), X); // [U·T, S, layers·K]
+      const perLayer = c2s.map((c2, a) => {
+        const Da = g.slice(D, g.ints([a * K]), g.ints([(a + 1) * K]), [2], [UT, S, K]);
+        const byPrompt = g.reshapeTo(Da, g.concat([uDim, g.ints([-1, S, K])], 0), [U, 'T', S, K]);
+        return g.matmul(c2, g.reshape(g.transpose(byPrompt, [0, 3, 1, 2]), [0, -1, S], [U, KT, S])); // [U, R, S]
+      });
+      return cat(perLayer, 1);
+    };
+    const G = promptRows(scaled); // [n, U, T·d]
     const c1 = parts[0].c1 ? cat(parts.map((p) => p.c1!), 1) : undefined;
     const receivers = layers.flatMap((i, j) => Array.from({ length: Rs[j] }, (_, r) => receiverStart.get(i)! + r));
-    emit(`scores.att${layers[0]}`, contract(G, c1, use), receivers, use);
+    emit(`scores.att${layers[0]}`, contract(G, c1, use, xTerm), receivers, use);
   }
   /** One receiver's gradient per row, [B, T, d], summed over the steps as [1, U, T·d]. */
   const asReceiver = (x: Value): Value => g.unsqueeze(g.squeeze(sumSteps(g.unsqueeze(x, [1]), 1, 'T*d'), [1]), [0]);
