@@ -11,7 +11,7 @@
  *    configurations, no prefix caching), timed on PLAIN_EDGES edges and scaled to 1,000;
  *  - ACDC over edges: the full run's projected time, from timed batches of ACDC-shaped evaluations
  *    (the removals so far as base, speculative candidates on top) at several receiver layers.
- * ONLY=eap,ig,exact,acdc runs a subset; CARVE_ORT_PROFILE=<prefix> writes onnxruntime's profiles
+ * EDGES_MODEL=smollm runs the SmolLM2-135M shape; ONLY=eap,ig,exact,acdc runs a subset; CARVE_ORT_PROFILE=<prefix> writes onnxruntime's profiles
  * (bench/profile-summary.ts reads them).
  */
 import { Engine } from '../src/onnx/session.ts';
@@ -20,12 +20,21 @@ import { computeEdgeReplacements } from '../src/discover/edge-replacements.ts';
 import { scanEdges } from '../src/discover/edge-scan.ts';
 import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
 import { acdcEdgeOrder, DEFAULT_ACDC_WIDTH } from '../src/discover/edge-acdc.ts';
-import { gpt2SmallInMemory, ioiPrompts, median } from './gpt2-small.ts';
+import { ioiPrompts, median } from './gpt2-small.ts';
+import { BENCH_MODELS, type BenchModelName } from './models.ts';
 
 // CARVE_ORT_PROFILE=<prefix>: onnxruntime profiles of every graph, for bench/profile-summary.ts.
 const engine = new Engine({ device: 'cpu', threads: 0, profilePrefix: process.env.CARVE_ORT_PROFILE });
-const model = new HookedModel(gpt2SmallInMemory(), engine);
-const task = await ioiPrompts(25);
+// EDGES_MODEL=smollm: the SmolLM2-135M shape instead (RMSNorm receivers, grouped-query k/v).
+const shape = (process.env.EDGES_MODEL ?? 'gpt2') as BenchModelName;
+if (!(shape in BENCH_MODELS)) throw new Error(`EDGES_MODEL: unknown model ${shape} (gpt2, smollm)`);
+const model = new HookedModel(BENCH_MODELS[shape].make(), engine);
+const V = model.config.vocabSize;
+const ioi = await ioiPrompts(25);
+// GPT-2 token ids; the random models only need ids inside their vocabulary.
+const inVocab = (ts: number[]) => ts.map((t) => t % V);
+const task = { ...ioi, pairs: ioi.pairs.map((p) => ({ ...p, clean: inVocab(p.clean), corrupt: inVocab(p.corrupt), correct: inVocab(p.correct), incorrect: inVocab(p.incorrect) })) };
+process.stderr.write(`${BENCH_MODELS[shape].label}\n`);
 const only = new Set((process.env.ONLY ?? 'eap,ig,exact,acdc').split(','));
 const SAMPLE = Number(process.env.EDGES ?? 1000);
 const PLAIN_EDGES = Number(process.env.PLAIN_EDGES ?? 20);
