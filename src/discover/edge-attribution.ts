@@ -305,7 +305,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const grads = gradients(total, targets);
   const grad = (key: string) => spread(grads[at.get(key)!], '');
 
-  // Sender deltas (replacement − clean) per prompt, E [U, S, T·d], in chunks: the heads of each
+  // Sender deltas (replacement − clean) per prompt, E [S, U, T·d], in chunks: the heads of each
   // group of layers (one product of the small hook_z deltas with the heads' output projections),
   // and the rest (input, MLPs). With one step a prompt is a row, and the clean senders can be this
   // run's own (EAP).
