@@ -123,9 +123,8 @@ export class Engine {
     this.cache.clear();
     for (const p of all) {
       try {
-        const { session } = await p;
-        if (this.options.profilePrefix) session.endProfiling();
-        await session.release();
+        // Releasing a profiled session writes its profile.
+        await (await p).session.release();
       } catch {
         // A session that failed to build has nothing to release.
       }
