@@ -4,7 +4,7 @@
  * causal (optionally windowed) attention with grouped-query heads, and the MLP (plain or gated).
  * forward.ts wires them together as the config says.
  */
-import type { Graph, Shape, Value } from '../onnx/graph.ts';
+import type { Dim, Graph, Shape, Value } from '../onnx/graph.ts';
 import type { Activation, ModelConfig } from './types.ts';
 
 /** Leading axes of a value: every axis but the last. */
@@ -132,6 +132,8 @@ export interface AttentionResult {
 export function attend(g: Graph, q: Value, k: Value, v: Value, kvOf: number[] | undefined, mask: Value): AttentionResult {
   const dh = q.shape[3] as number;
   const heads = q.shape[2];
+  const group = kvOf === undefined ? undefined : regularGroup(kvOf, k.shape[2] as number);
+  if (group !== undefined) return attendGrouped(g, q, k, v, group, mask);
   const qh = g.transpose(q, [0, 2, 1, 3]);
   let kt: Value;
   let vh: Value;
@@ -150,6 +152,38 @@ export function attend(g: Graph, q: Value, k: Value, v: Value, kvOf: number[] | 
   const z = g.transpose(g.matmul(pattern, vh), [0, 2, 1, 3]);
   if (z.shape[2] !== heads) throw new Error('attention changed the head count');
   return { scores, pattern, z };
+}
+
+/** The group size when query slot s reads key/value slot ⌊s / group⌋ for every s (HF's repeat_kv, nothing pruned), else undefined. */
+function regularGroup(kvOf: number[], kvCount: number): number | undefined {
+  const group = kvOf.length / kvCount;
+  return Number.isInteger(group) && kvOf.every((kv, s) => kv === Math.floor(s / group)) ? group : undefined;
+}
+
+/**
+ * Grouped-query attention with each key/value head's query heads side by side: [B, kv, group, R, dh]
+ * against keys [B, kv, 1, dh, T] broadcast over the group, so no key or value is copied per query
+ * head (the gather and its transposes were ~5% of a SmolLM2-shape forward). Scores and pattern are
+ * reported as [B, k, R, T] like the general path.
+ */
+function attendGrouped(g: Graph, q: Value, k: Value, v: Value, group: number, mask: Value): AttentionResult {
+  const [B, R, H, dh] = q.shape as [Dim, Dim, number, number];
+  const kv = H / group;
+  const T = k.shape[1];
+  const qg = g.transpose(g.reshape(q, [0, 0, kv, group, dh], [B, R, kv, group, dh]), [0, 2, 3, 1, 4]); // [B, kv, group, R, dh]
+  const kt = g.unsqueeze(g.transpose(k, [0, 2, 3, 1]), [2]); // [B, kv, 1, dh, T]
+  const vh = g.unsqueeze(g.transpose(v, [0, 2, 1, 3]), [2]); // [B, kv, 1, T, dh]
+  const m = mask.rank === 4 ? g.unsqueeze(mask, [1]) : mask; // [B, 1, 1|R, T] → [B, 1, 1, 1|R, T]
+  const scores5 = g.add(g.mul(g.matmul(qg, kt), 1 / Math.sqrt(dh)), m);
+  const pattern5 = g.softmax(scores5, -1);
+  const z = g.reshape(g.transpose(g.matmul(pattern5, vh), [0, 3, 1, 2, 4]), [0, 0, H, dh], [B, R, H, dh]);
+  /** [B, kv, group, R, T] → [B, H, R, T]. */
+  const byHead = (x: Value): Value => {
+    const shape = g.shapeOf(x);
+    const dims = g.concat([g.slice(shape, g.ints([0]), g.ints([1]), [0], [1]), g.ints([H]), g.slice(shape, g.ints([3]), g.ints([5]), [0], [2])], 0);
+    return g.reshapeTo(x, dims, [B, H, R, T]);
+  };
+  return { scores: byHead(scores5), pattern: byHead(pattern5), z };
 }
 
 /** Split a fused projection's output [..., prod(factors)] along its factor `which` into `count` parts, each [..., k, dh]. */
