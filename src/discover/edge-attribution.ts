@@ -584,12 +584,14 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
 
   // Prompts per run: the batch size over the steps, and few enough that what the contraction holds
-  // stays under ~2 GiB — per prompt every sender's delta, a receiver group's gradients with their two
-  // temporaries, and the MLP and logits receivers' gradients, each T · d floats. One run rather than
-  // several is worth ~0.4 × one forward on the GPT-2-small bench (25 prompts).
+  // stays under ~2 GiB — per prompt every sender's delta, a receiver group's gradients, and the MLP
+  // and logits receivers' gradients, each T · d floats. One run rather than several is worth ~0.4 ×
+  // one forward on the GPT-2-small bench (25 prompts). The prompts are split evenly over the runs
+  // that takes (64 rows of 5 steps for 25 prompts: 9 + 8 + 8, not 12 + 12 + 1).
   const perGroup = Math.max(1, ...contractionPlan(cfg, groups).receiverGroups.map((r) => r.layers.reduce((n, i) => n + graph.attCount[i], 0)));
-  const bytesPerPrompt = (graph.senders.length + 3 * perGroup + cfg.layers.length + 1) * tMax * d * (model.dtype === 'float64' ? 8 : 4);
-  const U = Math.max(1, Math.min(Math.floor(opts.batchSize / K), Math.floor(2 ** 31 / bytesPerPrompt)));
+  const bytesPerPrompt = (graph.senders.length + perGroup + cfg.layers.length + 1) * tMax * d * (model.dtype === 'float64' ? 8 : 4);
+  const most = Math.max(1, Math.min(Math.floor(opts.batchSize / K), Math.floor(2 ** 31 / bytesPerPrompt)));
+  const U = Math.ceil(N / Math.ceil(N / most));
   let done = 0;
   for (let s = 0; s < N; s += U) {
     const chunk = order.slice(s, s + U);
