@@ -169,6 +169,25 @@ test('EAP and EAP-IG do not depend on how the receivers are grouped (5 layers, f
   }
 });
 
+test('EAP and EAP-IG do not depend on how the prompts are split into runs (ragged lengths, uneven last run)', async () => {
+  const model = load(randomHfModel({ arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 43 }), 'chunks-llama');
+  const task = randomTask(7, VOCAB, 12, [4, 9, 6, 7, 5, 9, 8]);
+  for (const repl of [resampleInRun(model, task), await computeEdgeReplacements(model, task, 'mean')]) {
+    for (const method of ['attribution', 'ig'] as const) {
+      const steps = method === 'ig' ? 3 : 1;
+      // All prompts in one run, then runs of at most 3 and 2 prompts (7 = 3+2+2, 2+2+2+1).
+      const runs = [];
+      for (const u of [7, 3, 2]) runs.push(await edgeAttribution(model, task, repl, { method, steps: 3, batchSize: u * steps }));
+      const [all, ...split] = runs;
+      for (const other of split) {
+        all.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(other.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${method} edge ${e} prompt ${p}`)));
+        other.clean.forEach((m, p) => assert.ok(Math.abs(m - all.clean[p]) < 1e-10, `${method} clean metric ${p}`));
+      }
+      assert.ok(all.perPrompt.some((row) => row.some((v) => Math.abs(v) > 1e-3)), 'the scores are not all ~0');
+    }
+  }
+});
+
 test('EAP and EAP-IG under resample with the corrupt run inside the graph equal them with a separate corrupt pass; the corrupt metric too', async () => {
   for (const spec of [
     { arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 51 },
