@@ -11,8 +11,8 @@
  *    configurations, no prefix caching), timed on PLAIN_EDGES edges and scaled to 1,000;
  *  - ACDC over edges: the full run's projected time, from timed batches of ACDC-shaped evaluations
  *    (the removals so far as base, speculative candidates on top) at several receiver layers.
- * EDGES_MODEL=smollm runs the SmolLM2-135M shape; ONLY=eap,ig,exact,acdc runs a subset; CARVE_ORT_PROFILE=<prefix> writes onnxruntime's profiles
- * (bench/profile-summary.ts reads them).
+ * EDGES_MODEL=smollm runs the SmolLM2-135M shape; ONLY=eap,ig,exact,acdc runs a subset;
+ * CARVE_ORT_PROFILE=<prefix> writes onnxruntime's profiles (bench/profile-summary.ts reads them).
  */
 import { Engine } from '../src/onnx/session.ts';
 import { HookedModel } from '../src/model/hooked.ts';
@@ -21,7 +21,7 @@ import { scanEdges } from '../src/discover/edge-scan.ts';
 import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
 import { acdcEdgeOrder, DEFAULT_ACDC_WIDTH } from '../src/discover/edge-acdc.ts';
 import { ioiPrompts, median } from './gpt2-small.ts';
-import { BENCH_MODELS, type BenchModelName } from './models.ts';
+import { BENCH_MODELS, taskInVocabulary, type BenchModelName } from './models.ts';
 
 // CARVE_ORT_PROFILE=<prefix>: onnxruntime profiles of every graph, for bench/profile-summary.ts.
 const engine = new Engine({ device: 'cpu', threads: 0, profilePrefix: process.env.CARVE_ORT_PROFILE });
@@ -29,11 +29,7 @@ const engine = new Engine({ device: 'cpu', threads: 0, profilePrefix: process.en
 const shape = (process.env.EDGES_MODEL ?? 'gpt2') as BenchModelName;
 if (!(shape in BENCH_MODELS)) throw new Error(`EDGES_MODEL: unknown model ${shape} (gpt2, smollm)`);
 const model = new HookedModel(BENCH_MODELS[shape].make(), engine);
-const V = model.config.vocabSize;
-const ioi = await ioiPrompts(25);
-// GPT-2 token ids; the random models only need ids inside their vocabulary.
-const inVocab = (ts: number[]) => ts.map((t) => t % V);
-const task = { ...ioi, pairs: ioi.pairs.map((p) => ({ ...p, clean: inVocab(p.clean), corrupt: inVocab(p.corrupt), correct: inVocab(p.correct), incorrect: inVocab(p.incorrect) })) };
+const task = taskInVocabulary(await ioiPrompts(25), model.config.vocabSize);
 process.stderr.write(`${BENCH_MODELS[shape].label}\n`);
 const only = new Set((process.env.ONLY ?? 'eap,ig,exact,acdc').split(','));
 const SAMPLE = Number(process.env.EDGES ?? 1000);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModelDir, saveModelDir } from '../src/model/load.ts';
 import type { LoadedModel, ModelConfig } from '../src/model/types.ts';
+import type { Task } from '../src/task/types.ts';
 import { kvHeadsOf } from '../src/model/types.ts';
 import { gpt2SmallInMemory, smollmInMemory } from './gpt2-small.ts';
 
@@ -55,4 +56,10 @@ export function layerFlops(cfg: ModelConfig, B: number, T: number): number {
     f += 2 * 2 * B * T * T * H * dh;
   }
   return f;
+}
+
+/** A task's token ids (GPT-2's, for the IOI prompts) folded into a vocabulary of V: the random bench models only need ids inside theirs. */
+export function taskInVocabulary(task: Task, V: number): Task {
+  const fold = (ts: number[]) => ts.map((t) => t % V);
+  return { ...task, pairs: task.pairs.map((p) => ({ ...p, clean: fold(p.clean), corrupt: fold(p.corrupt), correct: fold(p.correct), incorrect: fold(p.incorrect) })) };
 }

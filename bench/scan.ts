@@ -15,7 +15,7 @@ import { listComponents, type Component } from '../src/discover/components.ts';
 import { computeReplacements } from '../src/discover/replacements.ts';
 import type { Task } from '../src/task/types.ts';
 import { ioiPrompts, median } from './gpt2-small.ts';
-import { BENCH_MODELS, benchModelNames, loadBenchModel } from './models.ts';
+import { BENCH_MODELS, benchModelNames, loadBenchModel, taskInVocabulary } from './models.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 0 });
 const ioi = await ioiPrompts(25);
@@ -57,8 +57,7 @@ const all: Record<string, unknown>[] = [];
 for (const name of benchModelNames()) {
   const model = new HookedModel(loadBenchModel(name), engine);
   const V = model.config.vocabSize;
-  // GPT-2 token ids; the random models only need ids inside their vocabulary.
-  const task: Task = { name: ioi.name, pairs: ioi.pairs.map((p) => ({ ...p, clean: p.clean.map((t) => t % V), corrupt: p.corrupt.map((t) => t % V), correct: p.correct.map((t) => t % V), incorrect: p.incorrect.map((t) => t % V) })) };
+  const task = taskInVocabulary(ioi, V);
   const comps = listComponents(model.config, 'all');
   const forwardRun = () => model.run({ tokens: task.pairs.map((p) => p.clean), logits: 'answers', answers: task.pairs });
   await forwardRun(); // compile once, for neither side to pay
