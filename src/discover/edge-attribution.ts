@@ -38,7 +38,7 @@ import type * as ort from 'onnxruntime-node';
 import { Graph, type Shape, type Value } from '../onnx/graph.ts';
 import { gradients } from '../onnx/autodiff.ts';
 import { runCompiled, toOrt, type CompiledGraph } from '../onnx/session.ts';
-import { buildForward, hookPrefix, type ForwardValues } from '../model/forward.ts';
+import { buildForward, hookPrefix, type ForwardValues, type InterventionSpec } from '../model/forward.ts';
 import { answerFeeds, rotaryFeeds, type FloatArray, type HookedModel } from '../model/hooked.ts';
 import { headOutputWeights, receiverProjections, type WeightAccess } from '../model/edges.ts';
 import { tensorTable } from '../model/arch/index.ts';
@@ -51,10 +51,33 @@ import { allocLike } from './activations.ts';
 
 export type EdgeAttributionMethod = 'attribution' | 'ig';
 
+/** What EAP-IG interpolates: the input embeddings (MIB's EAP-IG-inputs) or each site's activations (EAP-IG-activations). */
+export type IgPath = 'inputs' | 'activations';
+export const IG_PATHS: readonly IgPath[] = ['inputs', 'activations'];
+
+/** A site EAP-IG-activations interpolates: the input embeddings, a layer's heads together, or a layer's MLP. */
+export type ActivationSite = { kind: 'input'; layer?: undefined } | { kind: 'heads' | 'mlp'; layer: number };
+
+/**
+ * EAP-IG-activations' sites in MIB's order: the input, then per layer its attention (every head at
+ * once, MIB's `a{l}.h0` hook_result) and its MLP; a compressed model's layer without heads or MLP
+ * has no such site.
+ */
+export function activationSites(cfg: { layers: { heads: unknown[]; mlp: unknown }[] }): ActivationSite[] {
+  const sites: ActivationSite[] = [{ kind: 'input' }];
+  cfg.layers.forEach((l, layer) => {
+    if (l.heads.length > 0) sites.push({ kind: 'heads', layer });
+    if (l.mlp) sites.push({ kind: 'mlp', layer });
+  });
+  return sites;
+}
+
 export interface EdgeAttributionOptions {
   method: EdgeAttributionMethod;
   /** ig: interpolation points (default 5, as MIB). */
   steps?: number;
+  /** ig: what is interpolated (default inputs). */
+  igPath?: IgPath;
   /** Rows (prompts × steps) per onnxruntime run. */
   batchSize: number;
   metric?: MetricName;
@@ -253,18 +276,18 @@ export function contractionPlan(cfg: { layers: { heads: unknown[] }[] }, n: numb
  * The graph: the forward from the embeddings (rows = U prompts × K steps, prompt-major), the
  * backward to every receiver, and per receiving layer the scores [U, receivers, senders] summed over
  * the K steps.
+ *
+ * With `pinned` (EAP-IG along activations) every head layer's hook_z and every MLP's output take
+ * per-row keeps (`z_keep.{i}`, `mlp_keep.{i}`, fed) and values between the replacement and the clean
+ * run's, replacement − α·(replacement − clean) with α per row (`attr_alpha`); the metric is
+ * weighted per row (`attr_row_weight`, 0 on padding rows) before the backward.
  */
-export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, cleanSideRun: boolean, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS): AttributionGraph {
+export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, cleanSideRun: boolean, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS, pinned = false): AttributionGraph {
   const cfg = model.config;
   const L = cfg.layers.length;
   const d = cfg.dModel;
   const dh = cfg.dHead;
   const g = new Graph(model.dtype, { differentiated: true });
-  // Every run computes its last layer at the metric positions only (keys and values everywhere):
-  // nothing after it reads its other positions, so there every receiver's gradient is zero and no
-  // sender delta there can score.
-  const fv = buildForward(g, cfg, { startLayer: 0, fromResid: true, readout: { kind: 'metric', metric }, lastLayerAtMetric: true });
-  const wa = weightAccess(g, model, fv.weights);
   const hookKey = (i: number, name: string) => `${hookPrefix(cfg.layers[i])}.${name}`;
   const onehots = new Map<string, Value>();
   /** x [B, 1, ...] at each row's metric position (of the run with inputs `prefix`) → [B, T, ...], zero elsewhere; full-length values as they are. */
@@ -286,36 +309,10 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   /** A run's hook as computed (for gradient targets) and at full length (for everything else). */
   const rawHook = (run: ForwardValues, name: string): Value => run.hooks.get(name) ?? run.metricLayerHooks.get(name)!;
   const fullHook = (run: ForwardValues, prefix: string, name: string): Value => spread(rawHook(run, name), prefix);
-  const hookOf = (name: string) => fullHook(fv, '', name);
-  const hook = (i: number, name: string) => hookOf(hookKey(i, name));
-  const total = g.reduceSum(fv.metric!, [0], false);
 
-  // Gradient targets: q, k, v of every layer with heads, the normed MLP input, the final stream.
-  const targets: Value[] = [];
-  const at = new Map<string, number>();
-  const want = (key: string, v: Value) => {
-    at.set(key, targets.length);
-    targets.push(v);
-  };
-  cfg.layers.forEach((l, i) => {
-    if (l.heads.length > 0) for (const x of ['q', 'k', 'v']) want(`${x}${i}`, rawHook(fv, hookKey(i, `attn.hook_${x}`)));
-    if (l.mlp) want(`mlp${i}`, rawHook(fv, hookKey(i, 'ln2.hook_normalized')));
-  });
-  if (L > 0) want('final', rawHook(fv, hookKey(L - 1, 'hook_resid_post')));
-  const grads = gradients(total, targets);
-  const grad = (key: string) => spread(grads[at.get(key)!], '');
-
-  // Sender deltas (replacement − clean) per prompt, E [S, U, T·d], in chunks: the heads of each
-  // group of layers (one product of the small hook_z deltas with the heads' output projections),
-  // and the rest (input, MLPs). With one step a prompt is a row, and the clean senders can be this
-  // run's own (EAP).
   if (!cleanSideRun && K !== 1) throw new Error('senders from the run itself need one step per prompt');
+  if (pinned && (!cleanSideRun || replShape === 'firstStep')) throw new Error('pinned sites need the clean run and replacements from outside the main rows');
   const U = K === 1 ? 'B' : 'U';
-  /** Rows [B, ...rest] → [U, K, ...rest] (prompt-major rows). */
-  const bySteps = (x: Value): Value => {
-    const rest = g.slice(g.shapeOf(x), g.ints([1]), g.ints([x.rank]), [0], [x.rank - 1]);
-    return g.reshapeTo(x, g.concat([g.ints([-1, K]), rest], 0), [U, K, ...x.shape.slice(1)]);
-  };
   /**
    * A second forward pass over one row per prompt, through the same weights, with its own inputs
    * (`prefix`): its values never leave the graph. No gradient passes through it, so it is built in
@@ -329,22 +326,97 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     return { run, prefix };
   };
   // The corrupt run, where the replacements come from it (EAP under resample), and the clean run
-  // whose senders the steps' deltas are taken from (EAP-IG; EAP's clean run is the main one).
+  // whose senders the steps' deltas are taken from (EAP-IG; EAP's clean run is the main one). Built
+  // before the main rows, which read them when sites are pinned.
   const corruptRun = replShape === 'corruptRun' ? sideRun('attr_corrupt.') : undefined;
   const cleanRun = cleanSideRun ? sideRun('attr_clean.') : undefined;
-  /** A sender's clean output, [U, T, ...]: the main run's (EAP) or the clean run's (one row per prompt, relabelled U). */
-  const cleanHook = (name: string): Value => {
-    if (!cleanRun) return hookOf(name);
-    const v = fullHook(cleanRun.run, cleanRun.prefix, name);
+  // Set once the main run exists: the side runs' values never depend on it.
+  let fv: ForwardValues | undefined;
+  const hookOf = (name: string) => fullHook(fv!, '', name);
+  const hook = (i: number, name: string) => hookOf(hookKey(i, name));
+  /** Rows [B, ...rest] → [U, K, ...rest] (prompt-major rows). */
+  const bySteps = (x: Value): Value => {
+    const rest = g.slice(g.shapeOf(x), g.ints([1]), g.ints([x.rank]), [0], [x.rank - 1]);
+    return g.reshapeTo(x, g.concat([g.ints([-1, K]), rest], 0), [U, K, ...x.shape.slice(1)]);
+  };
+  const memo = new Map<string, Value>();
+  const once = (key: string, make: () => Value): Value => {
+    let v = memo.get(key);
+    if (!v) memo.set(key, (v = make()));
+    return v;
+  };
+  /** A side run's hook at full length, its rows (one per prompt) relabelled U. */
+  const sideHook = (side: { run: ForwardValues; prefix: string }, name: string): Value => {
+    const v = fullHook(side.run, side.prefix, name);
     return g.reshape(v, v.shape.map(() => 0), [U, ...v.shape.slice(1)]);
   };
+  /** A sender's clean output, [U, T, ...]: the main run's (EAP) or the clean run's. */
+  const cleanHook = (name: string): Value => once(`clean ${name}`, () => (cleanRun ? sideHook(cleanRun, name) : hookOf(name)));
   /** The replacement of a sender: a constant, per prompt, or its value in the corrupt run (its own, or each prompt's k = 0 row). */
-  const repl = (name: string, rest: number[], inRunHook: string) => {
-    if (replShape === 'const') return g.input(name, [1, 1, ...rest]);
-    if (replShape === 'row') return g.input(name, [U, 'T', ...rest]);
-    if (corruptRun) return fullHook(corruptRun.run, corruptRun.prefix, inRunHook);
-    return g.squeeze(g.slice(bySteps(hookOf(inRunHook)), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
+  const repl = (name: string, rest: number[], inRunHook: string): Value =>
+    once(`repl ${name}`, () => {
+      if (replShape === 'const') return g.input(name, [1, 1, ...rest]);
+      if (replShape === 'row') return g.input(name, [U, 'T', ...rest]);
+      if (corruptRun) return sideHook(corruptRun, inRunHook);
+      return g.squeeze(g.slice(bySteps(hookOf(inRunHook)), g.ints([0]), g.ints([1]), [1], [U, 1, 'T', ...rest]), [1]);
+    });
+  /** Sender deltas (replacement − clean), [U, T, k, dh] for a layer's heads and [U, T, d] for its MLP. */
+  const zRepl = (i: number) => repl(`attr_repl_z.${i}`, [cfg.layers[i].heads.length, dh], hookKey(i, 'attn.hook_z'));
+  const zDelta = (i: number) => once(`dz ${i}`, () => g.sub(zRepl(i), cleanHook(hookKey(i, 'attn.hook_z'))));
+  const mlpRepl = (i: number) => repl(`attr_repl_mlp.${i}`, [d], hookKey(i, 'hook_mlp_out'));
+  const mlpDelta = (i: number) => once(`dmlp ${i}`, () => g.sub(mlpRepl(i), cleanHook(hookKey(i, 'hook_mlp_out'))));
+
+  let interventions: InterventionSpec | undefined;
+  if (pinned) {
+    // Every row's value at every site, replacement − α·(replacement − clean), broadcast over the
+    // prompt's rows: [U, 1, T, ...] against α [U, K, 1, ...], then rows [B, T, ...].
+    const alpha = g.input('attr_alpha', ['B']);
+    const byRows = (x: Value): Value => {
+      const rest = g.slice(g.shapeOf(x), g.ints([2]), g.ints([x.rank]), [0], [x.rank - 2]);
+      return g.reshapeTo(x, g.concat([g.ints([-1]), rest], 0), ['B', ...x.shape.slice(2)]);
+    };
+    const between = (replacement: Value, delta: Value): Value => {
+      const a = g.reshape(alpha, [-1, K, ...delta.shape.slice(1).map(() => 1)], [U, K, ...delta.shape.slice(1).map(() => 1)]);
+      return byRows(g.sub(g.unsqueeze(replacement, [1]), g.mul(a, g.unsqueeze(delta, [1]))));
+    };
+    interventions = { z: new Map(), mlp: new Map(), given: new Map() };
+    cfg.layers.forEach((l, i) => {
+      if (l.heads.length > 0) {
+        interventions!.z.set(i, 'row');
+        interventions!.given!.set(`z_value.${i}`, between(zRepl(i), zDelta(i)));
+      }
+      if (l.mlp) {
+        interventions!.mlp.set(i, 'row');
+        interventions!.given!.set(`mlp_value.${i}`, between(mlpRepl(i), mlpDelta(i)));
+      }
+    });
+  }
+  // Every run computes its last layer at the metric positions only (keys and values everywhere):
+  // nothing after it reads its other positions, so there every receiver's gradient is zero and no
+  // sender delta there can score.
+  fv = buildForward(g, cfg, { startLayer: 0, fromResid: true, readout: { kind: 'metric', metric }, lastLayerAtMetric: true, interventions });
+  const wa = weightAccess(g, model, fv.weights);
+  const total = g.reduceSum(pinned ? g.mul(fv.metric!, g.input('attr_row_weight', ['B'])) : fv.metric!, [0], false);
+
+  // Gradient targets: q, k, v of every layer with heads, the normed MLP input, the final stream.
+  const targets: Value[] = [];
+  const at = new Map<string, number>();
+  const want = (key: string, v: Value) => {
+    at.set(key, targets.length);
+    targets.push(v);
   };
+  cfg.layers.forEach((l, i) => {
+    if (l.heads.length > 0) for (const x of ['q', 'k', 'v']) want(`${x}${i}`, rawHook(fv!, hookKey(i, `attn.hook_${x}`)));
+    if (l.mlp) want(`mlp${i}`, rawHook(fv!, hookKey(i, 'ln2.hook_normalized')));
+  });
+  if (L > 0) want('final', rawHook(fv, hookKey(L - 1, 'hook_resid_post')));
+  const grads = gradients(total, targets);
+  const grad = (key: string) => spread(grads[at.get(key)!], '');
+
+  // Sender deltas (replacement − clean) per prompt, E [S, U, T·d], in chunks: the heads of each
+  // group of layers (one product of the small hook_z deltas with the heads' output projections),
+  // and the rest (input, MLPs). With one step a prompt is a row, and the clean senders can be this
+  // run's own (EAP).
   const cat = (xs: Value[], axis: number) => concatOrOne(g, xs, axis);
   const eg = buildEdgeGraph(cfg);
   const headSender = (i: number, slot: number) => eg.senderStart[i] + slot;
@@ -373,7 +445,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const columns: number[] = [];
     for (const i of group) {
       const k = cfg.layers[i].heads.length;
-      dz.push(g.sub(repl(`attr_repl_z.${i}`, [k, dh], hookKey(i, 'attn.hook_z')), cleanHook(hookKey(i, 'attn.hook_z')))); // [U, T, k, dh]
+      dz.push(zDelta(i)); // [U, T, k, dh]
       for (let h = 0; h < k; h++) columns.push(headSender(i, h));
     }
     const z = cat(dz, 2); // [U, T, H, dh]
@@ -394,8 +466,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const columns = [0];
     cfg.layers.forEach((l, i) => {
       if (!l.mlp) return;
-      const clean = cleanHook(hookKey(i, 'hook_mlp_out'));
-      others.push(asSender(g.sub(repl(`attr_repl_mlp.${i}`, [d], hookKey(i, 'hook_mlp_out')), clean)));
+      others.push(asSender(mlpDelta(i)));
       columns.push(eg.senderStart[i] + l.heads.length);
     });
     const rest = cat(others, 0);
@@ -529,13 +600,13 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   return { graph: g, blocks };
 }
 
-async function attributionGraph(model: HookedModel, metric: MetricName, K: number, ig: boolean, replShape: ReplacementSource, groups: number): Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }> {
+async function attributionGraph(model: HookedModel, metric: MetricName, K: number, ig: boolean, replShape: ReplacementSource, groups: number, pinned: boolean): Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }> {
   let cache = graphCache.get(model);
   if (!cache) graphCache.set(model, (cache = new Map()));
-  const key = JSON.stringify([metric, K, ig, replShape, groups]);
+  const key = JSON.stringify([metric, K, ig, replShape, groups, pinned]);
   let entry = cache.get(key);
   if (!entry) {
-    const { graph, blocks } = buildAttributionGraph(model, metric, K, ig, replShape, groups);
+    const { graph, blocks } = buildAttributionGraph(model, metric, K, ig, replShape, groups, pinned);
     entry = model.engine.compile(graph).then((compiled) => ({ compiled, blocks }));
     cache.set(key, entry);
   }
@@ -550,6 +621,13 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const metric = opts.metric ?? 'logit-diff';
   const K = opts.method === 'ig' ? (opts.steps ?? DEFAULT_IG_STEPS) : 1;
   const ig = opts.method === 'ig';
+  const pinned = ig && (opts.igPath ?? 'inputs') === 'activations';
+  const sites = pinned ? activationSites(cfg) : [];
+  // Rows per prompt in all (along activations: every site at every step) and per run: a prompt's
+  // rows are cut into `parts` runs when they are more than a batch, each adding its share.
+  const perPrompt = pinned ? sites.length * K : K;
+  const parts = pinned ? Math.ceil(perPrompt / Math.max(1, opts.batchSize)) : 1;
+  const Kr = Math.ceil(perPrompt / parts);
   const graph = buildEdgeGraph(cfg);
   const N = task.pairs.length;
   // One buffer, a view per edge.
@@ -561,9 +639,9 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const tMax = Math.max(...lengths);
   const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
   const corrupt = repl.sendersInRun ? new Float64Array(N) : undefined;
-  const replShape: ReplacementSource = repl.sendersInRun ? (ig ? 'firstStep' : 'corruptRun') : repl.comp.ablation === 'resample' ? 'row' : 'const';
+  const replShape: ReplacementSource = repl.sendersInRun ? (ig && !pinned ? 'firstStep' : 'corruptRun') : repl.comp.ablation === 'resample' ? 'row' : 'const';
   const groups = opts.receiverGroups ?? DEFAULT_RECEIVER_GROUPS;
-  const { compiled: ag, blocks } = await attributionGraph(model, metric, K, ig, replShape, groups);
+  const { compiled: ag, blocks } = await attributionGraph(model, metric, Kr, ig, replShape, groups, pinned);
   const derivedFeeds = await derivedWeights(model, groups);
   // Per block, the edge behind each [receiver, column] cell, −1 where the sender comes at or after
   // the receiver (a product nobody reads).
@@ -590,13 +668,16 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   // that takes (64 rows of 5 steps for 25 prompts: 9 + 8 + 8, not 12 + 12 + 1).
   const perGroup = Math.max(1, ...contractionPlan(cfg, groups).receiverGroups.map((r) => r.layers.reduce((n, i) => n + graph.attCount[i], 0)));
   const bytesPerPrompt = (graph.senders.length + perGroup + cfg.layers.length + 1) * tMax * d * (model.dtype === 'float64' ? 8 : 4);
-  const most = Math.max(1, Math.min(Math.floor(opts.batchSize / K), Math.floor(2 ** 31 / bytesPerPrompt)));
-  const U = Math.ceil(N / Math.ceil(N / most));
+  const most = Math.max(1, Math.min(Math.floor(opts.batchSize / Kr), Math.floor(2 ** 31 / bytesPerPrompt)));
+  // Work items: a prompt and which part of its rows.
+  const items = order.flatMap((prompt) => Array.from({ length: parts }, (_, part) => ({ prompt, part })));
+  const U = Math.ceil(items.length / Math.ceil(items.length / most));
   let done = 0;
-  for (let s = 0; s < N; s += U) {
-    const chunk = order.slice(s, s + U);
+  for (let s = 0; s < items.length; s += U) {
+    const run = items.slice(s, s + U);
+    const chunk = run.map((it) => it.prompt);
     const u = chunk.length;
-    const B = u * K;
+    const B = u * Kr;
     const T = Math.max(...chunk.map((p) => lengths[p]));
     /** Per prompt of the chunk: [u, T, width] from a [N, tm, width] array. */
     const take = (src: FloatArray, width: number, tm: number) => {
@@ -607,7 +688,24 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     const replInput = repl.input.shape === 'const' ? undefined : take(repl.input.data, d, repl.comp.tMax);
     const cleanEmb = take(embed, d, tMax);
     const feeds: Record<string, ort.Tensor> = { ...model.weightFeeds, ...derivedFeeds };
-    // Rows: prompt-major, step k of prompt r at r·K + k, embeddings repl + (k/K)(clean − repl) (EAP: clean).
+    // Rows: prompt-major, row m of item r at r·Kr + m. EAP: the clean embeddings. EAP-IG-inputs:
+    // step k = m at repl + (k/K)(clean − repl). Along activations the prompt's row j = part·Kr + m is
+    // site ⌊j/K⌋ at α = (j mod K + 1)/K (MIB's schedule there: the clean end included, the
+    // replacement end not), on the clean embeddings unless its site is the input; rows past the
+    // prompt's last are padding, weighted 0.
+    const alpha = allocLike(model, B);
+    const weight = allocLike(model, B).fill(1);
+    const siteOf = new Int32Array(B).fill(-1);
+    for (let b = 0; b < B; b++) {
+      if (!pinned) {
+        alpha[b] = (b % K) / K;
+        continue;
+      }
+      const j = run[Math.floor(b / Kr)].part * Kr + (b % Kr);
+      if (j >= perPrompt) weight[b] = 0;
+      else [siteOf[b], alpha[b]] = [Math.floor(j / K), ((j % K) + 1) / K];
+    }
+    const atInput = (b: number) => ig && (!pinned || (siteOf[b] >= 0 && sites[siteOf[b]].kind === 'input'));
     const resid = allocLike(model, B * T * d);
     const inputDelta = allocLike(model, u * T * d);
     const replConst = repl.input.data;
@@ -616,15 +714,33 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
       for (let t = 0; t < len; t++) {
         const at = (r * T + t) * d;
         for (let j = 0; j < d; j++) inputDelta[at + j] = (replInput ? replInput[at + j] : replConst[j]) - cleanEmb[at + j];
-        for (let k = 0; k < K; k++) {
-          const row = ((r * K + k) * T + t) * d;
-          if (!ig) resid.set(cleanEmb.subarray(at, at + d), row);
-          // The replacement end exactly (k = 0 is the corrupt run where replacements come from it).
-          else for (let j = 0; j < d; j++) resid[row + j] = (replInput ? replInput[at + j] : replConst[j]) - (k / K) * inputDelta[at + j];
+        for (let b = r * Kr; b < (r + 1) * Kr; b++) {
+          const row = (b * T + t) * d;
+          if (!atInput(b)) resid.set(cleanEmb.subarray(at, at + d), row);
+          // The replacement end exactly at α = 0 (EAP-IG-inputs' k = 0 is the corrupt run where replacements come from it).
+          else for (let j = 0; j < d; j++) resid[row + j] = (replInput ? replInput[at + j] : replConst[j]) - alpha[b] * inputDelta[at + j];
         }
       }
     }
     feeds.attr_input_delta = tensor(inputDelta, [u, T, d]);
+    if (pinned) {
+      feeds.attr_alpha = tensor(alpha, [B]);
+      feeds.attr_row_weight = tensor(weight, [B]);
+      /** 0 on the rows whose site is `kind` at layer i, 1 elsewhere, `width` values a row. */
+      const keep = (kind: ActivationSite['kind'], i: number, width: number) => {
+        const out = allocLike(model, B * width).fill(1);
+        for (let b = 0; b < B; b++) {
+          const site = sites[siteOf[b]];
+          if (site && site.kind === kind && site.layer === i) out.fill(0, b * width, (b + 1) * width);
+        }
+        return out;
+      };
+      cfg.layers.forEach((l, i) => {
+        const k = l.heads.length;
+        if (k > 0) feeds[`z_keep.${i}`] = tensor(keep('heads', i, k), [B, 1, k, 1]);
+        if (l.mlp) feeds[`mlp_keep.${i}`] = tensor(keep('mlp', i, 1), [B, 1, 1]);
+      });
+    }
     cfg.layers.forEach((l, i) => {
       const k = l.heads.length;
       if (k > 0) {
@@ -647,7 +763,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
       feeds[`${prefix}answer_ids`] = toOrt({ data: af.ids, dims: [rows, af.A] }, 'int64');
       feeds[`${prefix}answer_weights`] = tensor(af.weights, [rows, af.A]);
     };
-    runFeeds('', Array.from({ length: B }, (_, b) => chunk[Math.floor(b / K)]), resid);
+    runFeeds('', Array.from({ length: B }, (_, b) => chunk[Math.floor(b / Kr)]), resid);
     if (replShape === 'corruptRun') runFeeds('attr_corrupt.', chunk, replInput!);
     if (ig) runFeeds('attr_clean.', chunk, cleanEmb);
     if (metric === 'kl') throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
@@ -655,7 +771,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     const out = await runCompiled(ag, feeds);
     ((out['attr_clean.metric'] ?? out.metric).data as FloatArray).forEach((m, r) => (clean[chunk[r]] = m));
     // The corrupt run's metric: its own, or (EAP-IG) each prompt's first step's.
-    if (corrupt) chunk.forEach((p, r) => (corrupt[p] = ((out['attr_corrupt.metric'] ?? out.metric).data as FloatArray)[r * K]));
+    if (corrupt) chunk.forEach((p, r) => (corrupt[p] = out['attr_corrupt.metric'] ? (out['attr_corrupt.metric'].data as FloatArray)[r] : (out.metric.data as FloatArray)[r * K]));
     // Each block [u, receivers, columns]; a receiver reads a prefix of the senders, so columns of
     // senders at or after it are products nobody reads.
     for (const b of blocks) {
@@ -665,11 +781,11 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
       for (let r = 0; r < u; r++) {
         const p = chunk[r];
         const base = r * cells;
-        for (let c = 0; c < cells; c++) if (edgeOf[c] >= 0) all[edgeOf[c] * N + p] = data[base + c] / K;
+        for (let c = 0; c < cells; c++) if (edgeOf[c] >= 0) all[edgeOf[c] * N + p] += data[base + c] / perPrompt;
       }
     }
     done += u;
-    opts.onProgress?.(done, N);
+    opts.onProgress?.(done, items.length);
   }
   return corrupt ? { perPrompt: scoresOf, clean, corrupt } : { perPrompt: scoresOf, clean };
 }

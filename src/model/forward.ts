@@ -43,6 +43,12 @@ export interface InterventionSpec {
   neurons?: Set<number>;
   /** Edge interventions: receivers read their senders with some edges ablated (edges.ts). */
   edges?: EdgeSpec;
+  /**
+   * Intervention values computed inside the graph, by input name (`z_value.{i}`, `mlp_keep.{i}`, …),
+   * in place of graph inputs of those names: a graph whose replacements come from another pass
+   * through the same weights (EAP-IG along activations) never sends them out and back.
+   */
+  given?: Map<string, Value>;
 }
 
 export interface ForwardSpec {
@@ -110,6 +116,9 @@ export function kvSlots(cfg: ModelConfig, layout: LayerLayout): number[] | undef
 
 export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): ForwardValues {
   const prefix = spec.feedPrefix ?? '';
+  // A second pass built into the same graph is another batch, maybe of another size: its own
+  // symbolic batch dimension, or onnxruntime's planner may share buffers between the two.
+  const batch = prefix ? `${prefix}B` : 'B';
   const d = cfg.dModel;
   const dh = cfg.dHead;
   const slots = new Map<string, TensorSlot>();
@@ -145,13 +154,14 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   };
   const end = spec.endLayer ?? cfg.layers.length;
   const iv: InterventionSpec = spec.interventions ?? { z: new Map(), mlp: new Map() };
+  const ivInput = (name: string, shape: Shape): Value => iv.given?.get(name) ?? g.input(name, shape);
   const ints = (n: number) => g.constant([n], [], 'int64');
 
   let resid: Value;
   let seqLen: Value; // scalar int64 T
   if (!(spec.fromResid ?? spec.startLayer > 0)) {
     if (spec.startLayer !== 0) throw new Error('a run from tokens starts at layer 0');
-    const tokens = g.input(`${prefix}tokens`, ['B', 'T'], 'int64');
+    const tokens = g.input(`${prefix}tokens`, [batch, 'T'], 'int64');
     seqLen = g.squeeze(g.slice(g.shapeOf(tokens), g.ints([1]), g.ints([2]), [0], [1]), [0]);
     resid = hook('hook_embed', g.gather(must('embed'), tokens));
     if (cfg.positions.kind === 'learned') {
@@ -159,20 +169,20 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       resid = g.add(resid, hook('hook_pos_embed', g.gather(must('pos_embed'), positions)));
     }
   } else {
-    resid = g.input(`${prefix}resid`, ['B', 'T', d]);
+    resid = g.input(`${prefix}resid`, [batch, 'T', d]);
     seqLen = g.squeeze(g.slice(g.shapeOf(resid), g.ints([1]), g.ints([2]), [0], [1]), [0]);
   }
   const positions = () => g.range(ints(0), seqLen, ints(1), 'T');
 
   // Metric positions: flat_pos [B] = b·T + position, metric_pos [B] = position.
   let flatPosIn: Value | undefined;
-  const flatPos = (): Value => (flatPosIn ??= g.input(`${prefix}flat_pos`, ['B'], 'int64'));
+  const flatPos = (): Value => (flatPosIn ??= g.input(`${prefix}flat_pos`, [batch], 'int64'));
   let metricPosIn: Value | undefined;
-  const metricPos = (): Value => (metricPosIn ??= g.input(`${prefix}metric_pos`, ['B'], 'int64'));
+  const metricPos = (): Value => (metricPosIn ??= g.input(`${prefix}metric_pos`, [batch], 'int64'));
   /** x [B, T, ...rest] → [B, 1, ...rest] at each row's metric position. */
   const rowsOf = (x: Value): Value => {
     const rest = x.shape.slice(2);
-    const flat = g.reshape(x, [-1, ...rest.map((r) => r as number)], ['B*T', ...rest]);
+    const flat = g.reshape(x, [-1, ...rest.map((r) => r as number)], [`${batch}*T`, ...rest]);
     return g.unsqueeze(g.gather(flat, flatPos()), [1]);
   };
 
@@ -194,7 +204,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       }
       if (atMetric) hidden = g.unsqueeze(hidden, [1, 2]); // [B, 1, 1, T]; else [T, T]
       if (spec.attentionMask) {
-        const mask = (attentionMaskIn ??= g.input(`${prefix}attention_mask`, ['B', 'T'], 'int64'));
+        const mask = (attentionMaskIn ??= g.input(`${prefix}attention_mask`, [batch, 'T'], 'int64'));
         hidden = g.or(hidden, g.unsqueeze(g.greater(g.constant([1], [], 'int64'), mask), [1, 2])); // [B, 1, R, T]
       }
       m = g.where(hidden, g.scalar(-1e9), g.scalar(0));
@@ -258,7 +268,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         // The q/k/v factor is the literal 3 in the table (a layer may also keep exactly 3 heads).
         [q, kk, v] = splitFused(g, proj(x, 'qkv', i), factors, axis.indexOf(3));
       } else {
-        const heads = (y: Value, n: number, rowsDim: 1 | 'T') => g.reshape(y, [0, 0, n, dh], ['B', rowsDim, n, dh]);
+        const heads = (y: Value, n: number, rowsDim: 1 | 'T') => g.reshape(y, [0, 0, n, dh], [batch, rowsDim, n, dh]);
         q = edgeAtt ? heads(proj(x, 'q', i), k, 'T') : heads(proj(rows(x), 'q', i), k, rowDim);
         kk = heads(proj(x, 'k', i), kvCount, 'T');
         v = heads(proj(x, 'v', i), kvCount, 'T');
@@ -281,13 +291,13 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       let z = a.z;
       const zShape = iv.z.get(i);
       if (zShape !== undefined) {
-        const keep = g.input(`z_keep.${i}`, ['B', 1, k, 1]);
-        const value = g.input(`z_value.${i}`, zShape === 'row' ? ['B', 'T', k, dh] : [1, 1, k, dh]);
+        const keep = ivInput(`z_keep.${i}`, [batch, 1, k, 1]);
+        const value = ivInput(`z_value.${i}`, zShape === 'row' ? [batch, 'T', k, dh] : [1, 1, k, dh]);
         z = intervene(g, z, keep, zShape === 'row' ? rows(value) : value);
       }
       hk(`${p}.attn.hook_z`, z);
       router?.addHeads(i, z, atMetric);
-      const flat = g.reshape(z, [0, 0, k * dh], ['B', rowDim, k * dh]);
+      const flat = g.reshape(z, [0, 0, k * dh], [batch, rowDim, k * dh]);
       const os = slotOf('o.w', i)!;
       // A head's output excludes the shared bias (SPEC): the bias is added after the heads' sum.
       attnOut = linear(g, flat, must('o.w', i), os.layout!, w('o.b', i));
@@ -317,14 +327,14 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       }
       if (iv.neurons?.has(i)) {
         const m = mlpWidth(cfg, layout);
-        post = intervene(g, post, g.input(`neuron_keep.${i}`, ['B', 1, m]), g.input(`neuron_value.${i}`, [1, 1, m]));
+        post = intervene(g, post, g.input(`neuron_keep.${i}`, [batch, 1, m]), g.input(`neuron_value.${i}`, [1, 1, m]));
       }
       hk(`${p}.mlp.hook_post`, post);
       mlpOut = proj(post, 'down', i);
       const mShape = iv.mlp.get(i);
       if (mShape !== undefined) {
-        const keep = g.input(`mlp_keep.${i}`, ['B', 1, 1]);
-        const value = g.input(`mlp_value.${i}`, mShape === 'row' ? ['B', 'T', d] : [1, 1, d]);
+        const keep = ivInput(`mlp_keep.${i}`, [batch, 1, 1]);
+        const value = ivInput(`mlp_value.${i}`, mShape === 'row' ? [batch, 'T', d] : [1, 1, d]);
         mlpOut = intervene(g, mlpOut, keep, mShape === 'row' ? rows(value) : value);
       }
     } else {
@@ -351,15 +361,15 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
   const finalNorm = (x: Value) => norm(g, cfg, x, must('final_norm.w'), w('final_norm.b'));
   if (spec.readout.kind === 'logits') {
     const x = hook('ln_final.hook_normalized', finalNorm(resid));
-    const flat = g.reshape(x, [-1, d], ['B*T', d]);
+    const flat = g.reshape(x, [-1, d], [`${batch}*T`, d]);
     const V = cfg.vocabSize;
     const bt = g.slice(g.shapeOf(resid), g.ints([0]), g.ints([2]), [0], [2]);
-    out.logits = g.reshapeTo(g.gemmTransB(flat, unembed), g.concat([bt, g.ints([V])], 0), ['B', 'T', V] as Shape);
+    out.logits = g.reshapeTo(g.gemmTransB(flat, unembed), g.concat([bt, g.ints([V])], 0), [batch, 'T', V] as Shape);
     return out;
   }
   // Only the metric position of each row matters: gather those residuals before the final norm,
   // so the unembedding costs one row per prompt instead of one per position.
-  const atMetric = residAtMetric ? g.squeeze(resid, [1]) : g.gather(g.reshape(resid, [-1, d], ['B*T', d]), flatPos());
+  const atMetric = residAtMetric ? g.squeeze(resid, [1]) : g.gather(g.reshape(resid, [-1, d], [`${batch}*T`, d]), flatPos());
   const x = hook('ln_final.hook_normalized_at_pos', finalNorm(atMetric));
   Object.assign(out, metricReadout(g, x, unembed, spec.readout, prefix));
   return out;

@@ -46,8 +46,9 @@ function logitsOf(g: Graph, x: Value, unembed: Value, ids: Value): Value {
  */
 export function metricReadout(g: Graph, x: Value, unembed: Value, spec: Extract<Readout, { kind: 'metric' }>, prefix = ''): ReadoutValues {
   const V = unembed.shape[0] as number;
-  const ids = g.input(`${prefix}answer_ids`, ['B', 'A'], 'int64');
-  const weights = g.input(`${prefix}answer_weights`, ['B', 'A']);
+  const batch = prefix ? `${prefix}B` : 'B';
+  const ids = g.input(`${prefix}answer_ids`, [batch, 'A'], 'int64');
+  const weights = g.input(`${prefix}answer_weights`, [batch, 'A']);
   const out: ReadoutValues = { answerLogits: logitsOf(g, x, unembed, ids) };
   const needFull = spec.logits === true || spec.metric !== 'logit-diff';
   const full = needFull ? g.gemmTransB(x, unembed) : undefined;
@@ -59,15 +60,15 @@ export function metricReadout(g: Graph, x: Value, unembed: Value, spec: Extract<
     if (spec.metric === 'prob-diff') {
       // Row b's answer a sits at b·V + id in the flattened [B·V] log-probabilities.
       const B = g.slice(g.shapeOf(ids), g.ints([0]), g.ints([1]), [0], [1]);
-      const rows = g.range(g.constant([0], [], 'int64'), g.squeeze(B, [0]), g.constant([1], [], 'int64'), 'B');
+      const rows = g.range(g.constant([0], [], 'int64'), g.squeeze(B, [0]), g.constant([1], [], 'int64'), batch);
       const flat = g.add(ids, g.unsqueeze(g.mul(rows, g.constant([V], [], 'int64')), [1]));
-      const p = g.exp(g.gather(g.reshape(logp, [-1], ['B*V']), flat)); // [B, A]
+      const p = g.exp(g.gather(g.reshape(logp, [-1], [`${batch}*V`]), flat)); // [B, A]
       out.metric = g.reduceSum(g.mul(p, weights), [-1], false);
     } else {
-      const clean = g.input(`${prefix}clean_logp`, ['B', V]);
+      const clean = g.input(`${prefix}clean_logp`, [batch, V]);
       out.metric = g.reduceSum(g.mul(g.exp(clean), g.sub(clean, logp)), [-1], false);
     }
   }
-  if (spec.select) out.selected = logitsOf(g, x, unembed, g.input(`${prefix}select_tokens`, ['B', 'K'], 'int64'));
+  if (spec.select) out.selected = logitsOf(g, x, unembed, g.input(`${prefix}select_tokens`, [batch, 'K'], 'int64'));
   return out;
 }

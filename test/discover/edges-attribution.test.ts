@@ -17,7 +17,7 @@ import { HookedModel } from '../../src/model/hooked.ts';
 import { buildEdgeGraph } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements, resampleInRun } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator } from '../../src/discover/edge-evaluate.ts';
-import { contractionPlan, edgeAttribution } from '../../src/discover/edge-attribution.ts';
+import { contractionPlan, edgeAttribution, type IgPath } from '../../src/discover/edge-attribution.ts';
 import { computeReplacements, type Ablation } from '../../src/discover/replacements.ts';
 import { listComponents } from '../../src/discover/components.ts';
 import { pruneModel } from '../../src/compress/prune-model.ts';
@@ -41,6 +41,13 @@ const cases: { name: string; spec: HfModelSpec; ablation: Ablation; removed?: st
   // Compressed models: a layer without heads, uneven head counts, a missing MLP.
   { name: 'gpt2-pruned', spec: { arch: 'gpt2', nLayer: 4, nHead: 2, dModel: 8, vocab: VOCAB, seed: 26 }, ablation: 'resample', removed: ['L1H0', 'L1H1', 'L2H0', 'L0MLP'] },
   { name: 'llama-gqa-pruned', spec: { arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 27 }, ablation: 'mean', removed: ['L0H0', 'L0H1', 'L2H3', 'L1MLP'] },
+];
+
+/** EAP, EAP-IG-inputs and EAP-IG-activations: what the invariance tests below run. */
+const VARIANTS: readonly { method: 'attribution' | 'ig'; igPath?: IgPath; label: string }[] = [
+  { method: 'attribution', label: 'EAP' },
+  { method: 'ig', label: 'EAP-IG-inputs' },
+  { method: 'ig', igPath: 'activations', label: 'EAP-IG-activations' },
 ];
 
 /** The model of a case: as written, or compressed with `removed` mean-ablated away. */
@@ -127,6 +134,66 @@ test('EAP-IG-inputs equals the average over its input points of the edge derivat
   }
 });
 
+test('EAP-IG-activations equals the average over its sites and points of the edge derivative in the run with that site pinned (naive float64)', async () => {
+  for (const [spec, names] of [
+    [{ arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 33 }, ['L0H1->L1H0<k>', 'L0MLP->logits', 'L1H1->L1MLP', 'input->L1H1<q>', 'L0H0->L0MLP']],
+    [{ arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 34 }, ['L0H3->L1KV1<v>', 'input->L0MLP', 'L1H2->logits', 'L0MLP->L1H0<q>']],
+  ] as [HfModelSpec, string[]][]) {
+    const hf = randomHfModel(spec);
+    const model = load(hf, `ig-act-${spec.arch}`);
+    const task = randomTask(2, VOCAB, 19, [5, 6]);
+    const repl = await computeEdgeReplacements(model, task, 'resample');
+    const graph = buildEdgeGraph(model.config);
+    const K = 2;
+    // A batch smaller than a prompt's rows: each prompt runs in parts, the last one padded.
+    const ig = await edgeAttribution(model, task, repl, { method: 'ig', igPath: 'activations', steps: K, batchSize: 4 });
+    const L = spec.nLayer;
+    const heads = Array.from({ length: spec.nHead }, (_, h) => h);
+    const sites: string[][] = [['input'], ...Array.from({ length: L }, (_, l) => [heads.map((h) => `L${l}H${h}`), [`L${l}MLP`]]).flat()];
+    const V = VOCAB;
+    let largest = 0;
+    for (const name of names) {
+      const e = graph.byName.get(name)!;
+      task.pairs.forEach((pair, p) => {
+        const clean = naiveEdgeForward(hf, pair.clean).senders;
+        const corrupt = naiveEdgeForward(hf, pair.corrupt).senders;
+        const s = e.sender.name;
+        const delta = (t: number) => corrupt.get(s)![t].map((c, j) => c - clean.get(s)![t][j]);
+        const metric = (out: Float64Array) => {
+          const t = pair.clean.length - 1;
+          return out[t * V + pair.correct[0]] - out[t * V + pair.incorrect[0]];
+        };
+        let sum = 0;
+        for (const site of sites) {
+          for (let k = 1; k <= K; k++) {
+            // The site's senders read as alpha·clean + (1 − alpha)·corrupt by every receiver.
+            const alpha = k / K;
+            const pinnedAt = (sn: string, t: number) => clean.get(sn)![t].map((c, j) => alpha * c + (1 - alpha) * corrupt.get(sn)![t][j]);
+            const siteEdges = new Map(graph.edges.filter((x) => site.includes(x.sender.name)).map((x) => [x.name, 1]));
+            const base = naiveEdgeForward(hf, pair.clean, { ablated: siteEdges, replacement: pinnedAt }).senders;
+            const senderNow = (t: number) => (site.includes(s) ? pinnedAt(s, t) : base.get(s)![t]);
+            // Edge e's receiver reads what it reads in the pinned run, plus ε·(corrupt − clean).
+            const at = (eps: number) =>
+              metric(
+                naiveEdgeForward(hf, pair.clean, {
+                  ablated: new Map([...siteEdges, [e.name, 1]]),
+                  replacement: (sn, t, r) => (sn === s && r === e.receiver.name ? senderNow(t).map((x, j) => x + eps * delta(t)[j]) : pinnedAt(sn, t)),
+                }).logits,
+              );
+            const eps = 1e-5;
+            sum += (at(eps) - at(-eps)) / (2 * eps);
+          }
+        }
+        const want = sum / (sites.length * K);
+        const got = ig.perPrompt[e.index][p];
+        largest = Math.max(largest, Math.abs(want));
+        assert.ok(Math.abs(got - want) < 1e-6 * (1 + Math.abs(want)), `${spec.arch} ${name} prompt ${p}: EAP-IG-activations ${got} vs ${want}`);
+      });
+    }
+    assert.ok(largest > 1e-2, `${spec.arch}: the scores are not all ~0`);
+  }
+});
+
 test('contraction plan: every head layer in exactly one chunk, in order; a group multiplies exactly the heads before its last layer', () => {
   for (const L of [1, 2, 5, 12]) {
     for (const n of [1, 2, 3, 4, 6, 20]) {
@@ -144,7 +211,7 @@ test('contraction plan: every head layer in exactly one chunk, in order; a group
   }
 });
 
-test('EAP and EAP-IG do not depend on how the receivers are grouped (5 layers, float64)', async () => {
+test('EAP and both EAP-IGs do not depend on how the receivers are grouped (5 layers, float64)', async () => {
   for (const spec of [
     { arch: 'gpt2', nLayer: 5, nHead: 2, dModel: 8, vocab: VOCAB, seed: 41 },
     { arch: 'llama', nLayer: 5, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 42 },
@@ -152,15 +219,15 @@ test('EAP and EAP-IG do not depend on how the receivers are grouped (5 layers, f
     const model = load(randomHfModel(spec), `groups-${spec.arch}`);
     const task = randomTask(3, VOCAB, 11, [6, 6, 6]);
     const repl = await computeEdgeReplacements(model, task, 'resample');
-    for (const method of ['attribution', 'ig'] as const) {
-      const one = await edgeAttribution(model, task, repl, { method, steps: 3, batchSize: 9, receiverGroups: 1 });
+    for (const { method, igPath, label } of VARIANTS) {
+      const one = await edgeAttribution(model, task, repl, { method, igPath, steps: 3, batchSize: 9, receiverGroups: 1 });
       let largest = 0;
       for (const groups of [2, 3, 5]) {
-        const other = await edgeAttribution(model, task, repl, { method, steps: 3, batchSize: 9, receiverGroups: groups });
+        const other = await edgeAttribution(model, task, repl, { method, igPath, steps: 3, batchSize: 9, receiverGroups: groups });
         one.perPrompt.forEach((row, e) =>
           row.forEach((v, p) => {
             largest = Math.max(largest, Math.abs(v));
-            assert.ok(Math.abs(other.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${spec.arch} ${method} groups=${groups} edge ${e}`);
+            assert.ok(Math.abs(other.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${spec.arch} ${label} groups=${groups} edge ${e}`);
           }),
         );
       }
@@ -169,26 +236,26 @@ test('EAP and EAP-IG do not depend on how the receivers are grouped (5 layers, f
   }
 });
 
-test('EAP and EAP-IG do not depend on how the prompts are split into runs (ragged lengths, uneven last run)', async () => {
+test('EAP and both EAP-IGs do not depend on how the prompts are split into runs (ragged lengths, uneven last run)', async () => {
   const model = load(randomHfModel({ arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 43 }), 'chunks-llama');
   const task = randomTask(7, VOCAB, 12, [4, 9, 6, 7, 5, 9, 8]);
   for (const repl of [resampleInRun(model, task), await computeEdgeReplacements(model, task, 'mean')]) {
-    for (const method of ['attribution', 'ig'] as const) {
+    for (const { method, igPath, label } of VARIANTS) {
       const steps = method === 'ig' ? 3 : 1;
       // All prompts in one run, then runs of at most 3 and 2 prompts (7 = 3+2+2, 2+2+2+1).
       const runs = [];
-      for (const u of [7, 3, 2]) runs.push(await edgeAttribution(model, task, repl, { method, steps: 3, batchSize: u * steps }));
+      for (const u of [7, 3, 2]) runs.push(await edgeAttribution(model, task, repl, { method, igPath, steps: 3, batchSize: u * steps }));
       const [all, ...split] = runs;
       for (const other of split) {
-        all.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(other.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${method} edge ${e} prompt ${p}`)));
-        other.clean.forEach((m, p) => assert.ok(Math.abs(m - all.clean[p]) < 1e-10, `${method} clean metric ${p}`));
+        all.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(other.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${label} edge ${e} prompt ${p}`)));
+        other.clean.forEach((m, p) => assert.ok(Math.abs(m - all.clean[p]) < 1e-10, `${label} clean metric ${p}`));
       }
       assert.ok(all.perPrompt.some((row) => row.some((v) => Math.abs(v) > 1e-3)), 'the scores are not all ~0');
     }
   }
 });
 
-test('EAP and EAP-IG under resample with the corrupt run inside the graph equal them with a separate corrupt pass; the corrupt metric too', async () => {
+test('EAP and both EAP-IGs under resample with the corrupt run inside the graph equal them with a separate corrupt pass; the corrupt metric too', async () => {
   for (const spec of [
     { arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 51 },
     { arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 52 },
@@ -197,12 +264,12 @@ test('EAP and EAP-IG under resample with the corrupt run inside the graph equal 
     const task = randomTask(4, VOCAB, 13, [5, 7, 7, 6]);
     const full = await computeEdgeReplacements(model, task, 'resample');
     const light = resampleInRun(model, task);
-    for (const method of ['attribution', 'ig'] as const) {
-      const a = await edgeAttribution(model, task, full, { method, steps: 3, batchSize: 6 });
-      const b = await edgeAttribution(model, task, light, { method, steps: 3, batchSize: 6 });
-      a.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(b.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${spec.arch} ${method} edge ${e} prompt ${p}: ${b.perPrompt[e][p]} vs ${v}`)));
+    for (const { method, igPath, label } of VARIANTS) {
+      const a = await edgeAttribution(model, task, full, { method, igPath, steps: 3, batchSize: 6 });
+      const b = await edgeAttribution(model, task, light, { method, igPath, steps: 3, batchSize: 6 });
+      a.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(b.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${spec.arch} ${label} edge ${e} prompt ${p}: ${b.perPrompt[e][p]} vs ${v}`)));
       assert.ok(a.corrupt === undefined);
-      b.corrupt!.forEach((m, p) => assert.ok(Math.abs(m - full.corruptMetric![p]) < 1e-10, `${method}: corrupt metric of prompt ${p}`));
+      b.corrupt!.forEach((m, p) => assert.ok(Math.abs(m - full.corruptMetric![p]) < 1e-10, `${label}: corrupt metric of prompt ${p}`));
       b.clean.forEach((m, p) => assert.ok(Math.abs(m - a.clean[p]) < 1e-10));
     }
   }
@@ -217,12 +284,12 @@ test('float32 edge attribution (onnxruntime fully optimising the graph and its s
     const m64 = new HookedModel(loaded, engine, 'float64');
     const m32 = new HookedModel(loaded, engine, 'float32');
     const task = randomTask(5, VOCAB, 17, [7, 7, 7, 7, 7]);
-    for (const method of ['attribution', 'ig'] as const) {
-      const r64 = await edgeAttribution(m64, task, resampleInRun(m64, task), { method, steps: 4, batchSize: 20 });
-      const r32 = await edgeAttribution(m32, task, resampleInRun(m32, task), { method, steps: 4, batchSize: 20 });
+    for (const { method, igPath, label } of VARIANTS) {
+      const r64 = await edgeAttribution(m64, task, resampleInRun(m64, task), { method, igPath, steps: 4, batchSize: 20 });
+      const r32 = await edgeAttribution(m32, task, resampleInRun(m32, task), { method, igPath, steps: 4, batchSize: 20 });
       const big = Math.max(...r64.perPrompt.map((row) => Math.max(...row.map(Math.abs))));
       assert.ok(big > 0.1, 'the scores are not all ~0');
-      r64.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(r32.perPrompt[e][p] - v) < 1e-4 * (1 + big), `${spec.arch} ${method} edge ${e} prompt ${p}`)));
+      r64.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(r32.perPrompt[e][p] - v) < 1e-4 * (1 + big), `${spec.arch} ${label} edge ${e} prompt ${p}`)));
       r64.clean.forEach((v, p) => assert.ok(Math.abs(r32.clean[p] - v) < 1e-4 * (1 + Math.abs(v))));
       r64.corrupt!.forEach((v, p) => assert.ok(Math.abs(r32.corrupt![p] - v) < 1e-4 * (1 + Math.abs(v))));
     }

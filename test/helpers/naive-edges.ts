@@ -16,8 +16,8 @@ import { activate, applyRotary, conv1d, interpretHfConfig, layerNorm, linear, rm
 export interface NaiveEdgeOptions {
   /** Ablated edges `SENDER->RECEIVER` → how much (1 = fully replaced). */
   ablated?: Map<string, number>;
-  /** A sender's replacement output at position t ([d], a head's being z_repl · W_O[h]). */
-  replacement?: (sender: string, t: number) => Float64Array;
+  /** A sender's replacement output at position t ([d], a head's being z_repl · W_O[h]), for receiver `receiver`. */
+  replacement?: (sender: string, t: number, receiver: string) => Float64Array;
 }
 
 export interface NaiveEdgeResult {
@@ -56,7 +56,7 @@ export function naiveEdgeForward(model: HfModel, tokens: number[], opts: NaiveEd
         const name = order[s];
         const out = senders.get(name)![t];
         const amount = ablated.get(`${name}->${r}`) ?? 0;
-        const repl = amount !== 0 ? opts.replacement!(name, t) : undefined;
+        const repl = amount !== 0 ? opts.replacement!(name, t, r) : undefined;
         for (let j = 0; j < d; j++) x[j] += repl ? out[j] + amount * (repl[j] - out[j]) : out[j];
       }
       return x;
