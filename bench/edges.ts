@@ -3,15 +3,19 @@
  * IOI prompts, ratios side by side in one run:
  *  - EAP over every edge, as `carve scan --level edges --method attribution` runs it (corrupt pass,
  *    then one forward and backward with the contraction in the same graph) vs one forward pass
- *    (pair logits);
+ *    (pair logits), and, for scale, vs a full forward (logits over the vocabulary at every position:
+ *    what TransformerLens's model(tokens) computes);
  *  - EAP-IG-inputs with 5 steps, as the scan runs it (clean pass for the sender deltas, then the five
  *    steps' forward and backward; under resample the first step is the corrupt run) vs one forward;
+ *  - (ONLY=iga, not by default) EAP-IG-activations with 5 steps on the first IGA_PROMPTS prompts
+ *    (default 5): every site of the 25 pinned at each step, 125 forward-and-backward rows a prompt,
+ *    vs one forward over the same prompts;
  *  - exact scores of 1,000 edges (a seeded sample) with carve's batched evaluator, vs the plain
  *    way: one full forward per edge over the prompts (full logits everywhere, no batching of
  *    configurations, no prefix caching), timed on PLAIN_EDGES edges and scaled to 1,000;
  *  - ACDC over edges: the full run's projected time, from timed batches of ACDC-shaped evaluations
  *    (the removals so far as base, speculative candidates on top) at several receiver layers.
- * EDGES_MODEL=smollm runs the SmolLM2-135M shape; ONLY=eap,ig,exact,acdc runs a subset;
+ * EDGES_MODEL=smollm runs the SmolLM2-135M shape; ONLY=eap,ig,iga,exact,acdc runs a subset;
  * CARVE_ORT_PROFILE=<prefix> writes onnxruntime's profiles (bench/profile-summary.ts reads them).
  */
 import { Engine } from '../src/onnx/session.ts';
@@ -60,15 +64,22 @@ log('forward_s', forward);
  * the best times (`_best_over_best`): other tenants only ever add time, so each side's fastest
  * round is its least disturbed one (per-round ratios here swing by ±15%).
  */
-async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: number) {
+async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: number, opts: { fullForward?: boolean; on?: typeof task } = {}) {
+  const on = opts.on ?? task;
+  const toks = on.pairs.map((p) => p.clean);
+  const pairForward = () => model.run({ tokens: toks, logits: 'answers', answers: on.pairs });
+  const fullForward = () => model.run({ tokens: toks, logits: 'all' });
   await f(); // compile
   await f(); // onnxruntime's arenas grow on the first runs of a graph
+  if (opts.fullForward) await fullForward();
   const ratios: number[] = [];
   const times: number[] = [];
   const forwards: number[] = [];
+  const fulls: number[] = [];
   for (let i = 0; i < rounds; i++) {
-    const [, tf] = await time(() => model.run({ tokens, logits: 'answers', answers }));
+    const [, tf] = await time(pairForward);
     const [, t] = await time(f);
+    if (opts.fullForward) fulls.push((await time(fullForward))[1]);
     times.push(t);
     forwards.push(tf);
     ratios.push(t / tf);
@@ -76,6 +87,10 @@ async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: n
   log(`${name}_s`, median(times));
   log(`${name}_over_forward`, median(ratios));
   log(`${name}_best_over_best`, Math.min(...times) / Math.min(...forwards));
+  if (opts.fullForward) {
+    log('full_forward_over_forward', Math.min(...fulls) / Math.min(...forwards));
+    log(`${name}_over_full_forward_best_over_best`, Math.min(...times) / Math.min(...fulls));
+  }
 }
 
 if (only.has('eap')) {
@@ -83,6 +98,7 @@ if (only.has('eap')) {
     'eap_all_edges',
     () => scanEdges(model, task, { method: 'attribution', ablation: 'resample', batchSize: 25 }),
     8,
+    { fullForward: true },
   );
 }
 
@@ -91,6 +107,16 @@ if (only.has('ig')) {
     'eap_ig5_all_edges',
     () => scanEdges(model, task, { method: 'ig', steps: 5, ablation: 'resample', batchSize: 25 }),
     6,
+  );
+}
+
+if (only.has('iga')) {
+  const few = { ...task, pairs: task.pairs.slice(0, Number(process.env.IGA_PROMPTS ?? 5)) };
+  await ratioToForward(
+    'eap_ig5_activations_all_edges',
+    () => scanEdges(model, few, { method: 'ig', igPath: 'activations', steps: 5, ablation: 'resample', batchSize: 64 }),
+    2,
+    { on: few },
   );
 }
 

@@ -14,7 +14,7 @@ import { COMPONENT_KINDS, type ComponentKind } from '../discover/components.ts';
 import { progressBar } from '../util/progress.ts';
 import { fail } from '../util/errors.ts';
 import { scanEdges } from '../discover/edge-scan.ts';
-import { DEFAULT_IG_STEPS } from '../discover/edge-attribution.ts';
+import { DEFAULT_IG_STEPS, IG_PATHS, type IgPath } from '../discover/edge-attribution.ts';
 import { parseEdgeScanCheckpoint } from '../discover/edge-checkpoint.ts';
 import { partialWriter, removePartial, resumeFrom } from './resume.ts';
 
@@ -39,6 +39,7 @@ export interface ScanCliOptions extends EngineCliOptions, TaskCliOptions, Search
   components: string;
   meanOver: string;
   steps?: string;
+  igPath?: string;
   batchSize: string;
   level: string;
   yes?: boolean;
@@ -61,6 +62,7 @@ export function registerScanCommand(program: Command): void {
     .option('--components <heads|mlps|all>', 'which components to score', 'all')
     .option('--level <components|edges>', 'score components, or every edge between them (SPEC "Edges")', 'components')
     .option('--steps <K>', `ig: interpolation points along each path (default 8; edges: ${DEFAULT_IG_STEPS})`)
+    .option('--ig-path <inputs|activations>', 'edge ig: interpolate the input embeddings (MIB\'s EAP-IG-inputs) or each layer\'s activations in turn (EAP-IG-activations)')
     .option('--yes', 'exact edge scans: run even when projected to take more than 30 minutes', false)
     .option('--resume', 'exact edge scans: continue from FILE.partial.json of an interrupted run with the same model, task and options', false)
     .option('--out <file>', 'write the JSON here (default: stdout); exact edge scans save partial results to FILE.partial.json');
@@ -76,6 +78,8 @@ export function registerScanCommand(program: Command): void {
     const level = parseChoice<ScanLevel>(opts.level, '--level', SCAN_LEVELS);
     const steps = parsePositiveInt(opts.steps ?? String(level === 'edges' ? DEFAULT_IG_STEPS : 8), '--steps');
     const batchSize = parsePositiveInt(opts.batchSize, '--batch-size');
+    if (opts.igPath !== undefined && (level !== 'edges' || method !== 'ig')) fail('--ig-path applies only to --level edges --method ig');
+    const igPath = opts.igPath === undefined ? undefined : parseChoice<IgPath>(opts.igPath, '--ig-path', IG_PATHS);
     const seed = searchSeedFrom(opts);
     const optimalSteps = optimalStepsFrom(opts);
     if (ablation !== 'optimal' && (opts.constants !== undefined || optimalSteps !== undefined)) fail(`${opts.constants !== undefined ? '--constants' : '--optimal-steps'} applies only to --ablation optimal`);
@@ -97,6 +101,7 @@ export function registerScanCommand(program: Command): void {
           method,
           meanOver,
           steps,
+          igPath,
           batchSize,
           metric,
           onProgress: (done, total, label) => bar.update(done, total, label),

@@ -16,9 +16,16 @@
  *    schedule: the replacement end is included, the clean end is not); every other activation
  *    flows freely from there. The sender deltas stay (replacement − clean) of the clean run, which
  *    is a side forward pass in the same graph; under resample the k = 0 rows are the corrupt run.
- *    This integrates along the inputs, not along each sender's own activation (MIB's
- *    EAP-IG-activations), so unlike the component-level `ig` it does not converge to the exact
- *    score; it is what MIB's best-scoring IOI method does.
+ *    This integrates along the inputs, not along each sender's own activation, so unlike the
+ *    component-level `ig` it does not converge to the exact score; it is what MIB's best-scoring
+ *    IOI method does.
+ *  - `ig` along activations (`igPath: 'activations'`, EAP-IG-activations as MIB's EAP-IG code runs
+ *    it): one site at a time — the input, a layer's heads together, a layer's MLP — has its output
+ *    pinned at replacement + α(clean − replacement), α = k/K for k = 1 … K (the clean end included),
+ *    while everything else flows from the clean prompt; every receiver's gradient in each such run
+ *    is contracted with the clean run's sender deltas, and the scores are the mean over all
+ *    sites × steps (so each edge's score averages over every site's pinning, not only its own
+ *    sender's). A prompt's sites × K rows are cut into several runs when they exceed a batch.
  *
  * Every receiver shares the residual stream in these runs, so the forward is the normal one. The
  * gradient with respect to a receiver's own pre-norm input is the norm's vector-Jacobian product

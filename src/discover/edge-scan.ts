@@ -17,7 +17,7 @@ import type { Ablation, MeanOver } from './replacements.ts';
 import { buildEdgeGraph, type EdgeGraph } from './edge-graph.ts';
 import { computeEdgeReplacements, resampleInRun, type EdgeReplacements } from './edge-replacements.ts';
 import { EdgeEvaluator } from './edge-evaluate.ts';
-import { DEFAULT_IG_STEPS, edgeAttribution } from './edge-attribution.ts';
+import { DEFAULT_IG_STEPS, edgeAttribution, type IgPath } from './edge-attribution.ts';
 import { corruptMetrics, type ScanMethod } from './scan.ts';
 import { fail, failOption } from '../util/errors.ts';
 import type { ResumeHooks } from './checkpoint.ts';
@@ -49,7 +49,7 @@ export interface EdgeScanResult {
   mean_over?: MeanOver;
   steps?: number;
   /** ig: the integration path. */
-  ig_path?: 'inputs';
+  ig_path?: IgPath;
   n_edges: number;
   edges: EdgeScore[];
 }
@@ -71,6 +71,8 @@ export interface EdgeScanOptions extends ResumeHooks<EdgeScanCheckpoint> {
   meanOver?: MeanOver;
   metric?: MetricName;
   steps?: number;
+  /** ig: what is interpolated (default inputs). */
+  igPath?: IgPath;
   batchSize?: number;
   onProgress?: (done: number, total: number, label: string) => void;
   /**
@@ -190,6 +192,7 @@ export async function scanEdges(model: HookedModel, task: Task, opts: EdgeScanOp
     const r = await edgeAttribution(model, task, repl, {
       method: opts.method,
       steps: opts.steps,
+      igPath: opts.igPath,
       batchSize,
       metric,
       onProgress: (done, total) => opts.onProgress?.(done, total, opts.method),
@@ -217,7 +220,7 @@ export async function scanEdges(model: HookedModel, task: Task, opts: EdgeScanOp
   if (opts.ablation === 'mean') result.mean_over = meanOver;
   if (opts.method === 'ig') {
     result.steps = opts.steps ?? DEFAULT_IG_STEPS;
-    result.ig_path = 'inputs';
+    result.ig_path = opts.igPath ?? 'inputs';
   }
   // Key order as SPEC writes it: edges last.
   const { edges, ...head } = result;

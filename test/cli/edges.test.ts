@@ -42,7 +42,21 @@ test('carve scan --level edges writes every edge with its sender, receiver, scor
   const o = JSON.parse(ig.stdout);
   assert.equal(o.steps, 5);
   assert.equal(o.ig_path, 'inputs');
+  const act = await carve(['scan', ...common, '--level', 'edges', '--method', 'ig', '--ig-path', 'activations', '--steps', '2', '--ablation', 'resample']);
+  assert.equal(act.code, 0, act.stderr);
+  const a = JSON.parse(act.stdout);
+  assert.equal(a.ig_path, 'activations');
+  assert.equal(a.steps, 2);
+  assert.equal(a.n_edges, 46);
+  assert.ok(a.edges.every((e: { score: number }) => Number.isFinite(e.score)));
+  assert.ok(a.edges.some((e: { score: number }, i: number) => Math.abs(e.score - o.edges[i].score) > 1e-6), 'activations are not the inputs path');
   assert.equal((await carve(['scan', ...common, '--out', compScan])).code, 0);
+});
+
+test('carve scan --ig-path: only for edge ig scans, inputs or activations', async () => {
+  await userError(['scan', ...common, '--level', 'edges', '--method', 'ig', '--ig-path', 'sideways'], /--ig-path/);
+  await userError(['scan', ...common, '--level', 'edges', '--method', 'attribution', '--ig-path', 'activations'], /--ig-path applies only to --level edges --method ig/);
+  await userError(['scan', ...common, '--method', 'ig', '--ig-path', 'inputs'], /--ig-path applies only/);
 });
 
 test('carve faithfulness: the curve, CPR and CMD for edge and component scans; MIB format', async () => {
