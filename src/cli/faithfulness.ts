@@ -16,6 +16,7 @@ import { buildEdgeGraph, findEdge } from '../discover/edge-graph.ts';
 import { findComponent, listComponents } from '../discover/components.ts';
 import { checkFractions, DEFAULT_FRACTIONS, FAITHFULNESS_VARIANTS, faithfulness, type FaithfulnessLevel, type FaithfulnessVariant } from '../discover/faithfulness.ts';
 import { helpfulSign, MIB_PERCENTAGES } from '../discover/mib-faithfulness.ts';
+import { scanMethodLabel } from '../discover/method-label.ts';
 import { METRIC_NAMES, type MetricName } from '../model/readout.ts';
 import { toMib } from '../discover/mib.ts';
 import type { ModelConfig } from '../model/types.ts';
@@ -69,7 +70,7 @@ export function readScanScores(path: string): ScanScores {
     out.ablation = s.ablation as Ablation;
   }
   if (s.mean_over === 'clean' || s.mean_over === 'corrupt') out.meanOver = s.mean_over;
-  if (typeof s.method === 'string') out.method = s.method;
+  if (typeof s.method === 'string') out.method = scanMethodLabel(s.method, s.ig_path);
   if (s.metric_name !== undefined) {
     if (!METRIC_NAMES.includes(s.metric_name as MetricName)) fail(`${path}: "metric_name" must be one of ${METRIC_NAMES.join(', ')}, got ${JSON.stringify(s.metric_name)}`);
     out.metric = s.metric_name as MetricName;

@@ -5,6 +5,7 @@
 import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
 import { join, relative, basename, extname } from 'node:path';
 import { fail } from '../util/errors.ts';
+import { scanMethodLabel } from '../discover/method-label.ts';
 
 export interface ScanComponent {
   name: string;
@@ -266,7 +267,7 @@ function parseEdgeScan(file: string, o: Obj): EdgeScanData {
     const name = g.str(e, 'name', '');
     return { name, ...splitEdge(file, `edges[${i}].name`, name), score: g.num(e, 'score') };
   });
-  return { file, model: f.optStr(o, 'model'), task: f.optStr(o, 'task'), ablation: f.str(o, 'ablation', 'unknown'), method: f.str(o, 'method', 'unknown'), edges };
+  return { file, model: f.optStr(o, 'model'), task: f.optStr(o, 'task'), ablation: f.str(o, 'ablation', 'unknown'), method: scanMethodLabel(f.str(o, 'method', 'unknown'), o.ig_path), edges };
 }
 
 function parseEdgePrune(file: string, o: Obj): EdgePruneData {

@@ -50,6 +50,11 @@ test('carve scan --level edges writes every edge with its sender, receiver, scor
   assert.equal(a.n_edges, 46);
   assert.ok(a.edges.every((e: { score: number }) => Number.isFinite(e.score)));
   assert.ok(a.edges.some((e: { score: number }, i: number) => Math.abs(e.score - o.edges[i].score) > 1e-6), 'activations are not the inputs path');
+  const actScan = join(dir, 'edges-ig-act.json');
+  writeFileSync(actScan, act.stdout);
+  const f = await carve(['faithfulness', ...common, '--scores', actScan, '--fractions', '0,0.5,1']);
+  assert.equal(f.code, 0, f.stderr);
+  assert.equal(JSON.parse(f.stdout).scores_method, 'ig (activations)');
   assert.equal((await carve(['scan', ...common, '--out', compScan])).code, 0);
 });
 

@@ -69,3 +69,12 @@ test("a faithfulness file of MIB's variant says its CPR comes from the signed ra
   assert.equal(faithfulnessLabel({ ...curve, variant: 'mib' }), 'ig (scan-ig.json, MIB): CPR 0.810 (signed ranking), CMD 0.170');
   assert.equal(faithfulnessLabel({ ...curve, variant: null }), 'ig (scan-ig.json): CPR 0.810, CMD 0.170');
 });
+
+test('edge scans of ig along activations are told apart from ig along the inputs', () => {
+  const dir = emptyDir('edges-report-ig-paths');
+  const edges = [edge('input->L0H0<q>', 0.5), edge('L0H0->logits', -1)];
+  writeFileSync(join(dir, 'scan-ig.json'), JSON.stringify({ level: 'edges', ablation: 'resample', method: 'ig', steps: 5, ig_path: 'inputs', edges }));
+  writeFileSync(join(dir, 'scan-ig-act.json'), JSON.stringify({ level: 'edges', ablation: 'resample', method: 'ig', steps: 5, ig_path: 'activations', edges }));
+  const methods = loadRun(dir).edgeScans.map((s) => `${s.file}: ${s.method}`).sort();
+  assert.deepEqual(methods, ['scan-ig-act.json: ig (activations)', 'scan-ig.json: ig']);
+});
