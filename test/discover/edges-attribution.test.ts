@@ -24,6 +24,7 @@ import { pruneModel } from '../../src/compress/prune-model.ts';
 import { randomHfModel, writeAndLoad, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
 import { naiveEdgeForward } from '../helpers/naive-edges.ts';
 import { randomTask } from '../helpers/random-task.ts';
+import type { PromptPair } from '../../src/task/types.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 const tmp = mkdtempSync(join(tmpdir(), 'carve-edges-attr-'));
@@ -59,6 +60,15 @@ async function caseModel(c: (typeof cases)[number]): Promise<HookedModel> {
   const keep = new Set(listComponents(model.config, 'all').map((x) => x.name).filter((n) => !removed.has(n)));
   const repl = await computeReplacements(model, randomTask(3, VOCAB, 4, [5, 5, 5]), 'mean');
   return new HookedModel(pruneModel(loaded, keep, repl, 'mean'), engine, 'float64');
+}
+
+/** A prompt pair's senders in the clean and corrupt runs (naive float64) and its logit difference read from logits [T, V]. */
+function naivePair(hf: HfModel, pair: PromptPair) {
+  const metric = (out: Float64Array) => {
+    const t = pair.clean.length - 1;
+    return out[t * VOCAB + pair.correct[0]] - out[t * VOCAB + pair.incorrect[0]];
+  };
+  return { clean: naiveEdgeForward(hf, pair.clean).senders, corrupt: naiveEdgeForward(hf, pair.corrupt).senders, metric };
 }
 
 for (const c of cases) {
@@ -98,18 +108,12 @@ test('EAP-IG-inputs equals the average over its input points of the edge derivat
   const K = 3;
   const ig = await edgeAttribution(model, task, repl, { method: 'ig', steps: K, batchSize: 4 });
   const d = model.config.dModel;
-  const V = VOCAB;
   const names = ['L0H1->L1H0<k>', 'L0MLP->logits', 'L1H1->L1MLP', 'L0H0->L1H1<q>'];
   for (const name of names) {
     const e = graph.byName.get(name)!;
     task.pairs.forEach((pair, p) => {
-      const clean = naiveEdgeForward(hf, pair.clean).senders;
-      const corrupt = naiveEdgeForward(hf, pair.corrupt).senders;
+      const { clean, corrupt, metric } = naivePair(hf, pair);
       const s = e.sender.name;
-      const metric = (out: Float64Array) => {
-        const t = pair.clean.length - 1;
-        return out[t * V + pair.correct[0]] - out[t * V + pair.incorrect[0]];
-      };
       let sum = 0;
       for (let k = 0; k < K; k++) {
         // The input sender at x_k = corrupt + (k/K)(clean − corrupt), for every receiver.
@@ -150,19 +154,13 @@ test('EAP-IG-activations equals the average over its sites and points of the edg
     const L = spec.nLayer;
     const heads = Array.from({ length: spec.nHead }, (_, h) => h);
     const sites: string[][] = [['input'], ...Array.from({ length: L }, (_, l) => [heads.map((h) => `L${l}H${h}`), [`L${l}MLP`]]).flat()];
-    const V = VOCAB;
     let largest = 0;
     for (const name of names) {
       const e = graph.byName.get(name)!;
       task.pairs.forEach((pair, p) => {
-        const clean = naiveEdgeForward(hf, pair.clean).senders;
-        const corrupt = naiveEdgeForward(hf, pair.corrupt).senders;
+        const { clean, corrupt, metric } = naivePair(hf, pair);
         const s = e.sender.name;
         const delta = (t: number) => corrupt.get(s)![t].map((c, j) => c - clean.get(s)![t][j]);
-        const metric = (out: Float64Array) => {
-          const t = pair.clean.length - 1;
-          return out[t * V + pair.correct[0]] - out[t * V + pair.incorrect[0]];
-        };
         let sum = 0;
         for (const site of sites) {
           for (let k = 1; k <= K; k++) {
