@@ -223,7 +223,27 @@ export class EdgeEvaluator {
       }
       return [...perLayer.values()].every((set) => set.size <= 2);
     });
-    return { att: sort(att), mlp: sort(mlp), logits, replacement: shape, select: fewPerRow ? 'row' : 'shared' };
+    const spec: EdgeSpec = { att: sort(att), mlp: sort(mlp), logits, replacement: shape, select: fewPerRow ? 'row' : 'shared' };
+    // Layers after the start whose masks agree in every row on the senders before the start (one
+    // base, no configuration's own edge from such a sender into the layer) mix those senders once
+    // per prompt; they need some in-run sender too.
+    if (!fewPerRow) {
+      const cfg = this.model.config;
+      const pre = sendersBefore(cfg, start);
+      const oneBase = new Set(configs.map((c) => c.base)).size === 1;
+      const sharedPre = spec.att.filter(
+        (i) =>
+          oneBase &&
+          i > start &&
+          sendersBefore(cfg, i) > pre &&
+          configs.every((c) => c.edges.every((e) => {
+            const { sender, receiver } = this.graph.edges[e];
+            return receiver.pos !== i || receiver.attIndex < 0 || sender.index >= pre;
+          })),
+      );
+      if (sharedPre.length > 0) spec.sharedPre = sharedPre;
+    }
+    return spec;
   }
 
   private async runChunk(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Promise<Float64Array> {
@@ -324,14 +344,24 @@ export class EdgeEvaluator {
       if (sel.some((a) => a >= attentionReceivers(cfg, i))) throw new Error('edge receiver outside its layer');
       const A = sel.length;
       const slotOf = new Map(sel.map((a, k) => [a, k]));
-      const mask = new Float64Array(B * A * S);
-      fill(mask, A * S, (c, row) => {
+      // With the senders before the start shared by every row (spec.sharedPre), the rows hold only
+      // the columns from `from` on; the shared columns come from the one base.
+      const from = spec.sharedPre?.includes(i) ? sendersBefore(cfg, start) : 0;
+      const W = S - from;
+      const mask = new Float64Array(B * A * W);
+      fill(mask, A * W, (c, row) => {
         const b = configs[c].base?.att.get(i);
-        if (b) for (const a of b.active) row.set(b.rows.subarray(a * S, (a + 1) * S), slotOf.get(a)! * S);
-        for (const [edge, amount] of perConfig[c]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) row[slotOf.get(edge.receiver.attIndex)! * S + edge.sender.index] = amount;
+        if (b) for (const a of b.active) row.set(b.rows.subarray(a * S + from, (a + 1) * S), slotOf.get(a)! * W);
+        for (const [edge, amount] of perConfig[c]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) row[slotOf.get(edge.receiver.attIndex)! * W + edge.sender.index - from] = amount;
       });
       feeds[`edge_att_sel.${i}`] = { data: BigInt64Array.from(sel, (a) => BigInt(a)), dims: [A] };
-      feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, S] };
+      feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, W] };
+      if (from > 0) {
+        const shared = new Float64Array(A * from);
+        const b = configs[0].base?.att.get(i);
+        if (b) for (const a of b.active) shared.set(b.rows.subarray(a * S, a * S + from), slotOf.get(a)! * from);
+        feeds[`edge_att_mask_pre.${i}`] = { data: shared, dims: [A, from] };
+      }
     }
     for (const i of spec.mlp) {
       const S = mlpReceiverSenders(cfg, i);

@@ -28,6 +28,7 @@
  *   edge_pre_mlp.{j} [U, T, d]              j < start: hook_mlp_out replacement − clean
  *   edge_z_repl.{j} / edge_mlp_repl.{j}     j ≥ start: replacement values, [1, 1, ...] or [B, T, ...]
  *   edge_att_sel.{i} [A] int64, edge_att_mask.{i} [B, A, S_i]      S_i senders before layer i
+ *     (sharedPre: edge_att_mask_pre.{i} [A, S_pre] and edge_att_mask.{i} [B, A, S_i − S_pre])
  *     (select 'row': edge_att_sel.{i} [B, A], edge_att_onehot.{i} [B, A, R], a selection per row)
  *   edge_mlp_mask.{i} [B, 1, S]             S: the MLP receiver's senders
  *   edge_logits_mask [B, 1, S_all]
@@ -55,6 +56,14 @@ export interface EdgeSpec {
    * configurations that each touch one or two receivers (single-edge scans).
    */
   select?: 'shared' | 'row';
+  /**
+   * Layer positions (after the start, with a shared selection) whose attention masks agree in every
+   * row on the senders before the run's start: those columns come once, `edge_att_mask_pre.{i}`
+   * [A, S_pre], and are mixed once per prompt instead of once per row; `edge_att_mask.{i}` then
+   * holds only the in-run senders' columns, [B, A, S_i − S_pre]. ACDC's batches (one base of removals
+   * below the layer being decided) are laid out this way.
+   */
+  sharedPre?: number[];
 }
 
 /** How the forward hands its weights over: by role, with the tensor table's slot for layouts. */
@@ -243,7 +252,7 @@ export class EdgeRouter {
    * GPT-2-small shape — while copying the deltas once costs a fraction of that. For one or two
    * receivers the outputs are small and the copy would dominate, so the groups stay apart.
    */
-  private mix(mask: Value, count: number, metricRows: boolean, A: number | string, joined: boolean): Value {
+  private mix(mask: Value, count: number, metricRows: boolean, A: number | string, joined: boolean, from = 0): Value {
     const g = this.g;
     const d = this.d;
     const used: Piece[] = [];
@@ -251,7 +260,8 @@ export class EdgeRouter {
     for (const p of this.pieces) {
       if (n >= count) break;
       if (n + p.size > count) throw new Error('edge mask does not end at a sender-layer boundary');
-      used.push(p);
+      if (n >= from) used.push(p);
+      else if (n + p.size > from) throw new Error('edge mask does not start at a sender-layer boundary');
       n += p.size;
     }
     if (n !== count) throw new Error(`edge mask covers ${count} senders, the graph has ${n} before this receiver`);
@@ -291,6 +301,23 @@ export class EdgeRouter {
     return total!;
   }
 
+  /** Σ_S mask[a, S] · delta_S over the senders before the start, one mask for all rows: [U, A, T, d]. */
+  private sharedMix(mask: Value, count: number, A: number | string): Value {
+    const g = this.g;
+    const pieces: Piece[] = [];
+    let n = 0;
+    for (const p of this.pieces) {
+      if (n >= count) break;
+      if (p.kind !== 'pre') throw new Error('a shared mask covers only the senders before the start');
+      pieces.push(p);
+      n += p.size;
+    }
+    const flat = (p: Piece) => g.reshapeTo(p.value, g.concat([g.slice(g.shapeOf(p.value), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1])], 0), ['U', p.size, 'T*d']);
+    const all = pieces.length === 1 ? flat(pieces[0]) : g.concat(pieces.map(flat), 1); // [U, S_pre, T·d]
+    const mixed = g.matmul(mask, all); // [U, A, T·d]
+    return g.reshapeTo(mixed, g.concat([g.slice(g.shapeOf(mixed), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1, this.d])], 0), ['U', A, 'T', this.d]);
+  }
+
   /**
    * The attention's q, k, v ([B, T, n, dh], all positions) with the selected receivers' inputs
    * replaced: resid + Δ, normed and projected with that receiver's own weights.
@@ -305,8 +332,20 @@ export class EdgeRouter {
     const A = `Arecv${i}`;
     const perRow = this.spec.select === 'row';
     const sel = g.input(`edge_att_sel.${i}`, perRow ? ['B', A] : [A], 'int64');
-    const mask = g.input(`edge_att_mask.${i}`, ['B', A, sendersBefore(cfg, i)]);
-    const x = g.add(g.unsqueeze(resid, [1]), this.mix(mask, sendersBefore(cfg, i), false, A, !perRow)); // [B, A, T, d]
+    const S = sendersBefore(cfg, i);
+    let x: Value; // [B, A, T, d]
+    if (this.spec.sharedPre?.includes(i)) {
+      if (perRow || i <= this.start) throw new Error(`shared pre-start masks need a shared selection after the start (layer position ${i})`);
+      const pre = sendersBefore(cfg, this.start);
+      // [A, S_pre] @ [U, S_pre, T·d] → [U, 1, A, T, d], added to the rows' own mix as [U, C, A, T, d].
+      const preMix = this.sharedMix(g.input(`edge_att_mask_pre.${i}`, [A, pre]), pre, A);
+      const rows = g.add(g.unsqueeze(resid, [1]), this.mix(g.input(`edge_att_mask.${i}`, ['B', A, S - pre]), S, false, A, true, pre));
+      const U = g.slice(g.shapeOf(preMix), g.ints([0]), g.ints([1]), [0], [1]);
+      const byPrompt = g.reshapeTo(rows, g.concat([U, g.ints([-1]), g.slice(g.shapeOf(rows), g.ints([1]), g.ints([4]), [0], [3])], 0), ['U', 'C', A, 'T', this.d]);
+      x = g.reshapeTo(g.add(byPrompt, g.unsqueeze(preMix, [1])), g.shapeOf(rows), rows.shape);
+    } else {
+      x = g.add(g.unsqueeze(resid, [1]), this.mix(g.input(`edge_att_mask.${i}`, ['B', A, S]), S, false, A, !perRow));
+    }
     const y = norm(g, cfg, x, this.wa.must('norm1.w', i), this.wa.w('norm1.b', i));
     const proj = receiverProjections(g, cfg, i, this.wa);
     // Each selected receiver's own projection: weights [A, d, dh] (or [B, A, d, dh] per row).

@@ -108,6 +108,38 @@ for (const c of cases) {
   });
 }
 
+test('ACDC-shaped batches (one base of later edges, each configuration a few edges at the first layer) equal the naive edge forward', async () => {
+  for (const [spec, ablation] of [
+    [{ arch: 'gpt2', nLayer: 4, nHead: 2, dModel: 8, vocab: VOCAB, seed: 9 }, 'resample'],
+    [{ arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 10 }, 'mean'],
+  ] as [HfModelSpec, Ablation][]) {
+    const hf = randomHfModel(spec);
+    const model = load(hf, `acdc-shaped-${spec.arch}`);
+    const task = randomTask(2, VOCAB, 13, [6, 5]);
+    const repl = await computeEdgeReplacements(model, task, ablation);
+    const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 8 });
+    const graph = ev.graph;
+    const at = 1; // the layer being decided
+    const later = graph.edges.filter((e) => e.receiver.pos > at).map((e) => e.index);
+    const baseEdges = later.filter((_, i) => i % 4 !== 0);
+    const base = ev.base(baseEdges);
+    const here = graph.edges.filter((e) => e.receiver.pos === at && e.receiver.attIndex >= 0).map((e) => e.index);
+    // Speculative prefixes at the layer being decided, and one that also cuts an in-run sender's
+    // edge into a later layer (still sharing the senders before the start).
+    const inRun = graph.edges.find((e) => e.receiver.pos > at && e.receiver.attIndex >= 0 && e.sender.layer === at && !baseEdges.includes(e.index))!;
+    const extras = [here.slice(0, 1), here.slice(0, 3), here.slice(0, 6), [...here.slice(0, 2), inRun.index]];
+    const got = await ev.evaluate(extras.map((edges) => ({ edges, base })));
+    extras.forEach((edges, ci) => {
+      const ablated = new Map([...baseEdges, ...edges].map((e) => [graph.edges[e].name, 1]));
+      task.pairs.forEach((_, p) => {
+        const want = naiveMetric(hf, task, p, ablation, ablated);
+        assert.ok(Math.abs(got[ci][p] - want) < 1e-8, `${spec.arch} config ${ci} prompt ${p}: ${got[ci][p]} vs naive ${want}`);
+      });
+    });
+    assert.ok(Math.abs(got[2][0] - ev.clean[0]) > 1e-3, 'the ablations move the metric');
+  }
+});
+
 test('configurations on a shared base set equal the same sets written out', async () => {
   const hf = randomHfModel({ arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 8 });
   const model = load(hf, 'base');
