@@ -242,6 +242,10 @@ export class EdgeEvaluator {
           })),
       );
       if (sharedPre.length > 0) spec.sharedPre = sharedPre;
+      // Layers where the configurations together reach every attention receiver route all of them,
+      // without the shared projection.
+      const every = spec.att.filter((i) => this.activeReceivers(i, configs).size === attentionReceivers(cfg, i));
+      if (every.length > 0) spec.everyReceiver = every;
     }
     return spec;
   }
@@ -335,11 +339,8 @@ export class EdgeEvaluator {
         continue;
       }
       const S = sendersBefore(cfg, i);
-      const active = new Set<number>();
-      configs.forEach((c, ci) => {
-        for (const a of c.base?.att.get(i)?.active ?? []) active.add(a);
-        for (const [edge] of perConfig[ci]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) active.add(edge.receiver.attIndex);
-      });
+      const every = spec.everyReceiver?.includes(i) ?? false;
+      const active = every ? new Set(Array.from({ length: attentionReceivers(cfg, i) }, (_, a) => a)) : this.activeReceivers(i, configs);
       const sel = active.size > 0 ? [...active].sort((a, b) => a - b) : [0];
       if (sel.some((a) => a >= attentionReceivers(cfg, i))) throw new Error('edge receiver outside its layer');
       const A = sel.length;
@@ -354,7 +355,7 @@ export class EdgeEvaluator {
         if (b) for (const a of b.active) row.set(b.rows.subarray(a * S + from, (a + 1) * S), slotOf.get(a)! * W);
         for (const [edge, amount] of perConfig[c]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) row[slotOf.get(edge.receiver.attIndex)! * W + edge.sender.index - from] = amount;
       });
-      feeds[`edge_att_sel.${i}`] = { data: BigInt64Array.from(sel, (a) => BigInt(a)), dims: [A] };
+      if (!every) feeds[`edge_att_sel.${i}`] = { data: BigInt64Array.from(sel, (a) => BigInt(a)), dims: [A] };
       feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, W] };
       if (from > 0) {
         const shared = new Float64Array(A * from);
@@ -384,6 +385,19 @@ export class EdgeEvaluator {
       feeds.edge_logits_mask = { data: mask, dims: [B, 1, S] };
     }
     return feeds;
+  }
+
+  /** The attention receivers of layer position i that some configuration (its base or its own edges) ablates into. */
+  private activeReceivers(i: number, configs: EdgeAblation[]): Set<number> {
+    const active = new Set<number>();
+    for (const c of configs) {
+      for (const a of c.base?.att.get(i)?.active ?? []) active.add(a);
+      for (const e of c.edges) {
+        const r = this.graph.edges[e].receiver;
+        if (r.pos === i && r.attIndex >= 0) active.add(r.attIndex);
+      }
+    }
+    return active;
   }
 
   /**

@@ -64,6 +64,12 @@ export interface EdgeSpec {
    * below the layer being decided) are laid out this way.
    */
   sharedPre?: number[];
+  /**
+   * Layer positions (shared selection) where every attention receiver reads its own input, in
+   * order: no selection input and no shared q/k/v projection to swap into (ACDC's layers above
+   * the one being decided, where the removals so far reach every receiver). Masks [B, R, S_i].
+   */
+  everyReceiver?: number[];
 }
 
 /** How the forward hands its weights over: by role, with the tensor table's slot for layouts. */
@@ -319,19 +325,13 @@ export class EdgeRouter {
   }
 
   /**
-   * The attention's q, k, v ([B, T, n, dh], all positions) with the selected receivers' inputs
-   * replaced: resid + Δ, normed and projected with that receiver's own weights.
+   * The selected receivers' inputs, resid + Δ, normed: [B, A, T, d] (A the selection's size, or
+   * every receiver of the layer).
    */
-  attention(i: number, resid: Value, q: Value, k: Value, v: Value): [Value, Value, Value] {
+  private receiverInputs(i: number, resid: Value, A: number | string): Value {
     const g = this.g;
     const cfg = this.cfg;
-    const R = attentionReceivers(cfg, i);
-    const kq = cfg.layers[i].heads.length;
-    const kv = (R - kq) / 2;
-    // Each layer's count of selected receivers is its own symbolic dim (onnxruntime checks names agree).
-    const A = `Arecv${i}`;
     const perRow = this.spec.select === 'row';
-    const sel = g.input(`edge_att_sel.${i}`, perRow ? ['B', A] : [A], 'int64');
     const S = sendersBefore(cfg, i);
     let x: Value; // [B, A, T, d]
     if (this.spec.sharedPre?.includes(i)) {
@@ -346,7 +346,46 @@ export class EdgeRouter {
     } else {
       x = g.add(g.unsqueeze(resid, [1]), this.mix(g.input(`edge_att_mask.${i}`, ['B', A, S]), S, false, A, !perRow));
     }
-    const y = norm(g, cfg, x, this.wa.must('norm1.w', i), this.wa.w('norm1.b', i));
+    return norm(g, cfg, x, this.wa.must('norm1.w', i), this.wa.w('norm1.b', i));
+  }
+
+  /** Whether every attention receiver of layer position i reads its own input (EdgeSpec.everyReceiver). */
+  routesEvery(i: number): boolean {
+    return this.spec.everyReceiver?.includes(i) ?? false;
+  }
+
+  /**
+   * The attention's q, k, v ([B, T, n, dh], all positions) when every receiver has its own input:
+   * no shared projection to swap into.
+   */
+  attentionEvery(i: number, resid: Value): [Value, Value, Value] {
+    const g = this.g;
+    const cfg = this.cfg;
+    if (this.spec.select === 'row') throw new Error('every receiver routed needs a shared selection');
+    const R = attentionReceivers(cfg, i);
+    const kq = cfg.layers[i].heads.length;
+    const kv = (R - kq) / 2;
+    const proj = receiverProjections(g, cfg, i, this.wa);
+    let p = perSlotMatmul(g, this.receiverInputs(i, resid, R), proj.w); // [B, R, T, dh]
+    if (proj.b) p = g.add(p, g.unsqueeze(proj.b, [-2]));
+    return g.split(g.transpose(p, [0, 2, 1, 3]), 2, [kq, kv, kv]) as [Value, Value, Value];
+  }
+
+  /**
+   * The attention's q, k, v ([B, T, n, dh], all positions) with the selected receivers' inputs
+   * replaced: resid + Δ, normed and projected with that receiver's own weights.
+   */
+  attention(i: number, resid: Value, q: Value, k: Value, v: Value): [Value, Value, Value] {
+    const g = this.g;
+    const cfg = this.cfg;
+    const R = attentionReceivers(cfg, i);
+    const kq = cfg.layers[i].heads.length;
+    const kv = (R - kq) / 2;
+    // Each layer's count of selected receivers is its own symbolic dim (onnxruntime checks names agree).
+    const A = `Arecv${i}`;
+    const perRow = this.spec.select === 'row';
+    const sel = g.input(`edge_att_sel.${i}`, perRow ? ['B', A] : [A], 'int64');
+    const y = this.receiverInputs(i, resid, A);
     const proj = receiverProjections(g, cfg, i, this.wa);
     // Each selected receiver's own projection: weights [A, d, dh] (or [B, A, d, dh] per row).
     let p = perRow ? g.matmul(y, g.gather(proj.w, sel)) : perSlotMatmul(g, y, g.gather(proj.w, sel)); // [B, A, T, dh]

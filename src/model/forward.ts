@@ -254,14 +254,17 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
 
     let attnOut: Value | undefined;
     if (k > 0) {
-      const x = hk(`${p}.ln1.hook_normalized`, norm(g, cfg, resid, must('norm1.w', i), w('norm1.b', i)));
       let q: Value;
       let kk: Value;
       let v: Value;
       // Edge interventions swap receivers' inputs at every position, so q is computed everywhere first.
       const edgeAtt = router?.hasAttention(i) ?? false;
       const fused = slotOf('qkv.w', i);
-      if (fused) {
+      // Every receiver with its own input: the layer's shared norm and projection would go unread.
+      const x = router?.routesEvery(i) ? undefined : hk(`${p}.ln1.hook_normalized`, norm(g, cfg, resid, must('norm1.w', i), w('norm1.b', i)));
+      if (!x) {
+        [q, kk, v] = router!.attentionEvery(i, resid);
+      } else if (fused) {
         // The fused output's factor structure (from the table) tells where Q, K and V sit.
         const axis = fused.layout === 'in_out' ? fused.axes[1] : fused.axes[0];
         const factors = axis.map((f) => (f === 'head' ? k : f === 'dh' ? dh : f)) as number[];
@@ -273,7 +276,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         kk = heads(proj(x, 'k', i), kvCount, 'T');
         v = heads(proj(x, 'v', i), kvCount, 'T');
       }
-      if (edgeAtt) [q, kk, v] = router!.attention(i, resid, q, kk, v);
+      if (edgeAtt && x) [q, kk, v] = router!.attention(i, resid, q, kk, v);
       if (fused || edgeAtt) q = rows(q);
       hk(`${p}.attn.hook_q`, q);
       hk(`${p}.attn.hook_k`, kk);
