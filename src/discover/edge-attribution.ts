@@ -763,7 +763,8 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     const runFeeds = (prefix: string, rowPrompt: number[], input: FloatArray) => {
       const rows = rowPrompt.length;
       const pos = rowPrompt.map((p) => lengths[p] - 1);
-      const af = answerFeeds(rowPrompt.map((p) => task.pairs[p]), metric);
+      // Answers as the model's own logit columns (a trimmed vocabulary renumbers them).
+      const af = answerFeeds(rowPrompt.map((p) => ({ correct: model.vocab.toLocal(task.pairs[p].correct), incorrect: model.vocab.toLocal(task.pairs[p].incorrect) })), metric);
       feeds[`${prefix}resid`] = tensor(input, [rows, T, d]);
       feeds[`${prefix}flat_pos`] = toOrt({ data: BigInt64Array.from(pos, (p, b) => BigInt(b * T + p)), dims: [rows] }, 'int64');
       feeds[`${prefix}metric_pos`] = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [rows] }, 'int64');

@@ -38,7 +38,10 @@ export function resampleInRun(model: HookedModel, task: Task, meanOver: MeanOver
   return { ablation: 'resample', meanOver, comp, input: { shape: 'row', data: promptEmbeddings(model, corrupt, tMax) }, sendersInRun: true };
 }
 
-/** Token (+ learned position) embeddings of a prompt: [len, d], read straight from the weights. */
+/**
+ * Token (+ learned position) embeddings of a prompt: [len, d], read straight from the weights —
+ * at the model's own rows, which a trimmed vocabulary renumbers (`model.vocab`).
+ */
 export function embeddingsOf(model: HookedModel, tokens: number[]): FloatArray {
   const cfg = model.config;
   const d = cfg.dModel;
@@ -50,7 +53,7 @@ export function embeddingsOf(model: HookedModel, tokens: number[]): FloatArray {
   const tok = table('embed')!;
   const pos = cfg.positions.kind === 'learned' ? table('pos_embed') : undefined;
   const out = allocLike(model, tokens.length * d);
-  tokens.forEach((id, t) => {
+  model.vocab.toLocal(tokens).forEach((id, t) => {
     for (let j = 0; j < d; j++) out[t * d + j] = tok[id * d + j] + (pos ? pos[t * d + j] : 0);
   });
   return out;
