@@ -55,6 +55,7 @@ import type { Task } from '../task/types.ts';
 import { buildEdgeGraph } from './edge-graph.ts';
 import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
 import { allocLike } from './activations.ts';
+import { cleanLogProbs } from './metric.ts';
 
 export type EdgeAttributionMethod = 'attribution' | 'ig';
 
@@ -100,6 +101,8 @@ export interface EdgeAttributionResult {
   corrupt?: Float64Array;
   /** The clean metric per prompt. */
   clean: Float64Array;
+  /** kl: each prompt's clean log-probabilities at its metric position (what the divergence is taken from). */
+  cleanLogP?: Float64Array[];
 }
 
 export const DEFAULT_IG_STEPS = 5;
@@ -665,6 +668,10 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   }
 
   const embed = promptEmbeddings(model, prompts, tMax);
+  // KL is taken from the clean run's next-token distribution; its gradient vanishes at the clean run
+  // itself, so EAP cannot use it, while EAP-IG's points lie off the clean run.
+  if (metric === 'kl' && !ig) throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
+  const cleanLogP = metric === 'kl' ? await cleanLogProbs(model, task, Math.max(1, opts.batchSize)) : undefined;
   const cast = (a: FloatArray): FloatArray => (model.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a));
   const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
 
@@ -770,11 +777,16 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
       feeds[`${prefix}metric_pos`] = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [rows] }, 'int64');
       feeds[`${prefix}answer_ids`] = toOrt({ data: af.ids, dims: [rows, af.A] }, 'int64');
       feeds[`${prefix}answer_weights`] = tensor(af.weights, [rows, af.A]);
+      if (cleanLogP) {
+        const V = cfg.vocabSize;
+        const lp = allocLike(model, rows * V);
+        rowPrompt.forEach((p, r) => lp.set(cleanLogP[p], r * V));
+        feeds[`${prefix}clean_logp`] = tensor(lp, [rows, V]);
+      }
     };
     runFeeds('', Array.from({ length: B }, (_, b) => chunk[Math.floor(b / Kr)]), resid);
     if (replShape === 'corruptRun') runFeeds('attr_corrupt.', chunk, replInput!);
     if (ig) runFeeds('attr_clean.', chunk, cleanEmb);
-    if (metric === 'kl') throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
     if (cfg.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(cfg, T, model.dtype));
     const out = await runCompiled(ag, feeds);
     ((out['attr_clean.metric'] ?? out.metric).data as FloatArray).forEach((m, r) => (clean[chunk[r]] = m));
@@ -795,5 +807,5 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     done += u;
     opts.onProgress?.(done, items.length);
   }
-  return corrupt ? { perPrompt: scoresOf, clean, corrupt } : { perPrompt: scoresOf, clean };
+  return { perPrompt: scoresOf, clean, ...(corrupt ? { corrupt } : {}), ...(cleanLogP ? { cleanLogP } : {}) };
 }

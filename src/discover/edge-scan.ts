@@ -172,7 +172,7 @@ export async function scanEdges(model: HookedModel, task: Task, opts: EdgeScanOp
   const batchSize = opts.batchSize ?? 64;
   const meanOver = opts.meanOver ?? 'clean';
   const metric = opts.metric ?? 'logit-diff';
-  if (metric === 'kl' && opts.method !== 'exact') fail(`--metric kl: the ${opts.method} method needs a gradient, and KL's is zero at the clean run; use --method exact or another metric`);
+  if (metric === 'kl' && opts.method === 'attribution') fail("--metric kl: the attribution method needs a gradient, and KL's is zero at the clean run; use --method ig or exact, or another metric");
   if (opts.method !== 'exact' && opts.resume) failOption(`{resume}: only the exact edge scan checkpoints (the ${opts.method} method takes a few passes)`);
   const graph: EdgeGraph = buildEdgeGraph(model.config);
   // Edge attribution under resample runs the corrupt prompts inside its own graph: no separate pass.
@@ -200,6 +200,7 @@ export async function scanEdges(model: HookedModel, task: Task, opts: EdgeScanOp
     scores = r.perPrompt.map((m) => ({ score: mean(m), std: std(m) }));
     clean = r.clean;
     corruptFromRun = r.corrupt;
+    cleanLogP = r.cleanLogP ?? [];
   }
   const corrupt = corruptFromRun ?? repl.corruptMetric ?? (await corruptMetrics(model, task, batchSize, { name: metric, ...(metric === 'kl' ? { cleanLogP } : {}) }));
   const result: EdgeScanResult = {

@@ -58,6 +58,17 @@ test('carve scan --level edges writes every edge with its sender, receiver, scor
   assert.equal((await carve(['scan', ...common, '--out', compScan])).code, 0);
 });
 
+test('edge scans with --metric kl: EAP-IG (its points lie off the clean run), not EAP', async () => {
+  const r = await carve(['scan', ...common, '--level', 'edges', '--method', 'ig', '--steps', '2', '--metric', 'kl', '--ablation', 'resample']);
+  assert.equal(r.code, 0, r.stderr);
+  const o = JSON.parse(r.stdout);
+  assert.equal(o.metric_name, 'kl');
+  // This random model's next-token distributions are near uniform: KL values are ~1e-6 (float32).
+  assert.ok(Math.abs(o.clean_metric) < 1e-5 && o.corrupt_metric > Math.abs(o.clean_metric), 'the clean run diverges from itself by ~0, the corrupt one more');
+  assert.ok(o.edges.every((e: { score: number }) => Number.isFinite(e.score)) && o.edges.some((e: { score: number }) => e.score !== 0));
+  await userError(['scan', ...common, '--level', 'edges', '--method', 'attribution', '--metric', 'kl'], /--metric kl: the attribution method needs a gradient/);
+});
+
 test('carve scan --ig-path: only for edge ig scans, inputs or activations', async () => {
   await userError(['scan', ...common, '--level', 'edges', '--method', 'ig', '--ig-path', 'sideways'], /--ig-path/);
   await userError(['scan', ...common, '--level', 'edges', '--method', 'attribution', '--ig-path', 'activations'], /--ig-path applies only to --level edges --method ig/);

@@ -62,13 +62,26 @@ async function caseModel(c: (typeof cases)[number]): Promise<HookedModel> {
   return new HookedModel(pruneModel(loaded, keep, repl, 'mean'), engine, 'float64');
 }
 
-/** A prompt pair's senders in the clean and corrupt runs (naive float64) and its logit difference read from logits [T, V]. */
-function naivePair(hf: HfModel, pair: PromptPair) {
-  const metric = (out: Float64Array) => {
-    const t = pair.clean.length - 1;
-    return out[t * VOCAB + pair.correct[0]] - out[t * VOCAB + pair.incorrect[0]];
+/**
+ * A prompt pair's senders in the clean and corrupt runs (naive float64) and its metric read from
+ * logits [T, V] at the last position: the logit difference, or KL(clean ‖ run) of the next token.
+ */
+function naivePair(hf: HfModel, pair: PromptPair, name: 'logit-diff' | 'kl' = 'logit-diff') {
+  const t = pair.clean.length - 1;
+  const logSoftmaxAt = (out: Float64Array) => {
+    const row = out.subarray(t * VOCAB, (t + 1) * VOCAB);
+    const m = Math.max(...row);
+    const lse = m + Math.log(row.reduce((a, x) => a + Math.exp(x - m), 0));
+    return row.map((x) => x - lse);
   };
-  return { clean: naiveEdgeForward(hf, pair.clean).senders, corrupt: naiveEdgeForward(hf, pair.corrupt).senders, metric };
+  const cleanRun = naiveEdgeForward(hf, pair.clean);
+  const cleanLogP = logSoftmaxAt(cleanRun.logits);
+  const metric = (out: Float64Array) => {
+    if (name === 'logit-diff') return out[t * VOCAB + pair.correct[0]] - out[t * VOCAB + pair.incorrect[0]];
+    const lp = logSoftmaxAt(out);
+    return cleanLogP.reduce((a, c, j) => a + Math.exp(c) * (c - lp[j]), 0);
+  };
+  return { clean: cleanRun.senders, corrupt: naiveEdgeForward(hf, pair.corrupt).senders, metric };
 }
 
 for (const c of cases) {
@@ -99,58 +112,64 @@ for (const c of cases) {
   });
 }
 
-test('EAP-IG-inputs equals the average over its input points of the edge derivative with the clean sender delta', async () => {
+test('EAP-IG-inputs equals the average over its input points of the edge derivative with the clean sender delta (logit difference and KL)', async () => {
   const hf = randomHfModel({ arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 31 });
   const model = load(hf, 'ig');
   const task = randomTask(2, VOCAB, 9, [5, 6]);
   const repl = await computeEdgeReplacements(model, task, 'resample');
   const graph = buildEdgeGraph(model.config);
   const K = 3;
-  const ig = await edgeAttribution(model, task, repl, { method: 'ig', steps: K, batchSize: 4 });
-  const d = model.config.dModel;
-  const names = ['L0H1->L1H0<k>', 'L0MLP->logits', 'L1H1->L1MLP', 'L0H0->L1H1<q>'];
-  for (const name of names) {
-    const e = graph.byName.get(name)!;
-    task.pairs.forEach((pair, p) => {
-      const { clean, corrupt, metric } = naivePair(hf, pair);
-      const s = e.sender.name;
-      let sum = 0;
-      for (let k = 0; k < K; k++) {
-        // The input sender at x_k = corrupt + (k/K)(clean − corrupt), for every receiver.
-        const xk = (t: number) => corrupt.get('input')![t].map((c, j) => c + (k / K) * (clean.get('input')![t][j] - c));
-        const inputEdges = new Map(graph.edges.filter((x) => x.sender.name === 'input').map((x) => [x.name, 1]));
-        const base = naiveEdgeForward(hf, pair.clean, { ablated: inputEdges, replacement: (sn, t) => (sn === 'input' ? xk(t) : new Float64Array(d)) }).senders;
-        // Move edge e's receiver by ε·(corrupt_s − clean_s): a replacement of cur_s + that delta, ablated by ε.
-        const at = (eps: number) =>
-          metric(
-            naiveEdgeForward(hf, pair.clean, {
-              ablated: new Map([...inputEdges, [e.name, eps]]),
-              replacement: (sn, t) => (sn === 'input' ? xk(t) : base.get(s)![t].map((cur, j) => cur + corrupt.get(s)![t][j] - clean.get(s)![t][j])),
-            }).logits,
-          );
-        const eps = 1e-5;
-        sum += (at(eps) - at(-eps)) / (2 * eps);
-      }
-      const want = sum / K;
-      const got = ig.perPrompt[e.index][p];
-      assert.ok(Math.abs(got - want) < 1e-6 * (1 + Math.abs(want)), `${name} prompt ${p}: EAP-IG ${got} vs ${want}`);
-    });
+  for (const metricName of ['logit-diff', 'kl'] as const) {
+    // KL: both prompts in one run, each row reading its own prompt's clean distribution.
+    const ig = await edgeAttribution(model, task, repl, { method: 'ig', steps: K, batchSize: metricName === 'kl' ? 2 * K : 4, metric: metricName });
+    if (metricName === 'kl') ig.clean.forEach((m) => assert.ok(Math.abs(m) < 1e-12, 'KL of the clean run from itself'));
+    const d = model.config.dModel;
+    const names = ['L0H1->L1H0<k>', 'L0MLP->logits', 'L1H1->L1MLP', 'L0H0->L1H1<q>'];
+    for (const name of names) {
+      const e = graph.byName.get(name)!;
+      task.pairs.forEach((pair, p) => {
+        const { clean, corrupt, metric } = naivePair(hf, pair, metricName);
+        const s = e.sender.name;
+        let sum = 0;
+        for (let k = 0; k < K; k++) {
+          // The input sender at x_k = corrupt + (k/K)(clean − corrupt), for every receiver.
+          const xk = (t: number) => corrupt.get('input')![t].map((c, j) => c + (k / K) * (clean.get('input')![t][j] - c));
+          const inputEdges = new Map(graph.edges.filter((x) => x.sender.name === 'input').map((x) => [x.name, 1]));
+          const base = naiveEdgeForward(hf, pair.clean, { ablated: inputEdges, replacement: (sn, t) => (sn === 'input' ? xk(t) : new Float64Array(d)) }).senders;
+          // Move edge e's receiver by ε·(corrupt_s − clean_s): a replacement of cur_s + that delta, ablated by ε.
+          const at = (eps: number) =>
+            metric(
+              naiveEdgeForward(hf, pair.clean, {
+                ablated: new Map([...inputEdges, [e.name, eps]]),
+                replacement: (sn, t) => (sn === 'input' ? xk(t) : base.get(s)![t].map((cur, j) => cur + corrupt.get(s)![t][j] - clean.get(s)![t][j])),
+              }).logits,
+            );
+          const eps = 1e-5;
+          sum += (at(eps) - at(-eps)) / (2 * eps);
+        }
+        const want = sum / K;
+        const got = ig.perPrompt[e.index][p];
+        assert.ok(Math.abs(got - want) < 1e-6 * (1 + Math.abs(want)), `${metricName} ${name} prompt ${p}: EAP-IG ${got} vs ${want}`);
+      });
+    }
   }
 });
 
-test('EAP-IG-activations equals the average over its sites and points of the edge derivative in the run with that site pinned (naive float64)', async () => {
-  for (const [spec, names] of [
-    [{ arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 33 }, ['L0H1->L1H0<k>', 'L0MLP->logits', 'L1H1->L1MLP', 'input->L1H1<q>', 'L0H0->L0MLP']],
-    [{ arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 34 }, ['L0H3->L1KV1<v>', 'input->L0MLP', 'L1H2->logits', 'L0MLP->L1H0<q>']],
-  ] as [HfModelSpec, string[]][]) {
+test('EAP-IG-activations equals the average over its sites and points of the edge derivative in the run with that site pinned (naive float64; logit difference and KL)', async () => {
+  for (const [spec, names, metricName] of [
+    [{ arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 33 }, ['L0H1->L1H0<k>', 'L0MLP->logits', 'L1H1->L1MLP', 'input->L1H1<q>', 'L0H0->L0MLP'], 'logit-diff'],
+    [{ arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 34 }, ['L0H3->L1KV1<v>', 'input->L0MLP', 'L1H2->logits', 'L0MLP->L1H0<q>'], 'logit-diff'],
+    [{ arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 35 }, ['L0H1->L1H0<v>', 'L1MLP->logits', 'input->L0MLP'], 'kl'],
+  ] as [HfModelSpec, string[], 'logit-diff' | 'kl'][]) {
     const hf = randomHfModel(spec);
-    const model = load(hf, `ig-act-${spec.arch}`);
+    const model = load(hf, `ig-act-${spec.arch}-${metricName}`);
     const task = randomTask(2, VOCAB, 19, [5, 6]);
     const repl = await computeEdgeReplacements(model, task, 'resample');
     const graph = buildEdgeGraph(model.config);
     const K = 2;
-    // A batch smaller than a prompt's rows: each prompt runs in parts, the last one padded.
-    const ig = await edgeAttribution(model, task, repl, { method: 'ig', igPath: 'activations', steps: K, batchSize: 4 });
+    // A batch smaller than a prompt's rows: each prompt runs in parts, the last one padded (KL: both
+    // prompts in one run, each row reading its own prompt's clean distribution).
+    const ig = await edgeAttribution(model, task, repl, { method: 'ig', igPath: 'activations', steps: K, batchSize: metricName === 'kl' ? 20 : 4, metric: metricName });
     const L = spec.nLayer;
     const heads = Array.from({ length: spec.nHead }, (_, h) => h);
     const sites: string[][] = [['input'], ...Array.from({ length: L }, (_, l) => [heads.map((h) => `L${l}H${h}`), [`L${l}MLP`]]).flat()];
@@ -158,7 +177,7 @@ test('EAP-IG-activations equals the average over its sites and points of the edg
     for (const name of names) {
       const e = graph.byName.get(name)!;
       task.pairs.forEach((pair, p) => {
-        const { clean, corrupt, metric } = naivePair(hf, pair);
+        const { clean, corrupt, metric } = naivePair(hf, pair, metricName);
         const s = e.sender.name;
         const delta = (t: number) => corrupt.get(s)![t].map((c, j) => c - clean.get(s)![t][j]);
         let sum = 0;
