@@ -231,9 +231,8 @@ export class EdgeEvaluator {
       const cfg = this.model.config;
       const pre = sendersBefore(cfg, start);
       const oneBase = new Set(configs.map((c) => c.base)).size === 1;
-      const sharedPre = spec.att.filter(
+      const sharedPre = (oneBase ? spec.att : []).filter(
         (i) =>
-          oneBase &&
           i > start &&
           sendersBefore(cfg, i) > pre &&
           configs.every((c) => c.edges.every((e) => {

@@ -261,19 +261,7 @@ export class EdgeRouter {
   private mix(mask: Value, count: number, metricRows: boolean, A: number | string, joined: boolean, from = 0): Value {
     const g = this.g;
     const d = this.d;
-    const used: Piece[] = [];
-    let n = 0;
-    for (const p of this.pieces) {
-      if (n >= count) break;
-      if (n + p.size > count) throw new Error('edge mask does not end at a sender-layer boundary');
-      if (n >= from) used.push(p);
-      else if (n + p.size > from) throw new Error('edge mask does not start at a sender-layer boundary');
-      n += p.size;
-    }
-    if (n !== count) throw new Error(`edge mask covers ${count} senders, the graph has ${n} before this receiver`);
-    /** A piece's deltas as [U or B, size, T·d] (or [.., size, d] at the metric rows). */
-    const flatOf = (p: Piece) =>
-      g.reshapeTo(p.value, g.concat([g.slice(g.shapeOf(p.value), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1])], 0), [p.kind === 'pre' ? 'U' : 'B', p.size, p.atMetric ? d : 'T*d']);
+    const used = this.piecesBetween(from, count);
     const runs: Piece[][] = [];
     for (const p of used) {
       const last = runs.at(-1);
@@ -289,7 +277,7 @@ export class EdgeRouter {
       const { kind, atMetric } = run[0];
       const size = sizes[idx];
       const R = atMetric ? 1 : 'T';
-      const flat = run.length === 1 ? flatOf(run[0]) : g.concat(run.map(flatOf), 1);
+      const flat = run.length === 1 ? this.flat(run[0]) : g.concat(run.map((p) => this.flat(p)), 1);
       let mixed: Value;
       if (kind === 'pre') {
         // Rows are prompt-major (b = u·C + c): [U, C·A, S] @ [U, S, T·d].
@@ -307,19 +295,33 @@ export class EdgeRouter {
     return total!;
   }
 
-  /** Σ_S mask[a, S] · delta_S over the senders before the start, one mask for all rows: [U, A, T, d]. */
-  private sharedMix(mask: Value, count: number, A: number | string): Value {
-    const g = this.g;
-    const pieces: Piece[] = [];
+  /** The sender groups holding senders [from, count), which must start and end at group boundaries. */
+  private piecesBetween(from: number, count: number): Piece[] {
+    const used: Piece[] = [];
     let n = 0;
     for (const p of this.pieces) {
       if (n >= count) break;
-      if (p.kind !== 'pre') throw new Error('a shared mask covers only the senders before the start');
-      pieces.push(p);
+      if (n + p.size > count) throw new Error('edge mask does not end at a sender-layer boundary');
+      if (n >= from) used.push(p);
+      else if (n + p.size > from) throw new Error('edge mask does not start at a sender-layer boundary');
       n += p.size;
     }
-    const flat = (p: Piece) => g.reshapeTo(p.value, g.concat([g.slice(g.shapeOf(p.value), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1])], 0), ['U', p.size, 'T*d']);
-    const all = pieces.length === 1 ? flat(pieces[0]) : g.concat(pieces.map(flat), 1); // [U, S_pre, T·d]
+    if (n !== count) throw new Error(`edge mask covers ${count} senders, the graph has ${n} before this receiver`);
+    return used;
+  }
+
+  /** A sender group's deltas as [U or B, size, T·d] (or [.., size, d] at the metric rows). */
+  private flat(p: Piece): Value {
+    const g = this.g;
+    return g.reshapeTo(p.value, g.concat([g.slice(g.shapeOf(p.value), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1])], 0), [p.kind === 'pre' ? 'U' : 'B', p.size, p.atMetric ? this.d : 'T*d']);
+  }
+
+  /** Σ_S mask[a, S] · delta_S over the senders before the start, one mask for all rows: [U, A, T, d]. */
+  private sharedMix(mask: Value, count: number, A: number | string): Value {
+    const g = this.g;
+    const pieces = this.piecesBetween(0, count);
+    if (pieces.some((p) => p.kind !== 'pre')) throw new Error('a shared mask covers only the senders before the start');
+    const all = pieces.length === 1 ? this.flat(pieces[0]) : g.concat(pieces.map((p) => this.flat(p)), 1); // [U, S_pre, T·d]
     const mixed = g.matmul(mask, all); // [U, A, T·d]
     return g.reshapeTo(mixed, g.concat([g.slice(g.shapeOf(mixed), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1, this.d])], 0), ['U', A, 'T', this.d]);
   }
