@@ -50,7 +50,7 @@ import { answerFeeds, rotaryFeeds, type FloatArray, type HookedModel } from '../
 import { headOutputWeights, receiverProjections, type WeightAccess } from '../model/edges.ts';
 import { tensorTable } from '../model/arch/index.ts';
 import { slotShape, type Role, type TensorSlot } from '../model/tensors.ts';
-import type { MetricName } from '../model/readout.ts';
+import { batchDim, type MetricName } from '../model/readout.ts';
 import type { Task } from '../task/types.ts';
 import { buildEdgeGraph } from './edge-graph.ts';
 import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
@@ -305,11 +305,11 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     if (x.shape[1] !== 1) return x;
     let onehot = onehots.get(prefix);
     if (!onehot) {
-      const resid = g.input(`${prefix}resid`, ['B', 'T', d]);
+      const resid = g.input(`${prefix}resid`, [batchDim(prefix), 'T', d]);
       const T = g.squeeze(g.slice(g.shapeOf(resid), g.ints([1]), g.ints([2]), [0], [1]), [0]);
       const one = g.constant([1], [], 'int64');
       const pos = g.unsqueeze(g.range(g.constant([0], [], 'int64'), T, one, 'T'), [0]); // [1, T]
-      const at = g.unsqueeze(g.input(`${prefix}metric_pos`, ['B'], 'int64'), [1]); // [B, 1]
+      const at = g.unsqueeze(g.input(`${prefix}metric_pos`, [batchDim(prefix)], 'int64'), [1]); // [B, 1]
       onehot = g.where(g.or(g.greater(pos, at), g.greater(at, pos)), g.scalar(0), g.scalar(1)); // [B, T]
       onehots.set(prefix, onehot);
     }
@@ -770,8 +770,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     const runFeeds = (prefix: string, rowPrompt: number[], input: FloatArray) => {
       const rows = rowPrompt.length;
       const pos = rowPrompt.map((p) => lengths[p] - 1);
-      // Answers as the model's own logit columns (a trimmed vocabulary renumbers them).
-      const af = answerFeeds(rowPrompt.map((p) => ({ correct: model.vocab.toLocal(task.pairs[p].correct), incorrect: model.vocab.toLocal(task.pairs[p].incorrect) })), metric);
+      const af = answerFeeds(rowPrompt.map((p) => model.localAnswers(task.pairs[p])), metric);
       feeds[`${prefix}resid`] = tensor(input, [rows, T, d]);
       feeds[`${prefix}flat_pos`] = toOrt({ data: BigInt64Array.from(pos, (p, b) => BigInt(b * T + p)), dims: [rows] }, 'int64');
       feeds[`${prefix}metric_pos`] = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [rows] }, 'int64');

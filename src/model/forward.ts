@@ -21,7 +21,7 @@
  */
 import type { Graph, Shape, Value } from '../onnx/graph.ts';
 import { activation, attend, intervene, linear, norm, rotate, splitFused } from './blocks.ts';
-import { metricReadout, type Readout } from './readout.ts';
+import { batchDim, metricReadout, type Readout } from './readout.ts';
 import { EdgeRouter, type EdgeSpec } from './edges.ts';
 import { rotaryTables } from './arch/rope.ts';
 import { tensorTable } from './arch/index.ts';
@@ -116,9 +116,7 @@ export function kvSlots(cfg: ModelConfig, layout: LayerLayout): number[] | undef
 
 export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): ForwardValues {
   const prefix = spec.feedPrefix ?? '';
-  // A second pass built into the same graph is another batch, maybe of another size: its own
-  // symbolic batch dimension, or onnxruntime's planner may share buffers between the two.
-  const batch = prefix ? `${prefix}B` : 'B';
+  const batch = batchDim(prefix);
   const d = cfg.dModel;
   const dh = cfg.dHead;
   const slots = new Map<string, TensorSlot>();

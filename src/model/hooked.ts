@@ -173,6 +173,11 @@ export class HookedModel {
     return `${hookPrefix(this.config.layers[layerPos])}.${hook}`;
   }
 
+  /** An answer set as the model's own logit columns (a trimmed vocabulary renumbers them). */
+  localAnswers(a: Answers): Answers {
+    return { correct: this.vocab.toLocal(a.correct), incorrect: this.vocab.toLocal(a.incorrect) };
+  }
+
   private graphFor(opts: RunOptions, logits: LogitsSpec): Promise<CompiledGraph> {
     const zSpec = new Map([...(opts.z ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
     const mSpec = new Map([...(opts.mlp ?? new Map()).entries()].map(([i, v]) => [i, v.value.shape] as const));
@@ -299,7 +304,7 @@ export class HookedModel {
       feeds.metric_pos = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [B] }, 'int64');
       const metric = opts.metric ?? 'logit-diff';
       // Without answers (a run for the full logits) the metric reads local row 0, whatever it is.
-      const answers = opts.answers?.map((a) => ({ correct: this.vocab.toLocal(a.correct), incorrect: this.vocab.toLocal(a.incorrect) })) ?? new Array<Answers>(B).fill({ correct: [0], incorrect: [0] });
+      const answers = opts.answers?.map((a) => this.localAnswers(a)) ?? new Array<Answers>(B).fill({ correct: [0], incorrect: [0] });
       if (answers.length !== B) throw new Error(`run: ${answers.length} answer sets for ${B} rows`);
       const { ids, weights, A } = answerFeeds(answers, metric);
       feeds.answer_ids = toOrt({ data: ids, dims: [B, A] }, 'int64');
