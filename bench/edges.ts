@@ -8,8 +8,8 @@
  *  - EAP-IG-inputs with 5 steps, as the scan runs it (clean pass for the sender deltas, then the five
  *    steps' forward and backward; under resample the first step is the corrupt run) vs one forward;
  *  - (ONLY=iga, not by default) EAP-IG-activations with 5 steps on the first IGA_PROMPTS prompts
- *    (default 5): every site of the 25 pinned at each step, 125 forward-and-backward rows a prompt,
- *    vs one forward over the same prompts;
+ *    (default 5): each of the 25 sites (input, 12 head layers, 12 MLPs) pinned at each step, 125
+ *    forward-and-backward rows a prompt, vs one forward over the same prompts;
  *  - exact scores of 1,000 edges (a seeded sample) with carve's batched evaluator, vs the plain
  *    way: one full forward per edge over the prompts (full logits everywhere, no batching of
  *    configurations, no prefix caching), timed on PLAIN_EDGES edges and scaled to 1,000;
