@@ -160,6 +160,9 @@ test('EAP-IG-activations equals the average over its sites and points of the edg
     [{ arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 33 }, ['L0H1->L1H0<k>', 'L0MLP->logits', 'L1H1->L1MLP', 'input->L1H1<q>', 'L0H0->L0MLP'], 'logit-diff'],
     [{ arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 34 }, ['L0H3->L1KV1<v>', 'input->L0MLP', 'L1H2->logits', 'L0MLP->L1H0<q>'], 'logit-diff'],
     [{ arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 35 }, ['L0H1->L1H0<v>', 'L1MLP->logits', 'input->L0MLP'], 'kl'],
+    // A parallel residual (the MLP reads the layer's input, not its heads) and q/k/v biases.
+    [{ arch: 'gpt_neox', nLayer: 2, nHead: 2, dModel: 16, vocab: VOCAB, seed: 36, activation: 'gelu_new' }, ['L0H1->L1H0<q>', 'L0MLP->L1MLP', 'L1H1->logits'], 'logit-diff'],
+    [{ arch: 'qwen2', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 37 }, ['L0H2->L1KV0<k>', 'input->L1H3<q>', 'L0MLP->logits'], 'logit-diff'],
   ] as [HfModelSpec, string[], 'logit-diff' | 'kl'][]) {
     const hf = randomHfModel(spec);
     const model = load(hf, `ig-act-${spec.arch}-${metricName}`);
