@@ -84,6 +84,8 @@ function splitVjp(g: Graph, node: Node, dys: Value[]): Grads {
 
 function gatherVjp(g: Graph, node: Node, [dy]: Value[]): Grads {
   const [data, idx] = node.inputs;
+  const axis = node.attrs.axis;
+  if (axis && axis.kind === 'int' && axis.v !== 0) throw new Error('Gather: gradients only along axis 0');
   // Repeated indices (a token seen twice) must add up: ScatterND with reduction 'add'.
   return [g.scatterAddRows(g.zerosLike(data), g.unsqueeze(idx, [-1]), dy), null];
 }

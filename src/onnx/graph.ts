@@ -442,10 +442,10 @@ export class Graph {
   }
 
   /** Gather along axis 0 (embedding lookups, choosing rows). */
-  gather(data: Value, indices: Value): Value {
+  gather(data: Value, indices: Value, axis = 0): Value {
     if (indices.dtype !== 'int64') throw new Error('Gather: indices must be int64');
-    return this.node('Gather', [data, indices], { axis: int(0) }, [
-      { dtype: data.dtype, shape: [...indices.shape, ...data.shape.slice(1)] },
+    return this.node('Gather', [data, indices], { axis: int(axis) }, [
+      { dtype: data.dtype, shape: [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)] },
     ])[0];
   }
 
