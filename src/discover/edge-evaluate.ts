@@ -43,6 +43,13 @@ export interface EdgeBase {
   logits?: Float64Array;
 }
 
+/**
+ * What routing one attention receiver costs beside its mix, in mixed sender columns (a column is
+ * d multiply-adds a position): its own projection (d_head columns' worth) and its norm and copies
+ * (~8). Used only to choose how a layer is laid out (EdgeSpec.fromAblated), never for results.
+ */
+const receiverCost = (cfg: HookedModel['config']): number => cfg.dHead + 8;
+
 export interface EdgeEvaluateOptions {
   batchSize: number;
   metric?: MetricName;
@@ -61,6 +68,8 @@ export class EdgeEvaluator {
   private tMax = 0;
   private lengths: number[] = [];
   private order: number[] = [];
+  /** Per spec with fromAblated layers, their selected receivers (for all of the spec's configurations). */
+  private cutReceivers = new WeakMap<EdgeSpec, Map<number, number[]>>();
 
   private constructor(
     readonly model: HookedModel,
@@ -140,12 +149,12 @@ export class EdgeEvaluator {
 
   /**
    * The metric of each configuration, per prompt. `onChunk` hears about every onnxruntime run:
-   * its start layer, its rows and how long it took.
+   * its start layer, its rows, how long it took and how its graph routes the edges.
    */
   async evaluate(
     configs: EdgeAblation[],
     onProgress?: (done: number, total: number) => void,
-    onChunk?: (info: { start: number; rows: number; seconds: number }) => void,
+    onChunk?: (info: { start: number; rows: number; seconds: number; spec: EdgeSpec }) => void,
   ): Promise<Float64Array[]> {
     const N = this.task.pairs.length;
     const L = this.model.config.layers.length;
@@ -164,12 +173,14 @@ export class EdgeEvaluator {
     const total = [...groups.values()].reduce((s, ids) => s + ids.length * N, 0);
     let done = 0;
     for (const [start, ids] of [...groups.entries()].sort((a, b) => a[0] - b[0])) {
-      const spec = this.specFor(start, ids.map((i) => configs[i]));
-      // Rectangular chunks: U prompts × C configurations. A shared selection routes up to every
-      // attention receiver of a layer through every row ([rows, receivers, T, d] per layer): keep
-      // that under ~64 MB.
+      const these = ids.map((i) => configs[i]);
+      const spec = this.specFor(start, these);
+      // Rectangular chunks: U prompts × C configurations. A shared selection routes the receivers
+      // it selects through every row ([rows, receivers, T, d] per layer): keep that under ~64 MB.
       const cfg = this.model.config;
-      const maxAtt = spec.select === 'shared' ? Math.max(0, ...spec.att.map((i) => attentionReceivers(cfg, i))) : 0;
+      const routed = (i: number) =>
+        this.cutReceivers.get(spec)?.get(i)?.length ?? (spec.everyReceiver?.includes(i) ? attentionReceivers(cfg, i) : Math.max(1, this.activeReceivers(i, these).size));
+      const maxAtt = spec.select === 'shared' ? Math.max(0, ...spec.att.map(routed)) : 0;
       const perRow = maxAtt * this.tMax * cfg.dModel * (this.model.dtype === 'float64' ? 8 : 4);
       const rows = perRow > 0 ? Math.max(1, Math.min(this.batchSize, Math.floor((64 * 2 ** 20) / perRow))) : this.batchSize;
       const C = Math.min(ids.length, rows);
@@ -180,7 +191,7 @@ export class EdgeEvaluator {
           const chunk = ids.slice(cs, cs + C);
           const t0 = performance.now();
           const values = await this.runChunk(start, spec, prompts, chunk.map((i) => configs[i]));
-          onChunk?.({ start, rows: values.length, seconds: (performance.now() - t0) / 1000 });
+          onChunk?.({ start, rows: values.length, seconds: (performance.now() - t0) / 1000, spec });
           prompts.forEach((p, u) => chunk.forEach((ci, c) => (results[ci][p] = values[u * chunk.length + c])));
           done += prompts.length * chunk.length;
           onProgress?.(done, total);
@@ -245,8 +256,85 @@ export class EdgeEvaluator {
       // without the shared projection.
       const every = spec.att.filter((i) => this.activeReceivers(i, configs).size === attentionReceivers(cfg, i));
       if (every.length > 0) spec.everyReceiver = every;
+      // Layers after the start cheaper to measure from the fully ablated stream
+      // (EdgeSpec.fromAblated). Not the start layer: the graph depends on the senders it mixes,
+      // and ACDC's batches change those at the layer they decide with every removal (a compile
+      // each batch), while the layers after it keep one layout for the whole layer.
+      const fromAblated: { layer: number; senders: number[] }[] = [];
+      const cutReceivers = new Map<number, number[]>();
+      for (const i of spec.att.filter((l) => l > start)) {
+        const cut = this.cutPlan(i, configs);
+        const R = attentionReceivers(cfg, i);
+        const S = sendersBefore(cfg, i);
+        const A = this.activeReceivers(i, configs).size;
+        const W = spec.sharedPre?.includes(i) ? S - pre : S;
+        const P = receiverCost(cfg);
+        const viaResid = A * (W + P) + (every.includes(i) ? 0 : R * P);
+        const viaAblated = cut.receivers.length * (cut.senders.length + P) + R * P;
+        if (viaAblated < viaResid) {
+          fromAblated.push({ layer: i, senders: cut.senders });
+          cutReceivers.set(i, cut.receivers);
+        }
+      }
+      if (fromAblated.length > 0) {
+        spec.fromAblated = fromAblated;
+        this.cutReceivers.set(spec, cutReceivers);
+        const taken = new Set(fromAblated.map((f) => f.layer));
+        const rest = (xs: number[] | undefined) => xs?.filter((i) => !taken.has(i));
+        spec.sharedPre = rest(spec.sharedPre);
+        spec.everyReceiver = rest(spec.everyReceiver);
+        if (spec.sharedPre?.length === 0) delete spec.sharedPre;
+        if (spec.everyReceiver?.length === 0) delete spec.everyReceiver;
+      }
     }
+    // MLPs after the start (not a last layer, which runs at the metric positions only) cheaper to
+    // read from the fully ablated stream: mixing all their senders reads every delta, while the
+    // stream is a running sum shared by the whole graph.
+    const L = this.model.config.layers.length;
+    const mlpFromAblated: { layer: number; senders: number[] }[] = [];
+    for (const i of spec.mlp.filter((l) => l > start && l < L - 1)) {
+      const S = mlpReceiverSenders(this.model.config, i);
+      const m = new Float64Array(S);
+      const open = new Uint8Array(S);
+      for (const c of configs) {
+        this.mlpMask(i, c, m);
+        m.forEach((x, s) => x !== 1 && (open[s] = 1));
+      }
+      const senders = [...open.keys()].filter((s) => open[s]);
+      if (senders.length + 2 < S) mlpFromAblated.push({ layer: i, senders });
+    }
+    if (mlpFromAblated.length > 0) spec.mlpFromAblated = mlpFromAblated;
     return spec;
+  }
+
+  /**
+   * Measured from the fully ablated stream, layer position i's attention receivers that some row
+   * does not ablate from every sender (they need their own input) and the senders of which one of
+   * them has an edge not fully ablated.
+   */
+  private cutPlan(i: number, configs: EdgeAblation[]): { receivers: number[]; senders: number[] } {
+    const cfg = this.model.config;
+    const R = attentionReceivers(cfg, i);
+    const S = sendersBefore(cfg, i);
+    const open = new Uint8Array(R * S); // 1 where some row's mask is not 1
+    const m = new Float64Array(R * S);
+    for (const c of configs) {
+      this.attentionMask(i, c, m);
+      for (let j = 0; j < R * S; j++) if (m[j] !== 1) open[j] = 1;
+    }
+    const receivers: number[] = [];
+    const senders = new Uint8Array(S);
+    for (let a = 0; a < R; a++) {
+      let any = false;
+      for (let s = 0; s < S; s++) {
+        if (open[a * S + s]) {
+          any = true;
+          senders[s] = 1;
+        }
+      }
+      if (any) receivers.push(a);
+    }
+    return { receivers, senders: [...senders.keys()].filter((s) => senders[s]) };
   }
 
   private async runChunk(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Promise<Float64Array> {
@@ -337,6 +425,11 @@ export class EdgeEvaluator {
         this.rowSelection(i, perConfig, U, feeds);
         continue;
       }
+      const fa = spec.fromAblated?.find((f) => f.layer === i);
+      if (fa) {
+        if (fa.senders.length > 0) this.cutSelection(spec, i, fa.senders, configs, U, feeds);
+        continue;
+      }
       const S = sendersBefore(cfg, i);
       const every = spec.everyReceiver?.includes(i) ?? false;
       const active = every ? new Set(Array.from({ length: attentionReceivers(cfg, i) }, (_, a) => a)) : this.activeReceivers(i, configs);
@@ -365,13 +458,21 @@ export class EdgeEvaluator {
     }
     for (const i of spec.mlp) {
       const S = mlpReceiverSenders(cfg, i);
-      const mask = new Float64Array(B * S);
-      fill(mask, S, (c, row) => {
-        const b = configs[c].base?.mlp.get(i);
-        if (b) row.set(b);
-        for (const [edge, amount] of perConfig[c]) if (edge.receiver.kind === 'mlp' && edge.receiver.pos === i) row[edge.sender.index] = amount;
+      const fa = spec.mlpFromAblated?.find((f) => f.layer === i);
+      if (fa && fa.senders.length === 0) continue;
+      const W = fa ? fa.senders.length : S;
+      const inCols = new Uint8Array(S);
+      for (const s of fa?.senders ?? []) inCols[s] = 1;
+      const full = new Float64Array(S);
+      const mask = new Float64Array(B * W);
+      fill(mask, W, (c, row) => {
+        this.mlpMask(i, configs[c], full);
+        if (!fa) return row.set(full);
+        // Measured from the fully ablated stream: m − 1 for the listed senders, 1 everywhere else.
+        if (full.some((m, s) => m !== 1 && !inCols[s])) throw new Error(`layer position ${i}: an MLP edge not fully ablated outside the senders its layout mixes`);
+        fa.senders.forEach((s, w) => (row[w] = full[s] - 1));
       });
-      feeds[`edge_mlp_mask.${i}`] = { data: mask, dims: [B, 1, S] };
+      feeds[`edge_mlp_mask.${i}`] = { data: mask, dims: [B, 1, W] };
     }
     if (spec.logits) {
       const S = sendersBefore(cfg, L);
@@ -397,6 +498,63 @@ export class EdgeEvaluator {
       }
     }
     return active;
+  }
+
+  /** A configuration's mask row for layer position i's MLP receiver, [senders it reads], written into `out`. */
+  private mlpMask(i: number, c: EdgeAblation, out: Float64Array): void {
+    out.fill(0);
+    const b = c.base?.mlp.get(i);
+    if (b) out.set(b);
+    c.edges.forEach((e, k) => {
+      const { sender, receiver } = this.graph.edges[e];
+      if (receiver.kind === 'mlp' && receiver.pos === i) out[sender.index] = c.amount?.[k] ?? 1;
+    });
+  }
+
+  /** A configuration's mask rows for every attention receiver of layer position i, [R × senders before i], written into `out`. */
+  private attentionMask(i: number, c: EdgeAblation, out: Float64Array): void {
+    const S = sendersBefore(this.model.config, i);
+    out.fill(0);
+    const b = c.base?.att.get(i);
+    if (b) out.set(b.rows);
+    c.edges.forEach((e, k) => {
+      const { sender, receiver } = this.graph.edges[e];
+      if (receiver.pos === i && receiver.attIndex >= 0) out[receiver.attIndex * S + sender.index] = c.amount?.[k] ?? 1;
+    });
+  }
+
+  /**
+   * Layer position i measured from the fully ablated stream: the receivers some row does not cut
+   * from everything, and their masks less 1 over the given senders' columns.
+   */
+  private cutSelection(spec: EdgeSpec, i: number, cols: number[], configs: EdgeAblation[], U: number, feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>): void {
+    const cfg = this.model.config;
+    const S = sendersBefore(cfg, i);
+    const sel = this.cutReceivers.get(spec)?.get(i) ?? this.cutPlan(i, configs).receivers;
+    const A = sel.length;
+    const slotOf = new Map(sel.map((a, k) => [a, k]));
+    const W = cols.length;
+    const C = configs.length;
+    const mask = new Float64Array(U * C * A * W);
+    const R = attentionReceivers(cfg, i);
+    const full = new Float64Array(R * S); // every receiver's mask row in this configuration
+    const inCols = new Uint8Array(S);
+    for (const s of cols) inCols[s] = 1;
+    configs.forEach((c, ci) => {
+      this.attentionMask(i, c, full);
+      // What the stream leaves out must be fully ablated: receivers not selected, columns not mixed.
+      for (let a = 0; a < R; a++) {
+        const mixed = slotOf.has(a);
+        for (let s = 0; s < S; s++) {
+          if (full[a * S + s] !== 1 && !(mixed && inCols[s])) throw new Error(`layer position ${i}: an edge not fully ablated outside what the fully ablated stream's layout mixes`);
+        }
+      }
+      const row = new Float64Array(A * W);
+      sel.forEach((a, k) => cols.forEach((s, w) => (row[k * W + w] = full[a * S + s] - 1)));
+      for (let u = 0; u < U; u++) mask.set(row, (u * C + ci) * A * W);
+    });
+    feeds[`edge_att_sel.${i}`] = { data: BigInt64Array.from(sel, (a) => BigInt(a)), dims: [A] };
+    feeds[`edge_att_mask.${i}`] = { data: mask, dims: [U * C, A, W] };
   }
 
   /**

@@ -70,6 +70,25 @@ export interface EdgeSpec {
    * the one being decided, where the removals so far reach every receiver). Masks [B, R, S_i].
    */
   everyReceiver?: number[];
+  /**
+   * Layer positions (shared selection, from the start on, in neither sharedPre nor everyReceiver)
+   * measured from the fully ablated stream, resid + Σ over every earlier sender of
+   * (replacement − output): what a receiver reads when all its edges are ablated. The layer's
+   * shared norm and q/k/v projection read that stream, so receivers ablated from every sender in
+   * every row need no routing; the selected ones read it plus Σ_S (m − 1)·delta_S over the senders
+   * listed (canonical indices, ascending), `edge_att_mask.{i}` [B, A, W] holding m − 1 for them
+   * (m = 1 for every other sender, selected receiver and row). An empty list: nothing is
+   * selected, no selection or mask inputs. Late in ACDC, and for small circuits, most receivers
+   * are cut from everything and the few kept edges come from few senders, so this replaces the mix
+   * of every sender into every receiver by the mix of a few.
+   */
+  fromAblated?: { layer: number; senders: number[] }[];
+  /**
+   * The same for MLP receivers (layer positions after the start, never a metric-only last layer):
+   * the MLP reads the fully ablated stream plus Σ_S (m − 1)·delta_S over the senders listed,
+   * `edge_mlp_mask.{i}` [B, 1, W]; none listed, no mask input.
+   */
+  mlpFromAblated?: { layer: number; senders: number[] }[];
 }
 
 /** How the forward hands its weights over: by role, with the tensor table's slot for layouts. */
@@ -170,8 +189,9 @@ export function headOutputs(g: Graph, z: Value, wo: Value): Value {
   return perSlotMatmul(g, g.transpose(z, [0, 2, 1, 3]), wo);
 }
 
-interface Piece {
-  /** Senders it holds (consecutive in canonical order). */
+/** Senders as mixing reads them: deltas stacked along axis 1. */
+interface Mixable {
+  /** Senders it holds. */
   size: number;
   /** [U or B, size, R, d]: 'pre' pieces are per prompt, 'run' pieces per row. */
   value: Value;
@@ -180,8 +200,32 @@ interface Piece {
   atMetric: boolean;
 }
 
+/** A sender group: the input, a layer's heads or a layer's MLP. */
+interface Piece extends Mixable {
+  /** Its first sender's index (canonical order; its senders are consecutive). */
+  first: number;
+  /** Σ over its senders, [U or B, R, d] (for the fully ablated stream). */
+  total: () => Value;
+  /** Some of its senders (slots within the group, ascending). */
+  pick: (slots: number[]) => Mixable;
+}
+
+/** f, computed on the first call and kept. */
+function once<T>(f: () => T): () => T {
+  let v: T | undefined;
+  let done = false;
+  return () => {
+    if (!done) [v, done] = [f(), true];
+    return v as T;
+  };
+}
+
 export class EdgeRouter {
   private readonly pieces: Piece[] = [];
+  /** The fully ablated stream per layer position (EdgeSpec.fromAblated). */
+  private readonly streams = new Map<number, Value>();
+  /** Running sums of the pieces' totals (ablatedSum). */
+  private readonly sums = new Map<string, Value | undefined>();
   private readonly att: Set<number>;
   private readonly mlp: Set<number>;
   private readonly d: number;
@@ -201,13 +245,53 @@ export class EdgeRouter {
     for (const i of [...spec.att, ...spec.mlp]) if (i < start) throw new Error(`edge receivers of layer position ${i} precede the run's start ${start}`);
     const d = this.d;
     // One piece per sender group (not concatenated: mixing reads each where it lies).
-    const pre = (size: number, value: Value) => this.pieces.push({ size, value, kind: 'pre', atMetric: false });
-    pre(1, g.unsqueeze(g.input('edge_pre_input', ['U', 'T', d]), [1]));
+    const input = g.input('edge_pre_input', ['U', 'T', d]);
+    this.pieces.push(this.single(0, input, 'pre', false));
     for (let j = 0; j < start; j++) {
       const l = cfg.layers[j];
-      if (l.heads.length > 0) pre(l.heads.length, headOutputs(g, g.input(`edge_pre_z.${j}`, ['U', 'T', l.heads.length, cfg.dHead]), headOutputWeights(g, cfg, j, wa)));
-      if (l.mlp) pre(1, g.unsqueeze(g.input(`edge_pre_mlp.${j}`, ['U', 'T', d]), [1]));
+      if (l.heads.length > 0) this.pieces.push(this.heads(j, g.input(`edge_pre_z.${j}`, ['U', 'T', l.heads.length, cfg.dHead]), 'pre', false));
+      if (l.mlp) this.pieces.push(this.single(sendersBefore(cfg, j) + l.heads.length, g.input(`edge_pre_mlp.${j}`, ['U', 'T', d]), 'pre', false));
     }
+  }
+
+  /** A one-sender group (the input, an MLP) from its delta [N, R, d]. */
+  private single(first: number, delta: Value, kind: Piece['kind'], atMetric: boolean): Piece {
+    const piece: Piece = { first, size: 1, value: this.g.unsqueeze(delta, [1]), kind, atMetric, total: () => delta, pick: () => piece };
+    return piece;
+  }
+
+  /**
+   * Layer position j's heads from their hook_z deltas z [N, R, k, dh]: per head through its slice
+   * of the output projection (one product for the layer's heads; a subset is gathered from it, so
+   * the layers that read different subsets share it), their sum as one product with the stacked
+   * slices.
+   */
+  private heads(j: number, z: Value, kind: Piece['kind'], atMetric: boolean): Piece {
+    const g = this.g;
+    const wo = headOutputWeights(g, this.cfg, j, this.wa); // [k, dh, d]
+    const k = this.cfg.layers[j].heads.length;
+    const first = sendersBefore(this.cfg, j);
+    const kdh = k * this.cfg.dHead;
+    const value = headOutputs(g, z, wo);
+    const picked = new Map<string, Mixable>();
+    const piece: Piece = {
+      first,
+      size: k,
+      value,
+      kind,
+      atMetric,
+      total: once(() => g.matmul(g.reshape(z, [0, 0, -1], [z.shape[0], z.shape[1], kdh]), g.reshape(wo, [kdh, this.d], [kdh, this.d]))),
+      pick: (slots) => {
+        if (slots.length === k) return piece;
+        let p = picked.get(slots.join());
+        if (!p) {
+          p = { size: slots.length, value: g.gather(value, g.constant(Float64Array.from(slots), [slots.length], 'int64'), 1), kind, atMetric };
+          picked.set(slots.join(), p);
+        }
+        return p;
+      },
+    };
+    return piece;
   }
 
   hasAttention(i: number): boolean {
@@ -237,20 +321,19 @@ export class EdgeRouter {
     const k = this.cfg.layers[j].heads.length;
     if (k === 0 || !this.readsHeads(j)) return;
     const g = this.g;
-    const delta = g.sub(this.replacement(`edge_z_repl.${j}`, [k, this.cfg.dHead], atMetric), z);
-    this.pieces.push({ size: k, value: headOutputs(g, delta, headOutputWeights(g, this.cfg, j, this.wa)), kind: 'run', atMetric });
+    this.pieces.push(this.heads(j, g.sub(this.replacement(`edge_z_repl.${j}`, [k, this.cfg.dHead], atMetric), z), 'run', atMetric));
   }
 
   /** Layer position j's MLP as a sender: out [B, R, d], its output bias included. */
   addMlp(j: number, out: Value, atMetric: boolean): void {
     if (!this.cfg.layers[j].mlp || !this.readsMlp(j)) return;
     const delta = this.g.sub(this.replacement(`edge_mlp_repl.${j}`, [this.d], atMetric), out);
-    this.pieces.push({ size: 1, value: this.g.unsqueeze(delta, [1]), kind: 'run', atMetric });
+    this.pieces.push(this.single(sendersBefore(this.cfg, j) + this.cfg.layers[j].heads.length, delta, 'run', atMetric));
   }
 
   /**
-   * Σ_S mask[b, a, S] · delta_S over the first `count` senders: [B, A, T, d], or with `metricRows`
-   * [B, A, 1, d] at each row's metric position.
+   * Σ_S mask[b, a, S] · delta_S over the senders of `used` (sender groups, in order): [B, A, T, d],
+   * or with `metricRows` [B, A, 1, d] at each row's metric position.
    *
    * With `joined`, consecutive sender groups of one kind are concatenated and mixed by one product:
    * for many receivers (A large) the per-group products each write a full [B, A, T, d] that a chain
@@ -258,11 +341,10 @@ export class EdgeRouter {
    * GPT-2-small shape — while copying the deltas once costs a fraction of that. For one or two
    * receivers the outputs are small and the copy would dominate, so the groups stay apart.
    */
-  private mix(mask: Value, count: number, metricRows: boolean, A: number | string, joined: boolean, from = 0): Value {
+  private mix(mask: Value, used: Mixable[], metricRows: boolean, A: number | string, joined: boolean): Value {
     const g = this.g;
     const d = this.d;
-    const used = this.piecesBetween(from, count);
-    const runs: Piece[][] = [];
+    const runs: Mixable[][] = [];
     for (const p of used) {
       const last = runs.at(-1);
       if (joined && last && last[0].kind === p.kind && last[0].atMetric === p.atMetric) last.push(p);
@@ -310,8 +392,8 @@ export class EdgeRouter {
     return used;
   }
 
-  /** A sender group's deltas as [U or B, size, T·d] (or [.., size, d] at the metric rows). */
-  private flat(p: Piece): Value {
+  /** Senders' deltas as [U or B, size, T·d] (or [.., size, d] at the metric rows). */
+  private flat(p: Mixable): Value {
     const g = this.g;
     return g.reshapeTo(p.value, g.concat([g.slice(g.shapeOf(p.value), g.ints([0]), g.ints([2]), [0], [2]), g.ints([-1])], 0), [p.kind === 'pre' ? 'U' : 'B', p.size, p.atMetric ? this.d : 'T*d']);
   }
@@ -336,19 +418,84 @@ export class EdgeRouter {
     const perRow = this.spec.select === 'row';
     const S = sendersBefore(cfg, i);
     let x: Value; // [B, A, T, d]
-    if (this.spec.sharedPre?.includes(i)) {
+    const fa = this.fromAblatedAt(i);
+    if (fa) {
+      const used = this.pickSenders(S, fa.senders);
+      x = g.add(g.unsqueeze(this.ablatedStream(i, resid), [1]), this.mix(g.input(`edge_att_mask.${i}`, ['B', A, fa.senders.length]), used, false, A, true));
+    } else if (this.spec.sharedPre?.includes(i)) {
       if (perRow || i <= this.start) throw new Error(`shared pre-start masks need a shared selection after the start (layer position ${i})`);
       const pre = sendersBefore(cfg, this.start);
       // [A, S_pre] @ [U, S_pre, T·d] → [U, 1, A, T, d], added to the rows' own mix as [U, C, A, T, d].
       const preMix = this.sharedMix(g.input(`edge_att_mask_pre.${i}`, [A, pre]), pre, A);
-      const rows = g.add(g.unsqueeze(resid, [1]), this.mix(g.input(`edge_att_mask.${i}`, ['B', A, S - pre]), S, false, A, true, pre));
+      const rows = g.add(g.unsqueeze(resid, [1]), this.mix(g.input(`edge_att_mask.${i}`, ['B', A, S - pre]), this.piecesBetween(pre, S), false, A, true));
       const U = g.slice(g.shapeOf(preMix), g.ints([0]), g.ints([1]), [0], [1]);
       const byPrompt = g.reshapeTo(rows, g.concat([U, g.ints([-1]), g.slice(g.shapeOf(rows), g.ints([1]), g.ints([4]), [0], [3])], 0), ['U', 'C', A, 'T', this.d]);
       x = g.reshapeTo(g.add(byPrompt, g.unsqueeze(preMix, [1])), g.shapeOf(rows), rows.shape);
     } else {
-      x = g.add(g.unsqueeze(resid, [1]), this.mix(g.input(`edge_att_mask.${i}`, ['B', A, S]), S, false, A, !perRow));
+      x = g.add(g.unsqueeze(resid, [1]), this.mix(g.input(`edge_att_mask.${i}`, ['B', A, S]), this.piecesBetween(0, S), false, A, !perRow));
     }
     return norm(g, cfg, x, this.wa.must('norm1.w', i), this.wa.w('norm1.b', i));
+  }
+
+  private fromAblatedAt(i: number): { layer: number; senders: number[] } | undefined {
+    const fa = this.spec.fromAblated?.find((f) => f.layer === i);
+    if (fa && (i < this.start || this.spec.select === 'row' || this.spec.sharedPre?.includes(i) || this.routesEvery(i))) {
+      throw new Error(`layer position ${i}: the fully ablated stream needs a shared selection, without sharedPre or everyReceiver`);
+    }
+    return fa;
+  }
+
+  /** What layer position i's shared norm and q/k/v projection read: the fully ablated stream (EdgeSpec.fromAblated) or resid. */
+  sharedInput(i: number, resid: Value): Value {
+    return this.fromAblatedAt(i) ? this.ablatedStream(i, resid) : resid;
+  }
+
+  /** The listed senders (ascending canonical indices, all before `count`) as mixing reads them. */
+  private pickSenders(count: number, senders: number[]): Mixable[] {
+    const used = this.piecesBetween(0, count).flatMap((p) => {
+      const slots = senders.filter((x) => x >= p.first && x < p.first + p.size).map((x) => x - p.first);
+      return slots.length === 0 ? [] : [p.pick(slots)];
+    });
+    if (used.reduce((n, p) => n + p.size, 0) !== senders.length) throw new Error(`senders outside the ${count} a receiver reads`);
+    return used;
+  }
+
+  /** The attention's fully ablated stream at layer position i, from its resid [B, T, d] (one per layer: the shared path and the selected receivers read it). */
+  private ablatedStream(i: number, resid: Value): Value {
+    let v = this.streams.get(i);
+    if (!v) this.streams.set(i, (v = this.ablatedSum(sendersBefore(this.cfg, i), resid)));
+    return v;
+  }
+
+  /**
+   * x [B, T, d] + Σ over the first `count` senders of (replacement − output): the in-run groups'
+   * sums per row (a running sum, each group's added once for the whole graph), the earlier ones'
+   * per prompt, added to each of its rows.
+   */
+  private ablatedSum(count: number, x: Value): Value {
+    const g = this.g;
+    const n = this.piecesBetween(0, count).length;
+    if (this.pieces.slice(0, n).some((p) => p.atMetric)) throw new Error('the fully ablated stream is built at every position');
+    const run = this.prefixSum(n, 'run');
+    const rows = run ? g.add(x, run) : x;
+    const pre = this.prefixSum(n, 'pre')!; // [U, T, d]: the input is always there
+    const U = g.slice(g.shapeOf(pre), g.ints([0]), g.ints([1]), [0], [1]);
+    const byPrompt = g.reshapeTo(rows, g.concat([U, g.ints([-1]), g.slice(g.shapeOf(rows), g.ints([1]), g.ints([3]), [0], [2])], 0), ['U', 'C', 'T', this.d]);
+    return g.reshapeTo(g.add(byPrompt, g.unsqueeze(pre, [1])), g.shapeOf(rows), rows.shape);
+  }
+
+  /** Σ of the totals of the first n pieces of one kind (memoised, so each is added once). */
+  private prefixSum(n: number, kind: Piece['kind']): Value | undefined {
+    const key = `${kind}${n}`;
+    if (this.sums.has(key)) return this.sums.get(key);
+    let v: Value | undefined;
+    if (n > 0) {
+      const prev = this.prefixSum(n - 1, kind);
+      const p = this.pieces[n - 1];
+      v = p.kind !== kind ? prev : prev ? this.g.add(prev, p.total()) : p.total();
+    }
+    this.sums.set(key, v);
+    return v;
   }
 
   /** Whether every attention receiver of layer position i reads its own input (EdgeSpec.everyReceiver). */
@@ -383,6 +530,8 @@ export class EdgeRouter {
     const R = attentionReceivers(cfg, i);
     const kq = cfg.layers[i].heads.length;
     const kv = (R - kq) / 2;
+    // Every receiver cut from every sender: the shared path already read the fully ablated stream.
+    if (this.fromAblatedAt(i)?.senders.length === 0) return [q, k, v];
     // Each layer's count of selected receivers is its own symbolic dim (onnxruntime checks names agree).
     const A = `Arecv${i}`;
     const perRow = this.spec.select === 'row';
@@ -413,8 +562,16 @@ export class EdgeRouter {
   mlpInput(i: number, x: Value, atMetric: boolean): Value {
     const g = this.g;
     const S = mlpReceiverSenders(this.cfg, i);
+    const fa = this.spec.mlpFromAblated?.find((f) => f.layer === i);
+    if (fa) {
+      if (atMetric || i < this.start) throw new Error(`layer position ${i}: an MLP measured from the fully ablated stream must be after the start, at every position`);
+      const stream = this.ablatedSum(S, x);
+      if (fa.senders.length === 0) return stream;
+      const mixed = this.mix(g.input(`edge_mlp_mask.${i}`, ['B', 1, fa.senders.length]), this.pickSenders(S, fa.senders), false, 1, false);
+      return g.add(stream, g.squeeze(mixed, [1]));
+    }
     const mask = g.input(`edge_mlp_mask.${i}`, ['B', 1, S]);
-    return g.add(x, g.squeeze(this.mix(mask, S, atMetric, 1, false), [1]));
+    return g.add(x, g.squeeze(this.mix(mask, this.piecesBetween(0, S), atMetric, 1, false), [1]));
   }
 
   /** The final residual stream [B, R, d] (R = 1 when it is only at the metric rows) with the logits' ablated edges. */
@@ -422,6 +579,6 @@ export class EdgeRouter {
     const g = this.g;
     const S = sendersBefore(this.cfg, this.cfg.layers.length);
     const mask = g.input('edge_logits_mask', ['B', 1, S]);
-    return g.add(resid, g.squeeze(this.mix(mask, S, atMetric, 1, false), [1]));
+    return g.add(resid, g.squeeze(this.mix(mask, this.piecesBetween(0, S), atMetric, 1, false), [1]));
   }
 }

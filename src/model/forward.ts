@@ -259,7 +259,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       const edgeAtt = router?.hasAttention(i) ?? false;
       const fused = slotOf('qkv.w', i);
       // Every receiver with its own input: the layer's shared norm and projection would go unread.
-      const x = router?.routesEvery(i) ? undefined : hk(`${p}.ln1.hook_normalized`, norm(g, cfg, resid, must('norm1.w', i), w('norm1.b', i)));
+      const x = router?.routesEvery(i) ? undefined : hk(`${p}.ln1.hook_normalized`, norm(g, cfg, router?.sharedInput(i, resid) ?? resid, must('norm1.w', i), w('norm1.b', i)));
       if (!x) {
         [q, kk, v] = router!.attentionEvery(i, resid);
       } else if (fused) {

@@ -12,6 +12,7 @@ import { HookedModel } from '../../src/model/hooked.ts';
 import { buildEdgeGraph, edgeCountFormula } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator, type EdgeAblation } from '../../src/discover/edge-evaluate.ts';
+import type { EdgeSpec } from '../../src/model/edges.ts';
 import type { Ablation } from '../../src/discover/replacements.ts';
 import { randomHfModel, writeAndLoad, type HfModel, type HfModelSpec } from '../helpers/hf-random.ts';
 import { naiveEdgeForward } from '../helpers/naive-edges.ts';
@@ -137,6 +138,55 @@ test('ACDC-shaped batches (one base of later edges, each configuration a few edg
       });
     });
     assert.ok(Math.abs(got[2][0] - ev.clean[0]) > 1e-3, 'the ablations move the metric');
+  }
+});
+
+test('layers measured from the fully ablated stream (small circuits, late ACDC) equal the naive edge forward', async () => {
+  for (const [spec, ablation] of [
+    [{ arch: 'gpt2', nLayer: 4, nHead: 3, dModel: 12, vocab: VOCAB, seed: 21 }, 'resample'],
+    [{ arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 22 }, 'mean'],
+    [{ arch: 'gpt_neox', nLayer: 3, nHead: 2, dModel: 16, vocab: VOCAB, seed: 23, activation: 'gelu_new' }, 'zero'],
+  ] as [HfModelSpec, Ablation][]) {
+    const hf = randomHfModel(spec);
+    const model = load(hf, `from-ablated-${spec.arch}`);
+    const task = randomTask(2, VOCAB, 14, [6, 5]);
+    const repl = await computeEdgeReplacements(model, task, ablation);
+    const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 8 });
+    const graph = ev.graph;
+    const r = rng(31);
+    // A small circuit: a few kept edges, every other edge ablated.
+    const keep = new Set(graph.edges.filter(() => r() < 0.03).map((e) => e.index));
+    // And every MLP reading the input and read by the logits: MLPs then mix a sender on top of the
+    // stream, and their outputs count (a sender whose every out-edge is ablated does not).
+    for (const e of graph.edges) if ((e.receiver.kind === 'mlp' && e.sender.index === 0) || (e.sender.kind === 'mlp' && e.receiver.kind === 'logits')) keep.add(e.index);
+    const circuit = graph.edges.filter((e) => !keep.has(e.index)).map((e) => e.index);
+    // ACDC late in its run: every edge into layers after `at` decided (most removed), speculative
+    // prefixes at `at`, one with a partly ablated in-run edge into a later layer.
+    const at = 1;
+    const later = graph.edges.filter((e) => e.receiver.pos > at).map((e) => e.index);
+    const baseEdges = later.filter((e) => !keep.has(e));
+    const base = ev.base(baseEdges);
+    const here = graph.edges.filter((e) => e.receiver.pos === at && e.receiver.attIndex >= 0).map((e) => e.index);
+    const inRun = graph.edges.find((e) => e.receiver.pos > at && e.receiver.attIndex >= 0 && e.sender.layer === at && !keep.has(e.index))!;
+    const configs: EdgeAblation[] = [
+      { edges: circuit },
+      { edges: here.slice(0, 1), base },
+      { edges: here.slice(0, 4), base },
+      { edges: [...here.slice(0, 2), inRun.index], amount: [1, 1, 0.5], base },
+    ];
+    const specs: EdgeSpec[] = [];
+    const got = await ev.evaluate(configs, undefined, (info) => specs.push(info.spec));
+    assert.ok(specs.some((s) => (s.fromAblated ?? []).some((f) => f.senders.length > 0)), `${spec.arch}: some layer routes receivers from the fully ablated stream`);
+    assert.ok(specs.some((s) => (s.mlpFromAblated ?? []).some((f) => f.senders.length > 0)), `${spec.arch}: some MLP reads the fully ablated stream`);
+    configs.forEach((conf, ci) => {
+      const ablated = new Map([...(conf.base?.edges ?? []), ...conf.edges].map((e) => [graph.edges[e].name, 1]));
+      conf.edges.forEach((e, k) => ablated.set(graph.edges[e].name, conf.amount?.[k] ?? 1));
+      task.pairs.forEach((_, p) => {
+        const want = naiveMetric(hf, task, p, ablation, ablated);
+        assert.ok(Math.abs(got[ci][p] - want) < 1e-8, `${spec.arch} config ${ci} prompt ${p}: ${got[ci][p]} vs naive ${want}`);
+      });
+    });
+    assert.ok(Math.abs(got[0][0] - ev.clean[0]) > 1e-3, 'the ablations move the metric');
   }
 });
 
