@@ -21,6 +21,11 @@
  *    (`edge_att_sel.{i}`, their indices among the layer's q, k, v receivers) get their own input,
  *    norm and projection; the rest keep the shared path. With a selection per row, a batch of
  *    single-edge configurations costs one extra projection per row, not one per head.
+ *  - The same sum taken from the other end: x_R = ablated + Σ_S (m − 1)·(replacement_S − output_S)
+ *    with ablated = resid + Σ over every earlier sender of (replacement − output), the stream a
+ *    receiver cut from everything reads. Layers mostly cut from everything (EdgeSpec.fromAblated,
+ *    mlpFromAblated) run their shared path on that stream and route only the receivers that keep
+ *    something, mixing only the senders they keep.
  *
  * Graph inputs (U = prompts, B = rows, T = length, k / kv = the layer's query / key-value heads):
  *   edge_pre_input [U, T, d]                input: replacement − clean embedding
@@ -30,7 +35,8 @@
  *   edge_att_sel.{i} [A] int64, edge_att_mask.{i} [B, A, S_i]      S_i senders before layer i
  *     (sharedPre: edge_att_mask_pre.{i} [A, S_pre] and edge_att_mask.{i} [B, A, S_i − S_pre])
  *     (select 'row': edge_att_sel.{i} [B, A], edge_att_onehot.{i} [B, A, R], a selection per row)
- *   edge_mlp_mask.{i} [B, 1, S]             S: the MLP receiver's senders
+ *     (fromAblated: edge_att_sel.{i} [A], edge_att_mask.{i} [B, A, W] holding m − 1 for W listed senders)
+ *   edge_mlp_mask.{i} [B, 1, S]             S: the MLP receiver's senders (mlpFromAblated: [B, 1, W], m − 1)
  *   edge_logits_mask [B, 1, S_all]
  * Masks may hold fractions (a partly ablated edge), which finite-difference tests use.
  */
