@@ -109,17 +109,21 @@ for (const c of cases) {
   });
 }
 
+/** A random model of `spec`, a two-prompt task and its edge evaluator (batches of 8 rows). */
+async function twoPromptEvaluator(spec: HfModelSpec, ablation: Ablation, name: string, taskSeed: number) {
+  const hf = randomHfModel(spec);
+  const model = load(hf, name);
+  const task = randomTask(2, VOCAB, taskSeed, [6, 5]);
+  const ev = await EdgeEvaluator.create(model, task, await computeEdgeReplacements(model, task, ablation), { batchSize: 8 });
+  return { hf, task, ev, graph: ev.graph };
+}
+
 test('ACDC-shaped batches (one base of later edges, each configuration a few edges at the first layer) equal the naive edge forward', async () => {
   for (const [spec, ablation] of [
     [{ arch: 'gpt2', nLayer: 4, nHead: 2, dModel: 8, vocab: VOCAB, seed: 9 }, 'resample'],
     [{ arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 10 }, 'mean'],
   ] as [HfModelSpec, Ablation][]) {
-    const hf = randomHfModel(spec);
-    const model = load(hf, `acdc-shaped-${spec.arch}`);
-    const task = randomTask(2, VOCAB, 13, [6, 5]);
-    const repl = await computeEdgeReplacements(model, task, ablation);
-    const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 8 });
-    const graph = ev.graph;
+    const { hf, task, ev, graph } = await twoPromptEvaluator(spec, ablation, `acdc-shaped-${spec.arch}`, 13);
     const at = 1; // the layer being decided
     const later = graph.edges.filter((e) => e.receiver.pos > at).map((e) => e.index);
     const baseEdges = later.filter((_, i) => i % 4 !== 0);
@@ -147,12 +151,7 @@ test('layers measured from the fully ablated stream (small circuits, late ACDC) 
     [{ arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 22 }, 'mean'],
     [{ arch: 'gpt_neox', nLayer: 3, nHead: 2, dModel: 16, vocab: VOCAB, seed: 23, activation: 'gelu_new' }, 'zero'],
   ] as [HfModelSpec, Ablation][]) {
-    const hf = randomHfModel(spec);
-    const model = load(hf, `from-ablated-${spec.arch}`);
-    const task = randomTask(2, VOCAB, 14, [6, 5]);
-    const repl = await computeEdgeReplacements(model, task, ablation);
-    const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 8 });
-    const graph = ev.graph;
+    const { hf, task, ev, graph } = await twoPromptEvaluator(spec, ablation, `from-ablated-${spec.arch}`, 14);
     const r = rng(31);
     // A small circuit: a few kept edges, every other edge ablated.
     const keep = new Set(graph.edges.filter(() => r() < 0.03).map((e) => e.index));
