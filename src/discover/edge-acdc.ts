@@ -134,8 +134,17 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
   let evaluations = state ? state.evaluations : 0;
   let i = state ? state.visited : 0;
   if (state) opts.onProgress?.(i, order.length);
+  let layer = Infinity; // the receiver layer of the next batch's first edge
   while (i < order.length) {
     const batch = order.slice(i, i + width);
+    // A configuration starts at its lowest receiver's layer, never above its first edge's, and
+    // ACDC never returns to a layer it has left: the graphs of runs starting above the first
+    // edge's layer can go (each holds its onnxruntime arena).
+    const first = graph.edges[batch[0]].receiver.pos;
+    if (first < layer) {
+      layer = first;
+      await model.releaseEdgeGraphsAfter(layer);
+    }
     const configs = batch.map((_, j) => ({ edges: batch.slice(0, j + 1), base }));
     const per = await ev.evaluate(configs);
     evaluations += batch.length * task.pairs.length;
@@ -160,6 +169,7 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
       await opts.onCheckpoint({ format: EDGE_ACDC_FORMAT, version: 1, fingerprint, model: model.name, task: task.name, options: run, visited: i, width, evaluations, steps: [...steps] });
     }
   }
+  await model.releaseEdgeGraphsAfter(-1);
   const removedSet = new Set(removed);
   const kept = graph.edges.filter((e) => !removedSet.has(e.index)).map((e) => e.name);
   const result: EdgeAcdcResult = {

@@ -134,6 +134,8 @@ export class HookedModel {
   readonly vocab: VocabMap;
   private feeds: Record<string, ort.Tensor> = {};
   private compiled = new Map<string, Promise<CompiledGraph>>();
+  /** Compiled graphs with edge interventions: their start layer (releaseEdgeGraphsAfter). */
+  private edgeStarts = new Map<string, number>();
   private ropeFeeds = new Map<number, Record<string, ort.Tensor>>();
 
   constructor(
@@ -245,9 +247,41 @@ export class HookedModel {
       }
       c = this.engine.compile(g);
       this.compiled.set(key, c);
+      if (opts.edges) this.edgeStarts.set(key, opts.startLayer ?? 0);
       c.catch(() => this.compiled.delete(key));
     }
     return c;
+  }
+
+  /** The start layers of the compiled edge-intervention graphs this model holds. */
+  get edgeGraphStarts(): number[] {
+    return [...this.edgeStarts.values()];
+  }
+
+  /**
+   * Release the compiled edge-intervention graphs of runs starting after layer position `layer`
+   * (ACDC over edges, which never comes back to a layer it has decided, calls this as it moves
+   * down; each layer leaves a few graphs holding ~0.3 GiB each on the GPT-2-small shape). They
+   * are compiled again if needed.
+   */
+  async releaseEdgeGraphsAfter(layer: number): Promise<void> {
+    const gone = new Set<CompiledGraph>();
+    for (const [key, start] of [...this.edgeStarts]) {
+      if (start <= layer) continue;
+      const c = await this.compiled.get(key)?.catch(() => undefined);
+      this.edgeStarts.delete(key);
+      if (c) gone.add(c);
+    }
+    if (gone.size === 0) return;
+    // Every key that compiled to one of them (the engine shares a session between equal graphs).
+    for (const [key, p] of [...this.compiled]) {
+      const c = await p.catch(() => undefined);
+      if (c && gone.has(c)) {
+        this.compiled.delete(key);
+        this.edgeStarts.delete(key);
+      }
+    }
+    for (const c of gone) await this.engine.releaseCompiled(c);
   }
 
   async run(opts: RunOptions): Promise<RunResult> {

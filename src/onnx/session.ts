@@ -45,6 +45,7 @@ ort.env.logLevel = 'fatal';
 
 export class Engine {
   private cache = new Map<string, Promise<CompiledGraph>>();
+  private keys = new WeakMap<CompiledGraph, string>();
   private checked = false;
 
   constructor(readonly options: EngineOptions = { device: 'cpu', threads: 0 }) {}
@@ -84,9 +85,22 @@ export class Engine {
     if (!entry) {
       entry = this.create(bytes, inputNames, graph.outputs.map((o) => o.name), graph.floatType);
       this.cache.set(key, entry);
-      entry.catch(() => this.cache.delete(key));
+      entry.then((c) => this.keys.set(c, key)).catch(() => this.cache.delete(key));
     }
     return entry;
+  }
+
+  /**
+   * Release one compiled graph's session (and its memory: onnxruntime keeps each session's arena
+   * at the largest batch it has run) for work that will not run it again; compiling the same graph
+   * later builds a new one.
+   */
+  async releaseCompiled(compiled: CompiledGraph): Promise<void> {
+    const key = this.keys.get(compiled);
+    if (key === undefined) return;
+    this.keys.delete(compiled);
+    this.cache.delete(key);
+    await compiled.session.release();
   }
 
   private async create(

@@ -46,5 +46,8 @@ test('edge ACDC equals the sequential algorithm, for any speculation width', asy
     assert.deepEqual(r.steps.slice(1).map((s) => s.edge), removed.map((i) => graph.edges[i].name));
     assert.ok(Math.abs(r.steps.at(-1)!.metric - current) < 1e-9);
     assert.equal(r.n_kept + r.steps.length - 1, graph.edges.length);
+    // Moving down it released the graphs of the layers it had left, and the rest at the end
+    // (the next width compiles them again).
+    assert.deepEqual(model.edgeGraphStarts, []);
   }
 });
