@@ -238,7 +238,8 @@ if (only.has('exact') || only.has('acdc')) {
       log(`acdc_${name}_projected_full_s`, projected);
       log(`acdc_${name}_projected_full_over_forward`, projected / forward);
     }
-    // Every layout's session stays compiled for the run: what they hold together.
+    // What the probes' compiled sessions hold together (a run of ACDC frees those of the layers it
+    // has left as it moves down).
     log('acdc_rss_gib', process.memoryUsage().rss / 2 ** 30);
   }
 }
