@@ -41,10 +41,6 @@ function logitsOf(g: Graph, x: Value, unembed: Value, ids: Value): Value {
 }
 
 /**
- * The metric readout on x [B, d], the final-normed residual at each row's metric position, against
- * the unembedding [V, d]; its inputs' names start with `prefix` (ForwardSpec.feedPrefix).
- */
-/**
  * The symbolic batch dimension of a pass whose inputs start with `prefix`: a second pass built into
  * the same graph is another batch, maybe of another size, and sharing a name with the first would
  * let onnxruntime's planner reuse buffers between the two.
@@ -53,6 +49,10 @@ export function batchDim(prefix: string): string {
   return prefix ? `${prefix}B` : 'B';
 }
 
+/**
+ * The metric readout on x [B, d], the final-normed residual at each row's metric position, against
+ * the unembedding [V, d]; its inputs' names start with `prefix` (ForwardSpec.feedPrefix).
+ */
 export function metricReadout(g: Graph, x: Value, unembed: Value, spec: Extract<Readout, { kind: 'metric' }>, prefix = ''): ReadoutValues {
   const V = unembed.shape[0] as number;
   const batch = batchDim(prefix);
