@@ -631,6 +631,10 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const metric = opts.metric ?? 'logit-diff';
   const K = opts.method === 'ig' ? (opts.steps ?? DEFAULT_IG_STEPS) : 1;
   const ig = opts.method === 'ig';
+  // KL is taken from the clean run's next-token distribution; its gradient vanishes at the clean run
+  // itself, so EAP cannot use it, while EAP-IG's points lie off the clean run. (Before any graph is
+  // compiled.)
+  if (metric === 'kl' && !ig) throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
   const pinned = ig && (opts.igPath ?? 'inputs') === 'activations';
   const sites = pinned ? activationSites(cfg) : [];
   // Rows per prompt in all (along activations: every site at every step) and per run: a prompt's
@@ -668,9 +672,6 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   }
 
   const embed = promptEmbeddings(model, prompts, tMax);
-  // KL is taken from the clean run's next-token distribution; its gradient vanishes at the clean run
-  // itself, so EAP cannot use it, while EAP-IG's points lie off the clean run.
-  if (metric === 'kl' && !ig) throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
   const cleanLogP = metric === 'kl' ? await cleanLogProbs(model, task, Math.max(1, opts.batchSize)) : undefined;
   const cast = (a: FloatArray): FloatArray => (model.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a));
   const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
