@@ -68,8 +68,8 @@ export class EdgeEvaluator {
   private tMax = 0;
   private lengths: number[] = [];
   private order: number[] = [];
-  /** Per spec with fromAblated layers, their selected receivers (for all of the spec's configurations). */
-  private cutReceivers = new WeakMap<EdgeSpec, Map<number, number[]>>();
+  /** Per spec (shared selection): how many receivers each attention layer routes, and the fromAblated layers' selections (for all of the spec's configurations). */
+  private plans = new WeakMap<EdgeSpec, { routed: Map<number, number>; cut: Map<number, number[]> }>();
 
   private constructor(
     readonly model: HookedModel,
@@ -173,14 +173,12 @@ export class EdgeEvaluator {
     const total = [...groups.values()].reduce((s, ids) => s + ids.length * N, 0);
     let done = 0;
     for (const [start, ids] of [...groups.entries()].sort((a, b) => a[0] - b[0])) {
-      const these = ids.map((i) => configs[i]);
-      const spec = this.specFor(start, these);
+      const spec = this.specFor(start, ids.map((i) => configs[i]));
       // Rectangular chunks: U prompts × C configurations. A shared selection routes the receivers
       // it selects through every row ([rows, receivers, T, d] per layer): keep that under ~64 MB.
       const cfg = this.model.config;
-      const routed = (i: number) =>
-        this.cutReceivers.get(spec)?.get(i)?.length ?? (spec.everyReceiver?.includes(i) ? attentionReceivers(cfg, i) : Math.max(1, this.activeReceivers(i, these).size));
-      const maxAtt = spec.select === 'shared' ? Math.max(0, ...spec.att.map(routed)) : 0;
+      const routed = this.plans.get(spec)?.routed;
+      const maxAtt = routed ? Math.max(0, ...routed.values()) : 0;
       const perRow = maxAtt * this.tMax * cfg.dModel * (this.model.dtype === 'float64' ? 8 : 4);
       const rows = perRow > 0 ? Math.max(1, Math.min(this.batchSize, Math.floor((64 * 2 ** 20) / perRow))) : this.batchSize;
       const C = Math.min(ids.length, rows);
@@ -254,31 +252,34 @@ export class EdgeEvaluator {
       if (sharedPre.length > 0) spec.sharedPre = sharedPre;
       // Layers where the configurations together reach every attention receiver route all of them,
       // without the shared projection.
-      const every = spec.att.filter((i) => this.activeReceivers(i, configs).size === attentionReceivers(cfg, i));
+      const active = new Map(spec.att.map((i) => [i, this.activeReceivers(i, configs).size]));
+      const every = spec.att.filter((i) => active.get(i) === attentionReceivers(cfg, i));
       if (every.length > 0) spec.everyReceiver = every;
       // Layers after the start cheaper to measure from the fully ablated stream
       // (EdgeSpec.fromAblated). Not the start layer: the graph depends on the senders it mixes,
       // and ACDC's batches change those at the layer they decide with every removal (a compile
       // each batch), while the layers after it keep one layout for the whole layer.
       const fromAblated: { layer: number; senders: number[] }[] = [];
-      const cutReceivers = new Map<number, number[]>();
+      const cut = new Map<number, number[]>();
       for (const i of spec.att.filter((l) => l > start)) {
-        const cut = this.cutPlan(i, configs);
+        const plan = this.cutPlan(i, configs);
         const R = attentionReceivers(cfg, i);
         const S = sendersBefore(cfg, i);
-        const A = this.activeReceivers(i, configs).size;
+        const A = active.get(i)!;
         const W = spec.sharedPre?.includes(i) ? S - pre : S;
         const P = receiverCost(cfg);
         const viaResid = A * (W + P) + (every.includes(i) ? 0 : R * P);
-        const viaAblated = cut.receivers.length * (cut.senders.length + P) + R * P;
+        const viaAblated = plan.receivers.length * (plan.senders.length + P) + R * P;
         if (viaAblated < viaResid) {
-          fromAblated.push({ layer: i, senders: cut.senders });
-          cutReceivers.set(i, cut.receivers);
+          fromAblated.push({ layer: i, senders: plan.senders });
+          cut.set(i, plan.receivers);
         }
       }
+      // What each layer routes through every row: sizes the batches (evaluate).
+      const routed = new Map(spec.att.map((i) => [i, cut.get(i)?.length ?? (every.includes(i) ? attentionReceivers(cfg, i) : Math.max(1, active.get(i)!))]));
+      this.plans.set(spec, { routed, cut });
       if (fromAblated.length > 0) {
         spec.fromAblated = fromAblated;
-        this.cutReceivers.set(spec, cutReceivers);
         const taken = new Set(fromAblated.map((f) => f.layer));
         const rest = (xs: number[] | undefined) => xs?.filter((i) => !taken.has(i));
         spec.sharedPre = rest(spec.sharedPre);
@@ -294,12 +295,7 @@ export class EdgeEvaluator {
     const mlpFromAblated: { layer: number; senders: number[] }[] = [];
     for (const i of spec.mlp.filter((l) => l > start && l < L - 1)) {
       const S = mlpReceiverSenders(this.model.config, i);
-      const m = new Float64Array(S);
-      const open = new Uint8Array(S);
-      for (const c of configs) {
-        this.mlpMask(i, c, m);
-        m.forEach((x, s) => x !== 1 && (open[s] = 1));
-      }
+      const open = this.notCut(S, configs, (c, out) => this.mlpMask(i, c, out));
       const senders = [...open.keys()].filter((s) => open[s]);
       if (senders.length + 2 < S) mlpFromAblated.push({ layer: i, senders });
     }
@@ -316,12 +312,7 @@ export class EdgeEvaluator {
     const cfg = this.model.config;
     const R = attentionReceivers(cfg, i);
     const S = sendersBefore(cfg, i);
-    const open = new Uint8Array(R * S); // 1 where some row's mask is not 1
-    const m = new Float64Array(R * S);
-    for (const c of configs) {
-      this.attentionMask(i, c, m);
-      for (let j = 0; j < R * S; j++) if (m[j] !== 1) open[j] = 1;
-    }
+    const open = this.notCut(R * S, configs, (c, out) => this.attentionMask(i, c, out));
     const receivers: number[] = [];
     const senders = new Uint8Array(S);
     for (let a = 0; a < R; a++) {
@@ -335,6 +326,17 @@ export class EdgeEvaluator {
       if (any) receivers.push(a);
     }
     return { receivers, senders: [...senders.keys()].filter((s) => senders[s]) };
+  }
+
+  /** 1 where some configuration's mask (`width` entries, written by `maskOf`) is not 1: an edge not fully ablated. */
+  private notCut(width: number, configs: EdgeAblation[], maskOf: (c: EdgeAblation, out: Float64Array) => void): Uint8Array {
+    const open = new Uint8Array(width);
+    const m = new Float64Array(width);
+    for (const c of configs) {
+      maskOf(c, m);
+      for (let j = 0; j < width; j++) if (m[j] !== 1) open[j] = 1;
+    }
+    return open;
   }
 
   private async runChunk(start: number, spec: EdgeSpec, prompts: number[], configs: EdgeAblation[]): Promise<Float64Array> {
@@ -530,7 +532,7 @@ export class EdgeEvaluator {
   private cutSelection(spec: EdgeSpec, i: number, cols: number[], configs: EdgeAblation[], U: number, feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>): void {
     const cfg = this.model.config;
     const S = sendersBefore(cfg, i);
-    const sel = this.cutReceivers.get(spec)?.get(i) ?? this.cutPlan(i, configs).receivers;
+    const sel = this.plans.get(spec)?.cut.get(i) ?? this.cutPlan(i, configs).receivers;
     const A = sel.length;
     const slotOf = new Map(sel.map((a, k) => [a, k]));
     const W = cols.length;
