@@ -150,6 +150,8 @@ test('layers measured from the fully ablated stream (small circuits, late ACDC) 
     [{ arch: 'gpt2', nLayer: 4, nHead: 3, dModel: 12, vocab: VOCAB, seed: 21 }, 'resample'],
     [{ arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 22 }, 'mean'],
     [{ arch: 'gpt_neox', nLayer: 3, nHead: 2, dModel: 16, vocab: VOCAB, seed: 23, activation: 'gelu_new' }, 'zero'],
+    [{ arch: 'qwen2', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 24 }, 'resample'],
+    [{ arch: 'mistral', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 25, slidingWindow: 3 }, 'resample'],
   ] as [HfModelSpec, Ablation][]) {
     const { hf, task, ev, graph } = await twoPromptEvaluator(spec, ablation, `from-ablated-${spec.arch}`, 14);
     const r = rng(31);
