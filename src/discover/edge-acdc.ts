@@ -14,6 +14,13 @@
  * exactly the metric the one-at-a-time algorithm would compute, so the result does not depend on
  * the batch width (which grows while edges keep being removed, and shrinks after a kept one).
  *
+ * An edge into a head or MLP whose every outgoing edge is already removed cannot change the metric:
+ * that component's output reaches no receiver. ACDC reaches such an edge only after all of the
+ * component's outgoing edges are decided (they go to later receivers), so it decides it without a
+ * run, with a change of exactly 0 (removed whenever T > 0; each step records the unchanged metric).
+ * On circuits of a few heads, most heads' inputs are such edges. `evaluateInert` evaluates them
+ * instead (the decisions are the same; the steps' metrics differ by rounding only).
+ *
  * After every batch `onCheckpoint` receives the decisions so far (edges visited, steps, the next
  * width, evaluations made; edge-checkpoint.ts), and `resume` continues from such a checkpoint: the
  * removed set is laid out again as the base and the batches go on exactly as they would have, so
@@ -25,7 +32,7 @@ import type { Task } from '../task/types.ts';
 import { mean, std } from '../task/metrics.ts';
 import { fail } from '../util/errors.ts';
 import type { Ablation, MeanOver } from './replacements.ts';
-import { buildEdgeGraph } from './edge-graph.ts';
+import { buildEdgeGraph, receiverNodes, senderEdgeRanges, type EdgeGraph } from './edge-graph.ts';
 import { computeEdgeReplacements } from './edge-replacements.ts';
 import { EdgeEvaluator } from './edge-evaluate.ts';
 import type { ResumeHooks } from './checkpoint.ts';
@@ -56,6 +63,8 @@ export interface EdgeAcdcOptions extends ResumeHooks<EdgeAcdcCheckpoint> {
   batchSize?: number;
   /** Most speculative candidates per batch (default 16). Does not change the result. */
   width?: number;
+  /** Evaluate edges into components with no outgoing edge left instead of deciding them as unchanged (for comparisons). */
+  evaluateInert?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -99,6 +108,41 @@ export function acdcEdgeOrder(graph: ReturnType<typeof buildEdgeGraph>): number[
   return out;
 }
 
+/**
+ * Whether an edge's receiver feeds only components whose every outgoing edge is removed, once that
+ * is known: `inert(k, decided)` for the edge at position k of `order`, with the edges at positions
+ * before `decided` decided and `removed` holding those removed. Undefined while some outgoing edge
+ * of those components is still undecided (ACDC's order decides them all before it reaches their
+ * inputs, except across a layer boundary inside one batch). Known answers are kept per receiver.
+ */
+function inertEdges(cfg: HookedModel['config'], graph: EdgeGraph, order: readonly number[], removed: ReadonlySet<number>) {
+  const nodes = receiverNodes(cfg, graph);
+  const from = senderEdgeRanges(graph);
+  const at = new Int32Array(graph.edges.length);
+  order.forEach((e, k) => (at[e] = k));
+  // Per receiver: the last position in `order` of an outgoing edge of the components it feeds.
+  const lastOut = nodes.map((ns) => {
+    let last = -1;
+    for (const n of ns) for (let e = from[n]; e < from[n + 1]; e++) last = Math.max(last, at[e]);
+    return last;
+  });
+  const known = new Map<number, boolean>();
+  return (k: number, decided: number): boolean | undefined => {
+    const r = graph.edges[order[k]].receiver.index;
+    if (nodes[r].length === 0) return false; // logits: always read
+    let dead = known.get(r);
+    if (dead === undefined) {
+      if (lastOut[r] >= decided) return undefined;
+      dead = nodes[r].every((n) => {
+        for (let e = from[n]; e < from[n + 1]; e++) if (!removed.has(e)) return false;
+        return true;
+      });
+      known.set(r, dead);
+    }
+    return dead;
+  };
+}
+
 /** The options as a checkpoint records them, checked. */
 export function resolveEdgeAcdcOptions(opts: EdgeAcdcOptions): EdgeAcdcRunOptions {
   const threshold = opts.threshold ?? DEFAULT_EDGE_ACDC_THRESHOLD;
@@ -127,6 +171,8 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
   }
 
   const removed: number[] = state ? state.removedAt.map((k) => order[k]) : [];
+  const removedSet = new Set(removed);
+  const inert = inertEdges(model.config, graph, order, removedSet);
   let base = ev.base(removed);
   const steps: EdgeAcdcStep[] = state ? state.steps : [{ removed: 0, edge: null, metric: mean(ev.clean), std: std(ev.clean) }];
   let current = steps[steps.length - 1].metric;
@@ -136,7 +182,25 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
   if (state) opts.onProgress?.(i, order.length);
   let layer = Infinity; // the receiver layer of the next batch's first edge
   while (i < order.length) {
-    const batch = order.slice(i, i + width);
+    // Edges that cannot change the metric: decided as unchanged, without a run.
+    if (!opts.evaluateInert && inert(i, i)) {
+      if (worse(current, current) < threshold) {
+        removed.push(order[i]);
+        removedSet.add(order[i]);
+        steps.push({ removed: removed.length, edge: graph.edges[order[i]].name, metric: current, std: steps[steps.length - 1].std });
+      }
+      i++;
+      if (i === order.length || !inert(i, i)) {
+        base = ev.base(removed);
+        opts.onProgress?.(i, order.length);
+      }
+      continue;
+    }
+    // The batch stops before an edge that is (or may yet turn out) inert, so that every such edge
+    // is decided the same way whatever the width.
+    let end = i + 1;
+    while (end < Math.min(order.length, i + width) && (opts.evaluateInert || inert(end, i) === false)) end++;
+    const batch = order.slice(i, end);
     // A configuration starts at its lowest receiver's layer, never above its first edge's, and
     // ACDC never returns to a layer it has left: the graphs of runs starting above the first
     // edge's layer can go (each holds its onnxruntime arena).
@@ -155,6 +219,7 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
         accepted++;
         current = next;
         removed.push(batch[j]);
+        removedSet.add(batch[j]);
         steps.push({ removed: removed.length, edge: graph.edges[batch[j]].name, metric: next, std: std(per[j]) });
       } else {
         break;
@@ -170,7 +235,6 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
     }
   }
   await model.releaseEdgeGraphsAfter(-1);
-  const removedSet = new Set(removed);
   const kept = graph.edges.filter((e) => !removedSet.has(e.index)).map((e) => e.name);
   const result: EdgeAcdcResult = {
     order: 'acdc',

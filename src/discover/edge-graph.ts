@@ -150,6 +150,32 @@ export function edgeCountFormula(nLayer: number, nHead: number, nKvHead = nHead,
   return n + 1 + nLayer * (nHead + 1);
 }
 
+/**
+ * Per receiver, the senders (nodes) whose output depends on its input: a query input its head; a
+ * key or value input every head reading that key/value head; an MLP input the MLP; logits none
+ * (they always count as live).
+ */
+export function receiverNodes(cfg: ModelConfig, graph: EdgeGraph): number[][] {
+  const group = cfg.nHead / cfg.nKvHead;
+  return graph.receivers.map((r) => {
+    if (r.kind === 'logits') return [];
+    const start = graph.senderStart[r.pos];
+    const layout = cfg.layers[r.pos];
+    if (r.kind === 'mlp') return [start + layout.heads.length];
+    if (r.kind === 'q') return [start + r.slot];
+    const kv = kvHeadsOf(cfg, layout)[r.slot];
+    return layout.heads.flatMap((h, slot) => (Math.floor(h / group) === kv ? [start + slot] : []));
+  });
+}
+
+/** Edges are sender-major: sender s owns edges from[s] .. from[s + 1] − 1 (`from` has one entry per sender, plus the end). */
+export function senderEdgeRanges(graph: EdgeGraph): Int32Array {
+  const from = new Int32Array(graph.senders.length + 1);
+  for (const e of graph.edges) from[e.sender.index + 1]++;
+  for (let s = 0; s < graph.senders.length; s++) from[s + 1] += from[s];
+  return from;
+}
+
 /** Look an edge up by name; `where` says which file or flag it came from. */
 export function findEdge(graph: EdgeGraph, name: string, where: string): Edge {
   const e = graph.byName.get(name.trim());

@@ -21,8 +21,8 @@
  *    helpful edges score low and the signed ranking is by −score; KL is already a loss (+score).
  */
 import { metricSign, type MetricName } from './metric.ts';
-import { kvHeadsOf, type ModelConfig } from '../model/types.ts';
-import type { EdgeGraph } from './edge-graph.ts';
+import type { ModelConfig } from '../model/types.ts';
+import { receiverNodes, senderEdgeRanges, type EdgeGraph } from './edge-graph.ts';
 
 /** MIB's circuit sizes as fractions of the edges (evaluation.py's `percentages`). */
 export const MIB_PERCENTAGES: readonly number[] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1];
@@ -48,23 +48,6 @@ export function topK(scores: readonly number[], k: number, ranking: Ranking, sig
 }
 
 /**
- * Per receiver, the senders (nodes) it feeds: a query input its head; a key or value input every
- * head reading that key/value head; an MLP input the MLP; logits none (they always count as live).
- */
-export function receiverNodes(cfg: ModelConfig, graph: EdgeGraph): number[][] {
-  const group = cfg.nHead / cfg.nKvHead;
-  return graph.receivers.map((r) => {
-    if (r.kind === 'logits') return [];
-    const start = graph.senderStart[r.pos];
-    const layout = cfg.layers[r.pos];
-    if (r.kind === 'mlp') return [start + layout.heads.length];
-    if (r.kind === 'q') return [start + r.slot];
-    const kv = kvHeadsOf(cfg, layout)[r.slot];
-    return layout.heads.flatMap((h, slot) => (Math.floor(h / group) === kv ? [start + slot] : []));
-  });
-}
-
-/**
  * The selected edges that lie on a path from the input to the logits (MIB's pruning, at its fixed
  * point). A sender is reached when it is the input or a selected edge from a reached sender enters
  * one of its inputs; it is useful when a selected edge leaves it for the logits or for a useful
@@ -74,10 +57,7 @@ export function liveEdges(cfg: ModelConfig, graph: EdgeGraph, selected: readonly
   if (selected.length !== graph.edges.length) throw new Error(`${selected.length} flags for ${graph.edges.length} edges`);
   const nodesOf = receiverNodes(cfg, graph);
   const S = graph.senders.length;
-  // Edges are sender-major: sender s owns edges from[s] .. from[s + 1] − 1.
-  const from = new Int32Array(S + 1);
-  for (const e of graph.edges) from[e.sender.index + 1]++;
-  for (let s = 0; s < S; s++) from[s + 1] += from[s];
+  const from = senderEdgeRanges(graph);
   const reached = new Array<boolean>(S).fill(false);
   reached[0] = true;
   for (let s = 0; s < S; s++) {

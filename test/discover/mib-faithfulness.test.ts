@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/model/config.ts';
 import type { ModelConfig } from '../../src/model/types.ts';
-import { buildEdgeGraph, type EdgeGraph } from '../../src/discover/edge-graph.ts';
-import { edgesAmongKept, helpfulSign, liveEdges, MIB_PERCENTAGES, receiverNodes, topK } from '../../src/discover/mib-faithfulness.ts';
+import { buildEdgeGraph, receiverNodes, type EdgeGraph } from '../../src/discover/edge-graph.ts';
+import { edgesAmongKept, helpfulSign, liveEdges, MIB_PERCENTAGES, topK } from '../../src/discover/mib-faithfulness.ts';
 import { curveAreas } from '../../src/discover/faithfulness.ts';
 
 const gpt2 = parseConfig({ model_type: 'gpt2', n_layer: 2, n_head: 2, n_embd: 8, n_positions: 16, vocab_size: 10 }, 'tiny');
