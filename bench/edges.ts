@@ -14,7 +14,8 @@
  *    way: one full forward per edge over the prompts (full logits everywhere, no batching of
  *    configurations, no prefix caching), timed on PLAIN_EDGES edges and scaled to 1,000;
  *  - ACDC over edges: the full run's projected time, from timed batches of ACDC-shaped evaluations
- *    (the removals so far as base, speculative candidates on top) at several receiver layers.
+ *    (the removals so far as base, speculative candidates on top) at several receiver layers, over
+ *    the edges that take a run (not those into a component its end state leaves without outputs).
  * EDGES_MODEL=smollm runs the SmolLM2-135M shape; ONLY=eap,ig,iga,exact,acdc runs a subset
  * (ACDC_BASES=uniform,circuit the ACDC probes' bases);
  * CARVE_ORT_PROFILE=<prefix> writes onnxruntime's profiles (bench/profile-summary.ts reads them).
@@ -25,6 +26,7 @@ import { computeEdgeReplacements } from '../src/discover/edge-replacements.ts';
 import { scanEdges } from '../src/discover/edge-scan.ts';
 import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
 import { acdcEdgeOrder, DEFAULT_ACDC_WIDTH } from '../src/discover/edge-acdc.ts';
+import { receiverNodes, senderEdgeRanges } from '../src/discover/edge-graph.ts';
 import { ioiPrompts, median } from './gpt2-small.ts';
 import { BENCH_MODELS, taskInVocabulary, type BenchModelName } from './models.ts';
 
@@ -176,8 +178,9 @@ if (only.has('exact') || only.has('acdc')) {
   if (only.has('acdc')) {
     // ACDC visits receivers from the last layer down; while it works on layer l, every receiver
     // after l already has its removals. Time speculative batches of width 16 on such a base, at
-    // several layers, and scale by the number of edges whose receiver sits there (each edge is
-    // evaluated once, plus wasted speculation, counted here as WASTE, measured ~1.3 on toy-ioi).
+    // several layers, and scale by the number of edges whose receiver sits there and which take a
+    // run (each such edge is evaluated once, plus wasted speculation, counted here as WASTE,
+    // measured ~1.3 on toy-ioi).
     // Two bases for the later layers, since the engine's cost depends on what is kept:
     //  - uniform: a random 10% of the later edges kept (every receiver keeps some edges);
     //  - circuit: what ACDC ends with at usual thresholds — a few percent of the edges, among a
@@ -203,6 +206,18 @@ if (only.has('exact') || only.has('acdc')) {
     const bases: Record<string, (later: number[]) => number[]> = {
       uniform: (later) => later.filter((_, i) => i % 10 !== 0),
       circuit: (later) => later.filter((e) => !kept.has(e)),
+    };
+    // ACDC decides an edge into a component left with no outgoing edge without a run: with each
+    // base's end state, which edges still take one.
+    const nodes = receiverNodes(model.config, graph);
+    const from = senderEdgeRanges(graph);
+    const evaluated = (removedOf: (later: number[]) => number[]) => {
+      const removed = new Set(removedOf(order));
+      const dead = graph.senders.map((s) => {
+        for (let e = from[s.index]; e < from[s.index + 1]; e++) if (!removed.has(e)) return false;
+        return true;
+      });
+      return graph.edges.filter((e) => !(nodes[e.receiver.index].length > 0 && nodes[e.receiver.index].every((n) => dead[n])));
     };
     log('acdc_circuit_kept_edges', kept.size);
     const baseNames = (process.env.ACDC_BASES ?? 'uniform,circuit').split(',');
@@ -234,7 +249,9 @@ if (only.has('exact') || only.has('acdc')) {
         return perRow.get(ps.at(-1)!)!;
       };
       let projected = 0;
-      for (const e of graph.edges) projected += at(e.receiver.pos) * task.pairs.length * WASTE;
+      const run = evaluated(removedOf);
+      for (const e of run) projected += at(e.receiver.pos) * task.pairs.length * WASTE;
+      log(`acdc_${name}_evaluated_edges`, run.length);
       log(`acdc_${name}_projected_full_s`, projected);
       log(`acdc_${name}_projected_full_over_forward`, projected / forward);
     }
