@@ -1,8 +1,13 @@
 /**
  * ACDC over edges: the batched, speculative implementation makes exactly the decisions of the
- * one-edge-at-a-time algorithm written out here, whatever its batch width.
+ * one-edge-at-a-time algorithm written out here, whatever its batch width, while it decides the
+ * edges into components left without outgoing edges without a run — which is exact because such
+ * edges change nothing (checked on the evaluator, grouped-query key/value inputs included).
  */
 import { test } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { Engine } from '../../src/onnx/session.ts';
 import { HookedModel } from '../../src/model/hooked.ts';
@@ -13,6 +18,7 @@ import { receiverNodes } from '../../src/discover/edge-graph.ts';
 import { mean } from '../../src/task/metrics.ts';
 import { randomModel } from '../helpers/random-model.ts';
 import { randomTask } from '../helpers/random-task.ts';
+import { randomHfModel, writeAndLoad } from '../helpers/hf-random.ts';
 
 const engine = new Engine({ device: 'cpu', threads: 1 });
 
@@ -65,19 +71,36 @@ test('edge ACDC equals the sequential algorithm, for any speculation width', asy
   assert.equal(evaluated.evaluations, graph.edges.length * rows);
 });
 
-test('ablating the edges into a component whose outgoing edges are all ablated changes nothing', async () => {
-  const model = new HookedModel(randomModel({ nLayer: 3, nHead: 2, dModel: 16, vocabSize: 30, seed: 7 }), engine, 'float64');
-  const task = randomTask(3, 30, 3, [5, 6, 4]);
-  const repl = await computeEdgeReplacements(model, task, 'resample');
-  const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 8 });
-  const graph = ev.graph;
-  for (const name of ['L1H0', 'L1MLP', 'L0H1']) {
-    const out = graph.edges.filter((e) => e.sender.name === name).map((e) => e.index);
-    const into = graph.edges.filter((e) => receiverNodes(model.config, graph)[e.receiver.index].includes(graph.senders.find((s) => s.name === name)!.index)).map((e) => e.index);
-    assert.ok(into.length > 0);
-    const [cut, both, inOnly] = await ev.evaluate([{ edges: out }, { edges: [...out, ...into] }, { edges: into }]);
-    for (let p = 0; p < cut.length; p++) assert.ok(Math.abs(both[p] - cut[p]) < 1e-10, `${name}: ${both[p]} vs ${cut[p]}`);
-    // Not vacuous: with the outgoing edges kept, the same inputs matter.
-    assert.ok(inOnly.some((m, p) => Math.abs(m - ev.clean[p]) > 1e-6), name);
+const tmp = mkdtempSync(join(tmpdir(), 'carve-acdc-'));
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+test('ablating the edges into a receiver whose components have every outgoing edge ablated changes nothing (GPT-2, Llama-GQA)', async () => {
+  const models = [
+    new HookedModel(randomModel({ nLayer: 3, nHead: 2, dModel: 16, vocabSize: 30, seed: 7 }), engine, 'float64'),
+    new HookedModel(writeAndLoad(tmp, 'gqa', randomHfModel({ arch: 'llama', nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, vocab: 30, seed: 5 })), engine, 'float64'),
+  ];
+  for (const model of models) {
+    const task = randomTask(3, 30, 3, [5, 6, 4]);
+    const repl = await computeEdgeReplacements(model, task, 'resample');
+    const ev = await EdgeEvaluator.create(model, task, repl, { batchSize: 8 });
+    const graph = ev.graph;
+    const nodes = receiverNodes(model.config, graph);
+    const outOf = (ns: number[]) => graph.edges.filter((e) => ns.includes(e.sender.index)).map((e) => e.index);
+    const gqa = model.config.nKvHead < model.config.nHead;
+    for (const name of gqa ? ['L1KV0<k>', 'L1KV1<v>', 'L1H2<q>', 'L0MLP'] : ['L1H0<q>', 'L1H1<v>', 'L1MLP', 'L0H1<k>']) {
+      const r = graph.receivers.find((x) => x.name === name)!;
+      const into = graph.edges.filter((e) => e.receiver.index === r.index).map((e) => e.index);
+      const out = outOf(nodes[r.index]);
+      const [cut, both, inOnly] = await ev.evaluate([{ edges: out }, { edges: [...out, ...into] }, { edges: into }]);
+      for (let p = 0; p < cut.length; p++) assert.ok(Math.abs(both[p] - cut[p]) < 1e-10, `${name}: ${both[p]} vs ${cut[p]}`);
+      // Not vacuous: with the outgoing edges kept, the same inputs matter.
+      assert.ok(inOnly.some((m, p) => Math.abs(m - ev.clean[p]) > 1e-6), name);
+      if (nodes[r.index].length > 1) {
+        // A key/value input feeds every head of its group: one head cut off is not enough.
+        const some = outOf(nodes[r.index].slice(1));
+        const [partCut, partBoth] = await ev.evaluate([{ edges: some }, { edges: [...some, ...into] }]);
+        assert.ok(partBoth.some((m, p) => Math.abs(m - partCut[p]) > 1e-6), `${name}: one head of its group still reads it`);
+      }
+    }
   }
 });
