@@ -145,7 +145,9 @@ async function pruneEdges(opts: PruneCliOptions, order: PruneOrder): Promise<voi
       meanOver,
       metric,
       batchSize,
-      onProgress: (done, total) => bar.update(done, total, 'edges visited'),
+      // The bar counts estimated work (late layers' edges are cheap, early ones dear), so its ETA
+      // holds; the label gives the edges.
+      onProgress: (done, total, e) => bar.update(done, total, `est. work; ${e.visited}/${e.total} edges visited, ${e.withoutRun} decided without a run`),
       resume,
       resumeSource: partial,
       onResumed: (cp) => process.stderr.write(`resuming from ${partial} (${cp.visited} edges visited, ${cp.steps.length - 1} removed so far)\n`),

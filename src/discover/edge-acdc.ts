@@ -65,7 +65,12 @@ export interface EdgeAcdcOptions extends ResumeHooks<EdgeAcdcCheckpoint> {
   width?: number;
   /** Evaluate edges into components with no outgoing edge left instead of deciding them as unchanged (for comparisons). */
   evaluateInert?: boolean;
-  onProgress?: (done: number, total: number) => void;
+  /**
+   * Progress in estimated work (a run from layer position l costs 2(L − l) + 1 units a row: the
+   * layers it crosses, so the late layers ACDC starts with count for little), with the edges visited and those decided
+   * without a run. Edges still ahead count as needing a run, so the estimate only ever drops.
+   */
+  onProgress?: (done: number, total: number, edges: { visited: number; total: number; withoutRun: number }) => void;
 }
 
 export interface EdgeAcdcStep {
@@ -179,7 +184,14 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
   let width = state ? state.width : Math.min(2, maxWidth);
   let evaluations = state ? state.evaluations : 0;
   let i = state ? state.visited : 0;
-  if (state) opts.onProgress?.(i, order.length);
+  // Work done and in all (EdgeAcdcOptions.onProgress): each edge's run, by the layers it crosses.
+  const L = model.config.layers.length;
+  const cost = order.map((e) => 2 * (L - graph.edges[e].receiver.pos) + 1);
+  const totalWork = cost.reduce((a, c) => a + c, 0);
+  let work = cost.slice(0, i).reduce((a, c) => a + c, 0);
+  let withoutRun = 0;
+  const progress = () => opts.onProgress?.(work, totalWork, { visited: i, total: order.length, withoutRun });
+  if (state) progress();
   let layer = Infinity; // the receiver layer of the next batch's first edge
   while (i < order.length) {
     // Edges that cannot change the metric: decided as unchanged, without a run.
@@ -189,10 +201,12 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
         removedSet.add(order[i]);
         steps.push({ removed: removed.length, edge: graph.edges[order[i]].name, metric: current, std: steps[steps.length - 1].std });
       }
+      work += cost[i];
+      withoutRun++;
       i++;
       if (i === order.length || !inert(i, i)) {
         base = ev.base(removed);
-        opts.onProgress?.(i, order.length);
+        progress();
       }
       continue;
     }
@@ -226,10 +240,12 @@ export async function edgeAcdc(model: HookedModel, task: Task, opts: EdgeAcdcOpt
       }
     }
     // All removed: speculate further next time; a kept edge ends the batch and narrows it.
-    i += accepted === batch.length ? batch.length : accepted + 1;
+    const decided = accepted === batch.length ? batch.length : accepted + 1;
+    for (let k = i; k < i + decided; k++) work += cost[k];
+    i += decided;
     width = accepted === batch.length ? Math.min(maxWidth, width * 2) : Math.max(1, Math.ceil(width / 2));
     if (accepted > 0) base = ev.base(removed);
-    opts.onProgress?.(i, order.length);
+    progress();
     if (i < order.length && opts.onCheckpoint) {
       await opts.onCheckpoint({ format: EDGE_ACDC_FORMAT, version: 1, fingerprint, model: model.name, task: task.name, options: run, visited: i, width, evaluations, steps: [...steps] });
     }

@@ -56,8 +56,14 @@ test('edge ACDC equals the sequential algorithm, for any speculation width', asy
   const rows = task.pairs.length;
 
   for (const width of [1, 5, 16]) {
-    const r = await edgeAcdc(model, task, { ablation: 'resample', threshold, batchSize: 8, width });
+    const seen: [number, number, { visited: number; total: number; withoutRun: number }][] = [];
+    const r = await edgeAcdc(model, task, { ablation: 'resample', threshold, batchSize: 8, width, onProgress: (...a) => seen.push(a) });
     assert.deepEqual(r.kept, keptNaive, `width ${width}`);
+    // Progress in work only grows and ends complete; every inert edge, and only those, went without a run.
+    assert.ok(seen.every(([done], k) => k === 0 || done >= seen[k - 1][0]));
+    const [done, total, edges] = seen.at(-1)!;
+    assert.equal(done, total);
+    assert.deepEqual(edges, { visited: graph.edges.length, total: graph.edges.length, withoutRun: inert.length });
     if (width === 1) assert.equal(r.evaluations, (graph.edges.length - inert.length) * rows, 'one evaluation per edge that can change the metric');
     assert.deepEqual(r.steps.slice(1).map((s) => s.edge), removed.map((i) => graph.edges[i].name));
     assert.ok(Math.abs(r.steps.at(-1)!.metric - current) < 1e-9);
