@@ -16,7 +16,7 @@ import { attentionReceivers, mlpReceiverSenders, sendersBefore } from '../model/
 import type { MetricName } from '../model/readout.ts';
 import type { Task } from '../task/types.ts';
 import { logSoftmax } from '../task/metrics.ts';
-import { buildEdgeGraph, type Edge, type EdgeGraph } from './edge-graph.ts';
+import { buildEdgeGraph, receiverNodes, senderEdgeRanges, type Edge, type EdgeGraph } from './edge-graph.ts';
 import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
 import { allocLike, collectActivations } from './activations.ts';
 import { componentHooks } from './replacements.ts';
@@ -69,7 +69,15 @@ export class EdgeEvaluator {
   private lengths: number[] = [];
   private order: number[] = [];
   /** Per spec (shared selection): how many receivers each attention layer routes, and the fromAblated layers' selections (for all of the spec's configurations). */
-  private plans = new WeakMap<EdgeSpec, { routed: Map<number, number>; cut: Map<number, number[]> }>();
+  private plans = new WeakMap<EdgeSpec, { routed: Map<number, number>; cut: Map<number, number[]>; inert: Uint8Array }>();
+  /** Per receiver, the components its input feeds; per sender, its outgoing edges' range (edge-graph.ts). */
+  private readonly nodes: number[][];
+  private readonly outEdges: Int32Array;
+  /** Per layer position, the canonical index of each attention receiver (in attIndex order), and of its MLP's (−1 for none). */
+  private readonly attReceiver: number[][];
+  private readonly mlpReceiver: number[];
+  /** Per base: how many of each sender's outgoing edges it ablates, and its edges as a set. */
+  private readonly baseCounts = new WeakMap<EdgeBase, { counts: Int32Array; edges: Set<number> }>();
 
   private constructor(
     readonly model: HookedModel,
@@ -79,6 +87,57 @@ export class EdgeEvaluator {
     readonly batchSize: number,
   ) {
     this.graph = buildEdgeGraph(model.config);
+    this.nodes = receiverNodes(model.config, this.graph);
+    this.outEdges = senderEdgeRanges(this.graph);
+    this.attReceiver = model.config.layers.map(() => []);
+    this.mlpReceiver = model.config.layers.map(() => -1);
+    for (const r of this.graph.receivers) {
+      if (r.attIndex >= 0) this.attReceiver[r.pos][r.attIndex] = r.index;
+      else if (r.kind === 'mlp') this.mlpReceiver[r.pos] = r.index;
+    }
+  }
+
+  /**
+   * What no row's metric depends on (edge-acdc.ts has the same argument for single edges): the
+   * senders whose every outgoing edge every configuration fully ablates (`dead`: nothing reads
+   * their output) and the receivers that feed only such senders (`inert`: their inputs change
+   * nothing). Inert receivers are left out of the routing, reading whatever their layer's shared
+   * path gives, and the dead senders' deltas still cancel their outputs in every receiver that
+   * reads them, since each of those has that edge ablated.
+   */
+  private inertFor(configs: EdgeAblation[]): { inert: Uint8Array; dead: Uint8Array } {
+    const S = this.graph.senders.length;
+    const dead = new Uint8Array(S).fill(1);
+    const counts = new Int32Array(S);
+    for (const c of configs) {
+      const b = c.base ? this.countsOf(c.base) : undefined;
+      if (b) counts.set(b.counts);
+      else counts.fill(0);
+      // A configuration's own edges are written after its base's (the last amount of an edge wins).
+      const own = new Map<number, number>();
+      c.edges.forEach((e, k) => own.set(e, c.amount?.[k] ?? 1));
+      for (const [e, amount] of own) {
+        const inBase = b?.edges.has(e) ?? false;
+        const s = this.graph.edges[e].sender.index;
+        if (amount === 1 && !inBase) counts[s]++;
+        else if (amount !== 1 && inBase) counts[s]--;
+      }
+      for (let s = 0; s < S; s++) if (counts[s] !== this.outEdges[s + 1] - this.outEdges[s]) dead[s] = 0;
+    }
+    dead[0] = 0; // the input is no receiver's component
+    const inert = Uint8Array.from(this.nodes, (ns) => (ns.length > 0 && ns.every((n) => dead[n] === 1) ? 1 : 0));
+    return { inert, dead };
+  }
+
+  private countsOf(base: EdgeBase): { counts: Int32Array; edges: Set<number> } {
+    let c = this.baseCounts.get(base);
+    if (!c) {
+      const edges = new Set(base.edges);
+      const counts = new Int32Array(this.graph.senders.length);
+      for (const e of edges) counts[this.graph.edges[e].sender.index]++;
+      this.baseCounts.set(base, (c = { counts, edges }));
+    }
+    return c;
   }
 
   static async create(model: HookedModel, task: Task, repl: EdgeReplacements, opts: EdgeEvaluateOptions): Promise<EdgeEvaluator> {
@@ -204,15 +263,17 @@ export class EdgeEvaluator {
     const att = new Set<number>();
     const mlp = new Set<number>();
     let logits = false;
+    const { inert, dead } = this.inertFor(configs);
     const bases = new Set(configs.flatMap((c) => (c.base ? [c.base] : [])));
     for (const b of bases) {
-      for (const i of b.att.keys()) att.add(i);
-      for (const i of b.mlp.keys()) mlp.add(i);
+      for (const [i, a] of b.att) if (a.active.some((x) => !inert[this.attReceiver[i][x]])) att.add(i);
+      for (const i of b.mlp.keys()) if (!inert[this.mlpReceiver[i]]) mlp.add(i);
       if (b.logits) logits = true;
     }
     for (const c of configs) {
       for (const e of c.edges) {
         const r = this.graph.edges[e].receiver;
+        if (inert[r.index]) continue;
         if (r.kind === 'logits') logits = true;
         else if (r.kind === 'mlp') mlp.add(r.pos);
         else att.add(r.pos);
@@ -252,7 +313,7 @@ export class EdgeEvaluator {
       if (sharedPre.length > 0) spec.sharedPre = sharedPre;
       // Layers where the configurations together reach every attention receiver route all of them,
       // without the shared projection.
-      const active = new Map(spec.att.map((i) => [i, this.activeReceivers(i, configs).size]));
+      const active = new Map(spec.att.map((i) => [i, this.activeReceivers(i, configs, inert).size]));
       const every = spec.att.filter((i) => active.get(i) === attentionReceivers(cfg, i));
       if (every.length > 0) spec.everyReceiver = every;
       // Layers after the start cheaper to measure from the fully ablated stream
@@ -262,7 +323,7 @@ export class EdgeEvaluator {
       const fromAblated: { layer: number; senders: number[] }[] = [];
       const cut = new Map<number, number[]>();
       for (const i of spec.att.filter((l) => l > start)) {
-        const plan = this.cutPlan(i, configs);
+        const plan = this.cutPlan(i, configs, inert);
         const R = attentionReceivers(cfg, i);
         const S = sendersBefore(cfg, i);
         const A = active.get(i)!;
@@ -277,7 +338,7 @@ export class EdgeEvaluator {
       }
       // What each layer routes through every row: sizes the batches (evaluate).
       const routed = new Map(spec.att.map((i) => [i, cut.get(i)?.length ?? (every.includes(i) ? attentionReceivers(cfg, i) : Math.max(1, active.get(i)!))]));
-      this.plans.set(spec, { routed, cut });
+      this.plans.set(spec, { routed, cut, inert });
       if (fromAblated.length > 0) {
         spec.fromAblated = fromAblated;
         const taken = new Set(fromAblated.map((f) => f.layer));
@@ -300,6 +361,9 @@ export class EdgeEvaluator {
       if (senders.length + 2 < S) mlpFromAblated.push({ layer: i, senders });
     }
     if (mlpFromAblated.length > 0) spec.mlpFromAblated = mlpFromAblated;
+    // MLPs nothing reads (every outgoing edge ablated in every row) are not computed.
+    const skip = this.model.config.layers.flatMap((l, i) => (i >= start && l.mlp && dead[this.graph.senderStart[i] + l.heads.length] ? [i] : []));
+    if (skip.length > 0) spec.skipMlp = skip;
     return spec;
   }
 
@@ -308,7 +372,7 @@ export class EdgeEvaluator {
    * does not ablate from every sender (they need their own input) and the senders of which one of
    * them has an edge not fully ablated.
    */
-  private cutPlan(i: number, configs: EdgeAblation[]): { receivers: number[]; senders: number[] } {
+  private cutPlan(i: number, configs: EdgeAblation[], inert: Uint8Array): { receivers: number[]; senders: number[] } {
     const cfg = this.model.config;
     const R = attentionReceivers(cfg, i);
     const S = sendersBefore(cfg, i);
@@ -316,6 +380,7 @@ export class EdgeEvaluator {
     const receivers: number[] = [];
     const senders = new Uint8Array(S);
     for (let a = 0; a < R; a++) {
+      if (inert[this.attReceiver[i][a]]) continue;
       let any = false;
       for (let s = 0; s < S; s++) {
         if (open[a * S + s]) {
@@ -412,6 +477,8 @@ export class EdgeEvaluator {
         feeds[`edge_mlp_repl.${j}`] = mr.shape === 'const' ? { data: mr.data, dims: [1, 1, d] } : { data: this.rowsOf(mr.data, d, prompts, C, T), dims: [B, T, d] };
       }
     }
+    let inert: Uint8Array | undefined;
+    const inertOf = () => (inert ??= this.plans.get(spec)?.inert ?? this.inertFor(configs).inert);
     // Masks: each configuration's rows (its base's, then its own edges), repeated for its U prompts.
     const perConfig = configs.map((c) => c.edges.map((e, i) => [this.graph.edges[e], c.amount?.[i] ?? 1] as const));
     const fill = (mask: Float64Array, perRow: number, write: (c: number, row: Float64Array) => void) => {
@@ -434,7 +501,7 @@ export class EdgeEvaluator {
       }
       const S = sendersBefore(cfg, i);
       const every = spec.everyReceiver?.includes(i) ?? false;
-      const active = every ? new Set(Array.from({ length: attentionReceivers(cfg, i) }, (_, a) => a)) : this.activeReceivers(i, configs);
+      const active = every ? new Set(Array.from({ length: attentionReceivers(cfg, i) }, (_, a) => a)) : this.activeReceivers(i, configs, inertOf());
       const sel = active.size > 0 ? [...active].sort((a, b) => a - b) : [0];
       if (sel.some((a) => a >= attentionReceivers(cfg, i))) throw new Error('edge receiver outside its layer');
       const A = sel.length;
@@ -445,16 +512,17 @@ export class EdgeEvaluator {
       const W = S - from;
       const mask = new Float64Array(B * A * W);
       fill(mask, A * W, (c, row) => {
+        // Inert receivers (not selected) are left out.
         const b = configs[c].base?.att.get(i);
-        if (b) for (const a of b.active) row.set(b.rows.subarray(a * S + from, (a + 1) * S), slotOf.get(a)! * W);
-        for (const [edge, amount] of perConfig[c]) if (edge.receiver.pos === i && edge.receiver.attIndex >= 0) row[slotOf.get(edge.receiver.attIndex)! * W + edge.sender.index - from] = amount;
+        if (b) for (const a of b.active) if (slotOf.has(a)) row.set(b.rows.subarray(a * S + from, (a + 1) * S), slotOf.get(a)! * W);
+        for (const [edge, amount] of perConfig[c]) if (edge.receiver.pos === i && slotOf.has(edge.receiver.attIndex)) row[slotOf.get(edge.receiver.attIndex)! * W + edge.sender.index - from] = amount;
       });
       if (!every) feeds[`edge_att_sel.${i}`] = { data: BigInt64Array.from(sel, (a) => BigInt(a)), dims: [A] };
       feeds[`edge_att_mask.${i}`] = { data: mask, dims: [B, A, W] };
       if (from > 0) {
         const shared = new Float64Array(A * from);
         const b = configs[0].base?.att.get(i);
-        if (b) for (const a of b.active) shared.set(b.rows.subarray(a * S, a * S + from), slotOf.get(a)! * from);
+        if (b) for (const a of b.active) if (slotOf.has(a)) shared.set(b.rows.subarray(a * S, a * S + from), slotOf.get(a)! * from);
         feeds[`edge_att_mask_pre.${i}`] = { data: shared, dims: [A, from] };
       }
     }
@@ -489,8 +557,8 @@ export class EdgeEvaluator {
     return feeds;
   }
 
-  /** The attention receivers of layer position i that some configuration (its base or its own edges) ablates into. */
-  private activeReceivers(i: number, configs: EdgeAblation[]): Set<number> {
+  /** The attention receivers of layer position i, not inert, that some configuration (its base or its own edges) ablates into. */
+  private activeReceivers(i: number, configs: EdgeAblation[], inert: Uint8Array): Set<number> {
     const active = new Set<number>();
     for (const c of configs) {
       for (const a of c.base?.att.get(i)?.active ?? []) active.add(a);
@@ -499,6 +567,7 @@ export class EdgeEvaluator {
         if (r.pos === i && r.attIndex >= 0) active.add(r.attIndex);
       }
     }
+    for (const a of active) if (inert[this.attReceiver[i][a]]) active.delete(a);
     return active;
   }
 
@@ -532,7 +601,8 @@ export class EdgeEvaluator {
   private cutSelection(spec: EdgeSpec, i: number, cols: number[], configs: EdgeAblation[], U: number, feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>): void {
     const cfg = this.model.config;
     const S = sendersBefore(cfg, i);
-    const sel = this.plans.get(spec)?.cut.get(i) ?? this.cutPlan(i, configs).receivers;
+    const inert = this.plans.get(spec)?.inert ?? this.inertFor(configs).inert;
+    const sel = this.plans.get(spec)?.cut.get(i) ?? this.cutPlan(i, configs, inert).receivers;
     const A = sel.length;
     const slotOf = new Map(sel.map((a, k) => [a, k]));
     const W = cols.length;
@@ -546,6 +616,7 @@ export class EdgeEvaluator {
       this.attentionMask(i, c, full);
       // What the stream leaves out must be fully ablated: receivers not selected, columns not mixed.
       for (let a = 0; a < R; a++) {
+        if (inert[this.attReceiver[i][a]]) continue;
         const mixed = slotOf.has(a);
         for (let s = 0; s < S; s++) {
           if (full[a * S + s] !== 1 && !(mixed && inCols[s])) throw new Error(`layer position ${i}: an edge not fully ablated outside what the fully ablated stream's layout mixes`);

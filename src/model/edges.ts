@@ -95,6 +95,12 @@ export interface EdgeSpec {
    * `edge_mlp_mask.{i}` [B, 1, W]; none listed, no mask input.
    */
   mlpFromAblated?: { layer: number; senders: number[] }[];
+  /**
+   * Layer positions (from the start on) whose MLP every row cuts off from every receiver: nothing
+   * reads its output, so the graph does not compute it and takes its replacement instead (the
+   * stream then holds the replacement, and its deltas are zero).
+   */
+  skipMlp?: number[];
 }
 
 /** How the forward hands its weights over: by role, with the tensor table's slot for layouts. */
@@ -320,6 +326,17 @@ export class EdgeRouter {
     if (this.spec.replacement === 'const') return this.g.input(name, [1, 1, ...rest]);
     const v = this.g.input(name, ['B', 'T', ...rest]);
     return atMetric ? this.rowsOf(v) : v;
+  }
+
+  /** Whether layer position j's MLP is not computed (EdgeSpec.skipMlp). */
+  skipsMlp(j: number): boolean {
+    return this.spec.skipMlp?.includes(j) ?? false;
+  }
+
+  /** Layer position j's MLP replacement, [B or 1, R, d], where the MLP is not computed. */
+  mlpReplacement(j: number, atMetric: boolean): Value {
+    if (j < this.start || !this.skipsMlp(j)) throw new Error(`layer position ${j}: its MLP is computed`);
+    return this.replacement(`edge_mlp_repl.${j}`, [this.d], atMetric);
   }
 
   /** Layer position j's heads as senders: z [B, R, k, dh] after any hook_z intervention. */

@@ -316,7 +316,11 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
     if (router?.hasMlp(i)) mlpIn = router.mlpInput(i, mlpIn, atMetric);
 
     let mlpOut: Value | undefined;
-    if (layout.mlp) {
+    if (layout.mlp && router?.skipsMlp(i)) {
+      // Cut off from every receiver: its replacement stands in (edges.ts, EdgeSpec.skipMlp), at
+      // full shape so that it is a sender like any other (a constant one is [1, 1, d]).
+      mlpOut = g.expandLike(router.mlpReplacement(i, atMetric), residRows);
+    } else if (layout.mlp) {
       const x = hk(`${p}.ln2.hook_normalized`, norm(g, cfg, mlpIn, must('norm2.w', i), w('norm2.b', i)));
       let post: Value;
       if (cfg.mlp.gated) {

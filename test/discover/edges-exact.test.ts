@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../src/onnx/session.ts';
 import { HookedModel } from '../../src/model/hooked.ts';
-import { buildEdgeGraph, edgeCountFormula } from '../../src/discover/edge-graph.ts';
+import { buildEdgeGraph, edgeCountFormula, receiverNodes } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator, type EdgeAblation } from '../../src/discover/edge-evaluate.ts';
 import type { EdgeSpec } from '../../src/model/edges.ts';
@@ -160,6 +160,11 @@ test('layers measured from the fully ablated stream (small circuits, late ACDC) 
     // And every MLP reading the input and read by the logits: MLPs then mix a sender on top of the
     // stream, and their outputs count (a sender whose every out-edge is ablated does not).
     for (const e of graph.edges) if ((e.receiver.kind === 'mlp' && e.sender.index === 0) || (e.sender.kind === 'mlp' && e.receiver.kind === 'logits')) keep.add(e.index);
+    // And, as in a real circuit, the heads a kept edge enters write to the logits: otherwise
+    // nothing reads them, and the evaluator rightly leaves their inputs out of the routing.
+    const nodes = receiverNodes(ev.model.config, graph);
+    const live = new Set([...keep].flatMap((e) => nodes[graph.edges[e].receiver.index]));
+    for (const e of graph.edges) if (live.has(e.sender.index) && e.receiver.kind === 'logits') keep.add(e.index);
     const circuit = graph.edges.filter((e) => !keep.has(e.index)).map((e) => e.index);
     // ACDC late in its run: every edge into layers after `at` decided (most removed), speculative
     // prefixes at `at`, one with a partly ablated in-run edge into a later layer.
@@ -188,6 +193,43 @@ test('layers measured from the fully ablated stream (small circuits, late ACDC) 
       });
     });
     assert.ok(Math.abs(got[0][0] - ev.clean[0]) > 1e-3, 'the ablations move the metric');
+  }
+});
+
+test('components cut off from every receiver: their inputs are left out and their MLPs not computed, and the metric still equals the naive edge forward', async () => {
+  for (const [spec, ablation] of [
+    [{ arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 41 }, 'resample'],
+    [{ arch: 'llama', nLayer: 3, nHead: 4, nKvHead: 2, dModel: 16, vocab: VOCAB, seed: 42 }, 'mean'],
+    [{ arch: 'gpt_neox', nLayer: 3, nHead: 2, dModel: 16, vocab: VOCAB, seed: 43, activation: 'gelu_new' }, 'zero'],
+  ] as [HfModelSpec, Ablation][]) {
+    const { hf, task, ev, graph } = await twoPromptEvaluator(spec, ablation, `inert-${spec.arch}`, 15);
+    const nodes = receiverNodes(ev.model.config, graph);
+    const cut = new Set(['L1H0', 'L1MLP', 'L0MLP']);
+    const cutIdx = new Set(graph.senders.filter((x) => cut.has(x.name)).map((x) => x.index));
+    const out = graph.edges.filter((e) => cut.has(e.sender.name)).map((e) => e.index);
+    // Their inputs partly ablated (so they would be routed), and some edges into the rest.
+    const into = graph.edges.filter((e) => !cut.has(e.sender.name) && nodes[e.receiver.index].length > 0 && nodes[e.receiver.index].every((n) => cutIdx.has(n)) && e.index % 2 === 0).map((e) => e.index);
+    const other = graph.edges.filter((e) => !cut.has(e.sender.name) && !into.includes(e.index) && e.index % 7 === 3).map((e) => e.index);
+    const inert: EdgeAblation = { edges: [...out, ...into, ...other], amount: [...out.map(() => 1), ...into.map(() => 0.5), ...other.map(() => 1)] };
+    // The same, with one outgoing edge of each only half ablated: nothing is cut off, and those inputs count.
+    const halves = new Set(cut);
+    const open: EdgeAblation = { edges: inert.edges, amount: inert.edges.map((e, k) => (halves.delete(graph.edges[e].sender.name) ? 0.5 : inert.amount![k])) };
+    for (const [ci, conf] of [inert, open].entries()) {
+      const specs: EdgeSpec[] = [];
+      const [got] = await ev.evaluate([conf], undefined, (info) => specs.push(info.spec));
+      const skipped = specs.flatMap((x) => x.skipMlp ?? []);
+      if (ci === 0) {
+        assert.deepEqual([...new Set(skipped)].sort(), [0, 1], `${spec.arch}: the cut-off MLPs are not computed`);
+        assert.ok(specs.every((x) => !x.mlp.includes(1) && !x.mlp.includes(0)), `${spec.arch}: their inputs are not routed`);
+      } else {
+        assert.deepEqual(skipped, [], `${spec.arch}: nothing is cut off`);
+      }
+      const ablated = new Map(conf.edges.map((e, k) => [graph.edges[e].name, conf.amount![k]]));
+      task.pairs.forEach((_, p) => {
+        const want = naiveMetric(hf, task, p, ablation, ablated);
+        assert.ok(Math.abs(got[p] - want) < 1e-8, `${spec.arch} config ${ci} prompt ${p}: ${got[p]} vs naive ${want}`);
+      });
+    }
   }
 });
 
