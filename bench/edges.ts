@@ -17,7 +17,7 @@
  *    (the removals so far as base, speculative candidates on top) at several receiver layers, over
  *    the edges that take a run (not those into a component its end state leaves without outputs).
  * EDGES_MODEL=smollm runs the SmolLM2-135M shape; ONLY=eap,ig,iga,exact,acdc runs a subset
- * (ACDC_BASES=uniform,circuit the ACDC probes' bases);
+ * (ACDC_BASES=uniform,circuit the ACDC probes' bases, CIRCUIT_MLPS=n a circuit of n MLPs);
  * CARVE_ORT_PROFILE=<prefix> writes onnxruntime's profiles (bench/profile-summary.ts reads them).
  */
 import { Engine } from '../src/onnx/session.ts';
@@ -184,9 +184,9 @@ if (only.has('exact') || only.has('acdc')) {
     // Two bases for the later layers, since the engine's cost depends on what is kept:
     //  - uniform: a random 10% of the later edges kept (every receiver keeps some edges);
     //  - circuit: what ACDC ends with at usual thresholds — a few percent of the edges, among a
-    //    few components: CIRCUIT_HEADS random heads, every MLP, the input and the logits, and of
-    //    the edges between them a random CIRCUIT_EDGES kept (the published GPT-2 IOI circuits:
-    //    ~25–30 heads, ~1,000 edges).
+    //    few components: CIRCUIT_HEADS random heads, every MLP (or CIRCUIT_MLPS random ones), the
+    //    input and the logits, and of the edges between them a random CIRCUIT_EDGES kept (the
+    //    published GPT-2 IOI circuits: ~25–30 heads, ~1,000 edges).
     const WASTE = Number(process.env.WASTE ?? 1.3);
     const order = acdcEdgeOrder(graph);
     const probes = [L, L - 1, Math.floor((2 * L) / 3), Math.floor(L / 3), 0];
@@ -194,11 +194,15 @@ if (only.has('exact') || only.has('acdc')) {
     const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
     const heads = graph.senders.filter((s) => s.kind === 'head');
     const circuitHeads = new Set(heads.map((h) => [h, rand()] as const).sort((a, b) => a[1] - b[1]).slice(0, Number(process.env.CIRCUIT_HEADS ?? 28)).map(([h]) => h.name));
+    const mlps = graph.senders.filter((s) => s.kind === 'mlp');
+    const nMlps = Number(process.env.CIRCUIT_MLPS ?? mlps.length);
+    const circuitMlps = new Set((nMlps >= mlps.length ? mlps : mlps.map((m) => [m, rand()] as const).sort((a, b) => a[1] - b[1]).slice(0, nMlps).map(([m]) => m)).map((m) => m.pos));
+    log('acdc_circuit_mlps', circuitMlps.size);
     const inCircuit = (e: (typeof graph.edges)[number]) => {
       const s = e.sender;
       const r = e.receiver;
-      const sender = s.kind !== 'head' || circuitHeads.has(s.name);
-      const receiver = r.kind === 'logits' || r.kind === 'mlp' || circuitHeads.has(`L${r.layer}H${graph.senders.find((x) => x.kind === 'head' && x.pos === r.pos && x.slot === r.slot)?.head}`);
+      const sender = s.kind === 'input' || (s.kind === 'head' ? circuitHeads.has(s.name) : circuitMlps.has(s.pos));
+      const receiver = r.kind === 'logits' || (r.kind === 'mlp' ? circuitMlps.has(r.pos) : circuitHeads.has(`L${r.layer}H${graph.senders.find((x) => x.kind === 'head' && x.pos === r.pos && x.slot === r.slot)?.head}`));
       return sender && receiver;
     };
     const between = graph.edges.filter(inCircuit).map((e) => [e.index, rand()] as const);

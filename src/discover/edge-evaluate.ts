@@ -364,6 +364,16 @@ export class EdgeEvaluator {
     // MLPs nothing reads (every outgoing edge ablated in every row) are not computed.
     const skip = this.model.config.layers.flatMap((l, i) => (i >= start && l.mlp && dead[this.graph.senderStart[i] + l.heads.length] ? [i] : []));
     if (skip.length > 0) spec.skipMlp = skip;
+    // Layers whose shared path would project inert receivers (dead heads) project the others only.
+    const cfg = this.model.config;
+    const live: { layer: number; receivers: number[] }[] = [];
+    for (let i = start; i < L; i++) {
+      const R = attentionReceivers(cfg, i);
+      if (R === 0 || spec.everyReceiver?.includes(i)) continue;
+      const receivers = Array.from({ length: R }, (_, a) => a).filter((a) => !inert[this.attReceiver[i][a]]);
+      if (receivers.length < R) live.push({ layer: i, receivers: receivers.length > 0 ? receivers : [0] });
+    }
+    if (live.length > 0) spec.liveReceivers = live;
     return spec;
   }
 

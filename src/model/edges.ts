@@ -41,7 +41,7 @@
  * Masks may hold fractions (a partly ablated edge), which finite-difference tests use.
  */
 import type { Graph, Value } from '../onnx/graph.ts';
-import { norm } from './blocks.ts';
+import { linear, norm } from './blocks.ts';
 import type { Role, TensorSlot } from './tensors.ts';
 import { kvHeadsOf, type ModelConfig } from './types.ts';
 
@@ -101,6 +101,12 @@ export interface EdgeSpec {
    * stream then holds the replacement, and its deltas are zero).
    */
   skipMlp?: number[];
+  /**
+   * Per layer position (from the start on, with a shared path): the attention receivers whose
+   * q/k/v the shared path computes, ascending; the others' heads are dead (nothing reads their
+   * output), so their projections are left out and they attend over zeros.
+   */
+  liveReceivers?: { layer: number; receivers: number[] }[];
 }
 
 /** How the forward hands its weights over: by role, with the tensor table's slot for layouts. */
@@ -170,6 +176,45 @@ export function receiverProjections(g: Graph, cfg: ModelConfig, i: number, wa: W
   const out: { w: Value; b?: Value } = { w: g.concat(parts.map((p) => p.w), 0) };
   if (parts.every((p) => p.b)) out.b = g.concat(parts.map((p) => p.b!), 0);
   return out;
+}
+
+/**
+ * Some attention receivers' slices of the q/k/v projection as one matrix in the stored layout
+ * (`in_out` [d, n·dh] or `out_in` [n·dh, d], receivers in the given order, dh columns each) and its
+ * bias [n·dh]: gathered from the stored tensors along their output axis, whatever the storage
+ * (fused or not), without transposing them. Undefined for a fused projection with grouped keys.
+ */
+export function receiverColumns(g: Graph, cfg: ModelConfig, i: number, wa: WeightAccess, receivers: number[]): { w: Value; b?: Value; layout: 'in_out' | 'out_in' } | undefined {
+  const dh = cfg.dHead;
+  const k = cfg.layers[i].heads.length;
+  const kv = kvHeadsOf(cfg, cfg.layers[i]).length;
+  const fused = wa.slot('qkv.w', i);
+  if (fused && kv !== k) return undefined;
+  // Each source tensor (the fused one, or q, k, v) with the receivers' flat output indices in it.
+  const sources = fused ? [{ role: 'qkv' as const, idx: [] as number[] }] : (['q', 'k', 'v'] as const).map((role) => ({ role, idx: [] as number[] }));
+  for (const r of receivers) {
+    const x = r < k ? 0 : r < k + kv ? 1 : 2;
+    const h = r - [0, k, k + kv][x];
+    const src = fused ? sources[0] : sources[x];
+    const slot = wa.slot(`${src.role}.w`, i)!;
+    const axis = slot.layout === 'in_out' ? slot.axes[1] : slot.axes[0];
+    const sizes = axis.map((f) => (f === 'head' ? k : f === 'kv' ? kv : f === 'dh' ? dh : (f as number)));
+    for (let j = 0; j < dh; j++) {
+      let flat = 0;
+      axis.forEach((f, a) => (flat = flat * sizes[a] + (f === 3 ? x : f === 'dh' ? j : h)));
+      src.idx.push(flat);
+    }
+  }
+  const used = sources.filter((src) => src.idx.length > 0);
+  const layout = wa.slot(`${used[0].role}.w`, i)!.layout!;
+  if (used.some((src) => wa.slot(`${src.role}.w`, i)!.layout !== layout)) return undefined;
+  const at = (src: (typeof used)[number]) => g.constant(Float64Array.from(src.idx), [src.idx.length], 'int64');
+  const ws = used.map((src) => g.gather(wa.must(`${src.role}.w`, i), at(src), layout === 'in_out' ? 1 : 0));
+  const w = ws.length === 1 ? ws[0] : g.concat(ws, layout === 'in_out' ? 1 : 0);
+  const bs = used.map((src) => wa.w(`${src.role}.b`, i));
+  if (bs.some((b) => !b)) return { w, layout };
+  const bg = used.map((src, n) => g.gather(bs[n]!, at(src)));
+  return { w, b: bg.length === 1 ? bg[0] : g.concat(bg, 0), layout };
 }
 
 /** Each head's slice of the output projection: [k, dh, d]. */
@@ -326,6 +371,38 @@ export class EdgeRouter {
     if (this.spec.replacement === 'const') return this.g.input(name, [1, 1, ...rest]);
     const v = this.g.input(name, ['B', 'T', ...rest]);
     return atMetric ? this.rowsOf(v) : v;
+  }
+
+  /** The receivers layer position i's shared path computes (EdgeSpec.liveReceivers), or undefined for all. */
+  liveAt(i: number): number[] | undefined {
+    return this.spec.liveReceivers?.find((l) => l.layer === i)?.receivers;
+  }
+
+  /**
+   * The shared path's q, k, v ([B, T, n, dh], all positions) from the normed x [B, T, d], computed
+   * for the live receivers only (one product with their columns), zeros for the rest; undefined
+   * where the projection cannot be gathered that way (the caller computes all).
+   */
+  liveProjection(i: number, x: Value): [Value, Value, Value] | undefined {
+    const g = this.g;
+    const cfg = this.cfg;
+    const live = this.liveAt(i);
+    if (!live || i < this.start) return undefined;
+    const cols = receiverColumns(g, cfg, i, this.wa, live);
+    if (!cols) return undefined;
+    const R = attentionReceivers(cfg, i);
+    const kq = cfg.layers[i].heads.length;
+    const kv = (R - kq) / 2;
+    const dh = cfg.dHead;
+    const n = live.length;
+    let y = linear(g, x, cols.w, cols.layout, cols.b); // [B, T, n·dh]
+    y = g.reshape(y, [0, 0, n, dh], [x.shape[0], x.shape[1], n, dh]);
+    // Scatter into [B, T, R, dh]: each receiver reads its own slot or, when not live, a zero one.
+    const zero = g.mul(g.slice(y, g.ints([0]), g.ints([1]), [2], [x.shape[0], x.shape[1], 1, dh]), 0);
+    const slot = new Float64Array(R).fill(n);
+    live.forEach((r, j) => (slot[r] = j));
+    const all = g.gather(g.concat([y, zero], 2), g.constant(slot, [R], 'int64'), 2);
+    return g.split(all, 2, [kq, kv, kv]) as [Value, Value, Value];
   }
 
   /** Whether layer position j's MLP is not computed (EdgeSpec.skipMlp). */

@@ -260,8 +260,12 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       const fused = slotOf('qkv.w', i);
       // Every receiver with its own input: the layer's shared norm and projection would go unread.
       const x = router?.routesEvery(i) ? undefined : hk(`${p}.ln1.hook_normalized`, norm(g, cfg, router?.sharedInput(i, resid) ?? resid, must('norm1.w', i), w('norm1.b', i)));
+      // Only the live receivers' projections where some heads are dead (EdgeSpec.liveReceivers).
+      const live = x ? router?.liveProjection(i, x) : undefined;
       if (!x) {
         [q, kk, v] = router!.attentionEvery(i, resid);
+      } else if (live) {
+        [q, kk, v] = live;
       } else if (fused) {
         // The fused output's factor structure (from the table) tells where Q, K and V sit.
         const axis = fused.layout === 'in_out' ? fused.axes[1] : fused.axes[0];
@@ -275,7 +279,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
         v = heads(proj(x, 'v', i), kvCount, 'T');
       }
       if (edgeAtt && x) [q, kk, v] = router!.attention(i, resid, q, kk, v);
-      if (fused || edgeAtt) q = rows(q);
+      if (fused || edgeAtt || live) q = rows(q);
       hk(`${p}.attn.hook_q`, q);
       hk(`${p}.attn.hook_k`, kk);
       hk(`${p}.attn.hook_v`, v);

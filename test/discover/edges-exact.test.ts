@@ -221,6 +221,7 @@ test('components cut off from every receiver: their inputs are left out and thei
       if (ci === 0) {
         assert.deepEqual([...new Set(skipped)].sort(), [0, 1], `${spec.arch}: the cut-off MLPs are not computed`);
         assert.ok(specs.every((x) => !x.mlp.includes(1) && !x.mlp.includes(0)), `${spec.arch}: their inputs are not routed`);
+        assert.ok(specs.some((x) => (x.liveReceivers ?? []).some((l) => l.layer === 1 && l.receivers.length > 0)), `${spec.arch}: layer 1 projects its live receivers only`);
       } else {
         assert.deepEqual(skipped, [], `${spec.arch}: nothing is cut off`);
       }
