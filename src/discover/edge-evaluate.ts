@@ -8,7 +8,9 @@
  *    of a prompt's rows;
  *  - configurations share runs along the batch axis, prompt-major (rows = U prompts × C
  *    configurations), with per-row masks; prompts are ordered by length;
- *  - only the metric is read out (the last layer at the metric position).
+ *  - only the metric is read out (the last layer at the metric position);
+ *  - heads and MLPs that every configuration of a run cuts off from every receiver are dead: their
+ *    inputs are not routed, their q/k/v not projected, their MLPs not computed (inertFor).
  */
 import type { FloatArray, HookedModel, HostValue, RunResult } from '../model/hooked.ts';
 import type { EdgeSpec } from '../model/edges.ts';
