@@ -27,6 +27,7 @@ import { scanEdges } from '../src/discover/edge-scan.ts';
 import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
 import { acdcEdgeOrder, DEFAULT_ACDC_WIDTH } from '../src/discover/edge-acdc.ts';
 import { receiverNodes, senderEdgeRanges } from '../src/discover/edge-graph.ts';
+import { acdcBases, acdcBatch } from './acdc-bases.ts';
 import { ioiPrompts, median } from './gpt2-small.ts';
 import { BENCH_MODELS, taskInVocabulary, type BenchModelName } from './models.ts';
 
@@ -181,36 +182,19 @@ if (only.has('exact') || only.has('acdc')) {
     // several layers, and scale by the number of edges whose receiver sits there and which take a
     // run (each such edge is evaluated once, plus wasted speculation, counted here as WASTE,
     // measured ~1.3 on toy-ioi).
-    // Two bases for the later layers, since the engine's cost depends on what is kept:
-    //  - uniform: a random 10% of the later edges kept (every receiver keeps some edges);
-    //  - circuit: what ACDC ends with at usual thresholds — a few percent of the edges, among a
-    //    few components: CIRCUIT_HEADS random heads, every MLP (or CIRCUIT_MLPS random ones), the
-    //    input and the logits, and of the edges between them a random CIRCUIT_EDGES kept (the
-    //    published GPT-2 IOI circuits: ~25–30 heads, ~1,000 edges).
+    // Two bases for the later layers, since the engine's cost depends on what is kept (uniform and
+    // circuit, bench/acdc-bases.ts; CIRCUIT_HEADS, CIRCUIT_MLPS, CIRCUIT_EDGES shape the circuit).
     const WASTE = Number(process.env.WASTE ?? 1.3);
     const order = acdcEdgeOrder(graph);
     const probes = [L, L - 1, Math.floor((2 * L) / 3), Math.floor(L / 3), 0];
-    let seed = 777;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
-    const heads = graph.senders.filter((s) => s.kind === 'head');
-    const circuitHeads = new Set(heads.map((h) => [h, rand()] as const).sort((a, b) => a[1] - b[1]).slice(0, Number(process.env.CIRCUIT_HEADS ?? 28)).map(([h]) => h.name));
-    const mlps = graph.senders.filter((s) => s.kind === 'mlp');
-    const nMlps = Number(process.env.CIRCUIT_MLPS ?? mlps.length);
-    const circuitMlps = new Set((nMlps >= mlps.length ? mlps : mlps.map((m) => [m, rand()] as const).sort((a, b) => a[1] - b[1]).slice(0, nMlps).map(([m]) => m)).map((m) => m.pos));
-    log('acdc_circuit_mlps', circuitMlps.size);
-    const inCircuit = (e: (typeof graph.edges)[number]) => {
-      const s = e.sender;
-      const r = e.receiver;
-      const sender = s.kind === 'input' || (s.kind === 'head' ? circuitHeads.has(s.name) : circuitMlps.has(s.pos));
-      const receiver = r.kind === 'logits' || (r.kind === 'mlp' ? circuitMlps.has(r.pos) : circuitHeads.has(`L${r.layer}H${graph.senders.find((x) => x.kind === 'head' && x.pos === r.pos && x.slot === r.slot)?.head}`));
-      return sender && receiver;
-    };
-    const between = graph.edges.filter(inCircuit).map((e) => [e.index, rand()] as const);
-    const kept = new Set(between.sort((a, b) => a[1] - b[1]).slice(0, Number(process.env.CIRCUIT_EDGES ?? 1000)).map(([e]) => e));
-    const bases: Record<string, (later: number[]) => number[]> = {
-      uniform: (later) => later.filter((_, i) => i % 10 !== 0),
-      circuit: (later) => later.filter((e) => !kept.has(e)),
-    };
+    const ab = acdcBases(graph, order, {
+      heads: Number(process.env.CIRCUIT_HEADS ?? 28),
+      mlps: Number(process.env.CIRCUIT_MLPS ?? Infinity),
+      edges: Number(process.env.CIRCUIT_EDGES ?? 1000),
+    });
+    log('acdc_circuit_mlps', ab.circuitMlps);
+    const bases = ab.removed;
+    const kept = ab.kept;
     // ACDC decides an edge into a component left with no outgoing edge without a run: with each
     // base's end state, which edges still take one.
     const nodes = receiverNodes(model.config, graph);
@@ -228,10 +212,9 @@ if (only.has('exact') || only.has('acdc')) {
     for (const [name, removedOf] of Object.entries(bases).filter(([n]) => baseNames.includes(n))) {
       const perRow = new Map<number, number>();
       for (const l of probes) {
-        const later = order.filter((e) => graph.edges[e].receiver.pos > l);
-        const base = ev.base(removedOf(later));
-        const here = order.filter((e) => graph.edges[e].receiver.pos === l).slice(0, DEFAULT_ACDC_WIDTH);
-        const configs = here.map((_, j) => ({ edges: here.slice(0, j + 1), base }));
+        const batch = acdcBatch(graph, ab, name as 'uniform' | 'circuit', l, DEFAULT_ACDC_WIDTH);
+        const base = ev.base(batch.baseEdges);
+        const configs = batch.prefixes.map((edges) => ({ edges, base }));
         // A run compiles a graph per layout (a few per layer) and grows onnxruntime's arena on
         // its first batches at a size, then reuses both for the rest of the layer's batches:
         // time the steady state, after one untimed pass.
