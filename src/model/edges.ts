@@ -26,6 +26,9 @@
  *    receiver cut from everything reads. Layers mostly cut from everything (EdgeSpec.fromAblated,
  *    mlpFromAblated) run their shared path on that stream and route only the receivers that keep
  *    something, mixing only the senders they keep.
+ *  - A head or MLP whose every outgoing edge every row ablates is dead: its output is cancelled in
+ *    every receiver. Its inputs need no routing, a dead head's q/k/v no projection
+ *    (EdgeSpec.liveReceivers) and a dead MLP no computing (EdgeSpec.skipMlp).
  *
  * Graph inputs (U = prompts, B = rows, T = length, k / kv = the layer's query / key-value heads):
  *   edge_pre_input [U, T, d]                input: replacement − clean embedding
