@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../src/onnx/session.ts';
 import { HookedModel } from '../../src/model/hooked.ts';
-import { buildEdgeGraph, edgeCountFormula, receiverNodes } from '../../src/discover/edge-graph.ts';
+import { buildEdgeGraph, edgeCountFormula, receiverNodes, type EdgeGraph } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator, type EdgeAblation } from '../../src/discover/edge-evaluate.ts';
 import type { EdgeSpec } from '../../src/model/edges.ts';
@@ -54,6 +54,21 @@ function naiveMetric(hf: HfModel, task: Task, p: number, ablation: Ablation, abl
   return logits[t * V + pair.correct[0]] - logits[t * V + pair.incorrect[0]];
 }
 
+/**
+ * Each configuration's metric, per prompt, equals the naive forward's with its base's edges and
+ * its own (at their amounts) ablated, to 1e-8.
+ */
+function assertNaive(hf: HfModel, task: Task, ablation: Ablation, graph: EdgeGraph, configs: EdgeAblation[], got: Float64Array[], label: string): void {
+  configs.forEach((conf, ci) => {
+    const ablated = new Map((conf.base?.edges ?? []).map((e) => [graph.edges[e].name, 1]));
+    conf.edges.forEach((e, k) => ablated.set(graph.edges[e].name, conf.amount?.[k] ?? 1));
+    task.pairs.forEach((_, p) => {
+      const want = naiveMetric(hf, task, p, ablation, ablated);
+      assert.ok(Math.abs(got[ci][p] - want) < 1e-8, `${label} config ${ci} prompt ${p}: ${got[ci][p]} vs naive ${want}`);
+    });
+  });
+}
+
 const cases: { name: string; spec: HfModelSpec; ablation: Ablation }[] = [
   { name: 'gpt2', spec: { arch: 'gpt2', nLayer: 3, nHead: 2, dModel: 8, vocab: VOCAB, seed: 3 }, ablation: 'resample' },
   { name: 'gpt2-mean', spec: { arch: 'gpt2', nLayer: 2, nHead: 2, dModel: 8, vocab: VOCAB, seed: 4 }, ablation: 'mean' },
@@ -86,24 +101,12 @@ for (const c of cases) {
     ];
     configs[5] = { edges: configs[5].edges, amount: configs[5].amount!.slice(0, configs[5].edges.length) };
     const got = await ev.evaluate(configs);
-    configs.forEach((conf, ci) => {
-      const ablated = new Map(conf.edges.map((e, i) => [graph.edges[e].name, conf.amount?.[i] ?? 1]));
-      task.pairs.forEach((_, p) => {
-        const want = naiveMetric(hf, task, p, c.ablation, ablated);
-        assert.ok(Math.abs(got[ci][p] - want) < 1e-8, `config ${ci} prompt ${p}: ${got[ci][p]} vs naive ${want}`);
-      });
-    });
+    assertNaive(hf, task, c.ablation, graph, configs, got, c.name);
     // Batches of one- and two-edge configurations select receivers per row: same numbers.
     const att = graph.edges.filter((e) => e.receiver.attIndex >= 0);
     const few: EdgeAblation[] = [...pick(5).map((e) => ({ edges: [e] })), { edges: [att[0].index, att[att.length - 1].index] }, { edges: [att[1].index, att[2].index], amount: [0.5, 1] }];
     const gotFew = await ev.evaluate(few);
-    few.forEach((conf, ci) => {
-      const ablated = new Map(conf.edges.map((e, i) => [graph.edges[e].name, conf.amount?.[i] ?? 1]));
-      task.pairs.forEach((_, p) => {
-        const want = naiveMetric(hf, task, p, c.ablation, ablated);
-        assert.ok(Math.abs(gotFew[ci][p] - want) < 1e-8, `few-edge config ${ci} prompt ${p}: ${gotFew[ci][p]} vs naive ${want}`);
-      });
-    });
+    assertNaive(hf, task, c.ablation, graph, few, gotFew, `${c.name} few-edge`);
     // Not vacuous: ablating every edge moves the metric.
     assert.ok(Math.abs(got[4][0] - ev.clean[0]) > 1e-3);
   });
@@ -133,14 +136,9 @@ test('ACDC-shaped batches (one base of later edges, each configuration a few edg
     // edge into a later layer (still sharing the senders before the start).
     const inRun = graph.edges.find((e) => e.receiver.pos > at && e.receiver.attIndex >= 0 && e.sender.layer === at && !baseEdges.includes(e.index))!;
     const extras = [here.slice(0, 1), here.slice(0, 3), here.slice(0, 6), [...here.slice(0, 2), inRun.index]];
-    const got = await ev.evaluate(extras.map((edges) => ({ edges, base })));
-    extras.forEach((edges, ci) => {
-      const ablated = new Map([...baseEdges, ...edges].map((e) => [graph.edges[e].name, 1]));
-      task.pairs.forEach((_, p) => {
-        const want = naiveMetric(hf, task, p, ablation, ablated);
-        assert.ok(Math.abs(got[ci][p] - want) < 1e-8, `${spec.arch} config ${ci} prompt ${p}: ${got[ci][p]} vs naive ${want}`);
-      });
-    });
+    const configs = extras.map((edges) => ({ edges, base }));
+    const got = await ev.evaluate(configs);
+    assertNaive(hf, task, ablation, graph, configs, got, spec.arch);
     assert.ok(Math.abs(got[2][0] - ev.clean[0]) > 1e-3, 'the ablations move the metric');
   }
 });
@@ -184,14 +182,7 @@ test('layers measured from the fully ablated stream (small circuits, late ACDC) 
     const got = await ev.evaluate(configs, undefined, (info) => specs.push(info.spec));
     assert.ok(specs.some((s) => (s.fromAblated ?? []).some((f) => f.senders.length > 0)), `${spec.arch}: some layer routes receivers from the fully ablated stream`);
     assert.ok(specs.some((s) => (s.mlpFromAblated ?? []).some((f) => f.senders.length > 0)), `${spec.arch}: some MLP reads the fully ablated stream`);
-    configs.forEach((conf, ci) => {
-      const ablated = new Map([...(conf.base?.edges ?? []), ...conf.edges].map((e) => [graph.edges[e].name, 1]));
-      conf.edges.forEach((e, k) => ablated.set(graph.edges[e].name, conf.amount?.[k] ?? 1));
-      task.pairs.forEach((_, p) => {
-        const want = naiveMetric(hf, task, p, ablation, ablated);
-        assert.ok(Math.abs(got[ci][p] - want) < 1e-8, `${spec.arch} config ${ci} prompt ${p}: ${got[ci][p]} vs naive ${want}`);
-      });
-    });
+    assertNaive(hf, task, ablation, graph, configs, got, spec.arch);
     assert.ok(Math.abs(got[0][0] - ev.clean[0]) > 1e-3, 'the ablations move the metric');
   }
 });
@@ -216,7 +207,7 @@ test('components cut off from every receiver: their inputs are left out and thei
     const open: EdgeAblation = { edges: inert.edges, amount: inert.edges.map((e, k) => (halves.delete(graph.edges[e].sender.name) ? 0.5 : inert.amount![k])) };
     for (const [ci, conf] of [inert, open].entries()) {
       const specs: EdgeSpec[] = [];
-      const [got] = await ev.evaluate([conf], undefined, (info) => specs.push(info.spec));
+      const got = await ev.evaluate([conf], undefined, (info) => specs.push(info.spec));
       const skipped = specs.flatMap((x) => x.skipMlp ?? []);
       if (ci === 0) {
         assert.deepEqual([...new Set(skipped)].sort(), [0, 1], `${spec.arch}: the cut-off MLPs are not computed`);
@@ -225,11 +216,7 @@ test('components cut off from every receiver: their inputs are left out and thei
       } else {
         assert.deepEqual(skipped, [], `${spec.arch}: nothing is cut off`);
       }
-      const ablated = new Map(conf.edges.map((e, k) => [graph.edges[e].name, conf.amount![k]]));
-      task.pairs.forEach((_, p) => {
-        const want = naiveMetric(hf, task, p, ablation, ablated);
-        assert.ok(Math.abs(got[p] - want) < 1e-8, `${spec.arch} config ${ci} prompt ${p}: ${got[p]} vs naive ${want}`);
-      });
+      assertNaive(hf, task, ablation, graph, [conf], got, `${spec.arch} (${ci === 0 ? 'cut off' : 'half open'})`);
     }
   }
 });
