@@ -262,6 +262,8 @@ export class EdgeEvaluator {
 
   /** Which receivers the graph for these configurations must route. */
   private specFor(start: number, configs: EdgeAblation[]): EdgeSpec {
+    const cfg = this.model.config;
+    const L = cfg.layers.length;
     const att = new Set<number>();
     const mlp = new Set<number>();
     let logits = false;
@@ -300,7 +302,6 @@ export class EdgeEvaluator {
     // base, no configuration's own edge from such a sender into the layer) mix those senders once
     // per prompt; they need some in-run sender too.
     if (!fewPerRow) {
-      const cfg = this.model.config;
       const pre = sendersBefore(cfg, start);
       const oneBase = new Set(configs.map((c) => c.base)).size === 1;
       const sharedPre = (oneBase ? spec.att : []).filter(
@@ -354,20 +355,18 @@ export class EdgeEvaluator {
     // MLPs after the start (not a last layer, which runs at the metric positions only) cheaper to
     // read from the fully ablated stream: mixing all their senders reads every delta, while the
     // stream is a running sum shared by the whole graph.
-    const L = this.model.config.layers.length;
     const mlpFromAblated: { layer: number; senders: number[] }[] = [];
     for (const i of spec.mlp.filter((l) => l > start && l < L - 1)) {
-      const S = mlpReceiverSenders(this.model.config, i);
+      const S = mlpReceiverSenders(cfg, i);
       const open = this.notCut(S, configs, (c, out) => this.mlpMask(i, c, out));
       const senders = [...open.keys()].filter((s) => open[s]);
       if (senders.length + 2 < S) mlpFromAblated.push({ layer: i, senders });
     }
     if (mlpFromAblated.length > 0) spec.mlpFromAblated = mlpFromAblated;
     // MLPs nothing reads (every outgoing edge ablated in every row) are not computed.
-    const skip = this.model.config.layers.flatMap((l, i) => (i >= start && l.mlp && dead[this.graph.senderStart[i] + l.heads.length] ? [i] : []));
+    const skip = cfg.layers.flatMap((l, i) => (i >= start && l.mlp && dead[this.graph.senderStart[i] + l.heads.length] ? [i] : []));
     if (skip.length > 0) spec.skipMlp = skip;
     // Layers whose shared path would project inert receivers (dead heads) project the others only.
-    const cfg = this.model.config;
     const live: { layer: number; receivers: number[] }[] = [];
     for (let i = start; i < L; i++) {
       const R = attentionReceivers(cfg, i);
