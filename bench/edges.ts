@@ -26,7 +26,7 @@ import { computeEdgeReplacements } from '../src/discover/edge-replacements.ts';
 import { scanEdges } from '../src/discover/edge-scan.ts';
 import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
 import { acdcEdgeOrder, DEFAULT_ACDC_WIDTH } from '../src/discover/edge-acdc.ts';
-import { receiverNodes, senderEdgeRanges } from '../src/discover/edge-graph.ts';
+import { cutOff, receiverNodes, senderEdgeRanges } from '../src/discover/edge-graph.ts';
 import { acdcBases, acdcBatch } from './acdc-bases.ts';
 import { ioiPrompts, median } from './gpt2-small.ts';
 import { BENCH_MODELS, taskInVocabulary, type BenchModelName } from './models.ts';
@@ -201,10 +201,7 @@ if (only.has('exact') || only.has('acdc')) {
     const from = senderEdgeRanges(graph);
     const evaluated = (removedOf: (later: number[]) => number[]) => {
       const removed = new Set(removedOf(order));
-      const dead = graph.senders.map((s) => {
-        for (let e = from[s.index]; e < from[s.index + 1]; e++) if (!removed.has(e)) return false;
-        return true;
-      });
+      const dead = graph.senders.map((s) => cutOff(from, s.index, removed));
       return graph.edges.filter((e) => !(nodes[e.receiver.index].length > 0 && nodes[e.receiver.index].every((n) => dead[n])));
     };
     log('acdc_circuit_kept_edges', kept.size);

@@ -32,7 +32,7 @@ import type { Task } from '../task/types.ts';
 import { mean, std } from '../task/metrics.ts';
 import { fail } from '../util/errors.ts';
 import type { Ablation, MeanOver } from './replacements.ts';
-import { buildEdgeGraph, receiverNodes, senderEdgeRanges, type EdgeGraph } from './edge-graph.ts';
+import { buildEdgeGraph, cutOff, receiverNodes, senderEdgeRanges, type EdgeGraph } from './edge-graph.ts';
 import { computeEdgeReplacements } from './edge-replacements.ts';
 import { EdgeEvaluator } from './edge-evaluate.ts';
 import type { ResumeHooks } from './checkpoint.ts';
@@ -138,10 +138,7 @@ function inertEdges(cfg: HookedModel['config'], graph: EdgeGraph, order: readonl
     let dead = known.get(r);
     if (dead === undefined) {
       if (lastOut[r] >= decided) return undefined;
-      dead = nodes[r].every((n) => {
-        for (let e = from[n]; e < from[n + 1]; e++) if (!removed.has(e)) return false;
-        return true;
-      });
+      dead = nodes[r].every((n) => cutOff(from, n, removed));
       known.set(r, dead);
     }
     return dead;

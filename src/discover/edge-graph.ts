@@ -176,6 +176,12 @@ export function senderEdgeRanges(graph: EdgeGraph): Int32Array {
   return from;
 }
 
+/** Whether every outgoing edge of sender s is in `removed` (`from`: senderEdgeRanges): nothing reads its output. */
+export function cutOff(from: Int32Array, s: number, removed: ReadonlySet<number>): boolean {
+  for (let e = from[s]; e < from[s + 1]; e++) if (!removed.has(e)) return false;
+  return true;
+}
+
 /** Look an edge up by name; `where` says which file or flag it came from. */
 export function findEdge(graph: EdgeGraph, name: string, where: string): Edge {
   const e = graph.byName.get(name.trim());
