@@ -193,8 +193,6 @@ if (only.has('exact') || only.has('acdc')) {
       edges: Number(process.env.CIRCUIT_EDGES ?? 1000),
     });
     log('acdc_circuit_mlps', ab.circuitMlps);
-    const bases = ab.removed;
-    const kept = ab.kept;
     // ACDC decides an edge into a component left with no outgoing edge without a run: with each
     // base's end state, which edges still take one.
     const nodes = receiverNodes(model.config, graph);
@@ -204,12 +202,13 @@ if (only.has('exact') || only.has('acdc')) {
       const dead = graph.senders.map((s) => cutOff(from, s.index, removed));
       return graph.edges.filter((e) => !(nodes[e.receiver.index].length > 0 && nodes[e.receiver.index].every((n) => dead[n])));
     };
-    log('acdc_circuit_kept_edges', kept.size);
+    log('acdc_circuit_kept_edges', ab.kept.size);
     const baseNames = (process.env.ACDC_BASES ?? 'uniform,circuit').split(',');
-    for (const [name, removedOf] of Object.entries(bases).filter(([n]) => baseNames.includes(n))) {
+    for (const name of (['uniform', 'circuit'] as const).filter((n) => baseNames.includes(n))) {
+      const removedOf = ab.removed[name];
       const perRow = new Map<number, number>();
       for (const l of probes) {
-        const batch = acdcBatch(graph, ab, name as 'uniform' | 'circuit', l, DEFAULT_ACDC_WIDTH);
+        const batch = acdcBatch(graph, ab, name, l, DEFAULT_ACDC_WIDTH);
         const base = ev.base(batch.baseEdges);
         const configs = batch.prefixes.map((edges) => ({ edges, base }));
         // A run compiles a graph per layout (a few per layer) and grows onnxruntime's arena on
