@@ -22,6 +22,7 @@
  */
 import { Engine } from '../src/onnx/session.ts';
 import { HookedModel } from '../src/model/hooked.ts';
+import { hookPrefix } from '../src/model/forward.ts';
 import { computeEdgeReplacements } from '../src/discover/edge-replacements.ts';
 import { scanEdges } from '../src/discover/edge-scan.ts';
 import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
@@ -68,7 +69,7 @@ log('forward_s', forward);
  * the best times (`_best_over_best`): other tenants only ever add time, so each side's fastest
  * round is its least disturbed one (per-round ratios here swing by ±15%).
  */
-async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: number, opts: { fullForward?: boolean; on?: typeof task } = {}) {
+async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: number, opts: { fullForward?: boolean; on?: typeof task } = {}): Promise<number> {
   const on = opts.on ?? task;
   const toks = on.pairs.map((p) => p.clean);
   const pairForward = () => model.run({ tokens: toks, logits: 'answers', answers: on.pairs });
@@ -95,23 +96,48 @@ async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: n
     log('full_forward_over_forward', Math.min(...fulls) / Math.min(...forwards));
     log(`${name}_over_full_forward_best_over_best`, Math.min(...times) / Math.min(...fulls));
   }
+  return median(ratios);
 }
 
+/**
+ * What any gradient method over every receiver pays before it scores an edge: one forward and one
+ * backward to every layer's input, as a ratio to the forward. EAP adds the corrupt run's forward
+ * (floor 1 + r), EAP-IG-inputs the clean run's and K steps' (floor 1 + K·r); the bench prints both
+ * beside the measured ratios, so what is left above the floor (the contraction, the per-receiver
+ * gradients, the norms' terms) is visible.
+ */
+let fwdBwd: number | undefined;
+const fwdBwdRatio = async () => {
+  if (fwdBwd === undefined) {
+    const gradients = model.config.layers.map((l) => `${hookPrefix(l)}.hook_resid_pre`);
+    fwdBwd = await ratioToForward('forward_backward', () => model.run({ tokens, logits: 'answers', answers, gradients }), 6);
+  }
+  return fwdBwd;
+};
+
 if (only.has('eap')) {
-  await ratioToForward(
+  const r = await ratioToForward(
     'eap_all_edges',
     () => scanEdges(model, task, { method: 'attribution', ablation: 'resample', batchSize: 25 }),
     8,
     { fullForward: true },
   );
+  const floor = 1 + (await fwdBwdRatio());
+  log('eap_floor_over_forward', floor);
+  log('eap_over_floor', r / floor);
 }
 
 if (only.has('ig')) {
-  await ratioToForward(
+  const r = await ratioToForward(
     'eap_ig5_all_edges',
     () => scanEdges(model, task, { method: 'ig', steps: 5, ablation: 'resample', batchSize: 25 }),
     6,
   );
+  // The scan's runs hold 5 prompts × 5 steps sorted by length, so they pad less than the forward
+  // over all 25 prompts that the floor is measured on: the scan can come out under this floor.
+  const floor = 1 + 5 * (await fwdBwdRatio());
+  log('eap_ig5_floor_over_forward', floor);
+  log('eap_ig5_over_floor', r / floor);
 }
 
 if (only.has('iga')) {
