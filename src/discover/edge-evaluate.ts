@@ -14,7 +14,8 @@
  */
 import type { FloatArray, HookedModel, HostValue, RunResult } from '../model/hooked.ts';
 import type { EdgeSpec } from '../model/edges.ts';
-import { attentionReceivers, mlpReceiverSenders, sendersBefore } from '../model/edges.ts';
+import { attentionReceivers, gatherReceiverColumns, mlpReceiverSenders, receiverColumnPlan, sendersBefore } from '../model/edges.ts';
+import { tensorTable } from '../model/arch/index.ts';
 import type { MetricName } from '../model/readout.ts';
 import type { Task } from '../task/types.ts';
 import { logSoftmax } from '../task/metrics.ts';
@@ -80,6 +81,8 @@ export class EdgeEvaluator {
   private readonly mlpReceiver: number[];
   /** Per base: how many of each sender's outgoing edges it ablates, and its edges as a set. */
   private readonly baseCounts = new WeakMap<EdgeBase, { counts: Int32Array; edges: Set<number> }>();
+  /** Per layer position, the live receivers' q/k/v columns last fed (EdgeSpec.liveReceivers): runs of one spec reuse them. */
+  private readonly liveColumns = new Map<number, { key: string; weights: object; feeds: Record<string, HostValue> }>();
 
   private constructor(
     readonly model: HookedModel,
@@ -437,6 +440,25 @@ export class EdgeEvaluator {
     return Float64Array.from(out.metric!);
   }
 
+  /** edge_live_w.{i} and edge_live_b.{i}: the live receivers' columns of layer position i's q/k/v projection, gathered once per set. */
+  private liveColumnFeeds(i: number, receivers: number[]): Record<string, HostValue> {
+    const key = receivers.join();
+    const weights = this.model.weightFeeds; // rebound by setWeights: a new object
+    const cached = this.liveColumns.get(i);
+    if (cached?.key === key && cached.weights === weights) return cached.feeds;
+    const cfg = this.model.config;
+    const slots = tensorTable(cfg);
+    const plan = receiverColumnPlan(cfg, i, (role, layer) => slots.find((s) => s.role === role && s.layer === layer), receivers);
+    const feeds: Record<string, HostValue> = {};
+    if (plan) {
+      const cols = gatherReceiverColumns(plan, (name) => weights[name].data as FloatArray, cfg.dModel);
+      feeds[`edge_live_w.${i}`] = cols.w;
+      if (cols.b) feeds[`edge_live_b.${i}`] = cols.b;
+    }
+    this.liveColumns.set(i, { key, weights, feeds });
+    return feeds;
+  }
+
   /**
    * The edge inputs (edges.ts) of a run from layer position `start` over rows = prompts × configs
    * (prompt-major), padded to the longest of the prompts. Public for benchmarks that run the graph
@@ -488,6 +510,7 @@ export class EdgeEvaluator {
         feeds[`edge_mlp_repl.${j}`] = mr.shape === 'const' ? { data: mr.data, dims: [1, 1, d] } : { data: this.rowsOf(mr.data, d, prompts, C, T), dims: [B, T, d] };
       }
     }
+    for (const { layer, receivers } of spec.liveReceivers ?? []) if (layer >= start) Object.assign(feeds, this.liveColumnFeeds(layer, receivers));
     let inert: Uint8Array | undefined;
     const inertOf = () => (inert ??= this.plans.get(spec)?.inert ?? this.inertFor(configs).inert);
     // Masks: each configuration's rows (its base's, then its own edges), repeated for its U prompts.

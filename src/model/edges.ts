@@ -40,6 +40,7 @@
  *     (select 'row': edge_att_sel.{i} [B, A], edge_att_onehot.{i} [B, A, R], a selection per row)
  *     (fromAblated: edge_att_sel.{i} [A], edge_att_mask.{i} [B, A, W] holding m − 1 for W listed senders)
  *   edge_mlp_mask.{i} [B, 1, S]             S: the MLP receiver's senders (mlpFromAblated: [B, 1, W], m − 1)
+ *   edge_live_w.{i}, edge_live_b.{i}        liveReceivers: their q/k/v columns (gatherReceiverColumns)
  *   edge_logits_mask [B, 1, S_all]
  * Masks may hold fractions (a partly ablated edge), which finite-difference tests use.
  */
@@ -182,25 +183,30 @@ export function receiverProjections(g: Graph, cfg: ModelConfig, i: number, wa: W
 }
 
 /**
- * Some attention receivers' slices of the q/k/v projection as one matrix in the stored layout
- * (`in_out` [d, n·dh] or `out_in` [n·dh, d], receivers in the given order, dh columns each) and its
- * bias [n·dh]: gathered from the stored tensors along their output axis, whatever the storage
- * (fused or not), without transposing them. Undefined for a fused projection with grouped keys.
+ * Where some attention receivers' slices of the q/k/v projection lie in the stored tensors: for
+ * each source tensor (the fused one, or q, k, v) the receivers' flat indices along its output axis,
+ * dh per receiver, in the given receiver order; gathered and concatenated along that axis they are
+ * one matrix in the stored layout (`in_out` [d, n·dh] or `out_in` [n·dh, d]) and its bias [n·dh].
+ * Undefined for a fused projection with grouped keys, or sources stored in different layouts.
  */
-export function receiverColumns(g: Graph, cfg: ModelConfig, i: number, wa: WeightAccess, receivers: number[]): { w: Value; b?: Value; layout: 'in_out' | 'out_in' } | undefined {
+export interface ReceiverColumns {
+  layout: 'in_out' | 'out_in';
+  parts: { w: string; b?: string; idx: number[] }[];
+}
+
+export function receiverColumnPlan(cfg: ModelConfig, i: number, slot: WeightAccess['slot'], receivers: number[]): ReceiverColumns | undefined {
   const dh = cfg.dHead;
   const k = cfg.layers[i].heads.length;
   const kv = kvHeadsOf(cfg, cfg.layers[i]).length;
-  const fused = wa.slot('qkv.w', i);
+  const fused = slot('qkv.w', i);
   if (fused && kv !== k) return undefined;
-  // Each source tensor (the fused one, or q, k, v) with the receivers' flat output indices in it.
   const sources = fused ? [{ role: 'qkv' as const, idx: [] as number[] }] : (['q', 'k', 'v'] as const).map((role) => ({ role, idx: [] as number[] }));
   for (const r of receivers) {
     const x = r < k ? 0 : r < k + kv ? 1 : 2;
     const h = r - [0, k, k + kv][x];
     const src = fused ? sources[0] : sources[x];
-    const slot = wa.slot(`${src.role}.w`, i)!;
-    const axis = slot.layout === 'in_out' ? slot.axes[1] : slot.axes[0];
+    const s = slot(`${src.role}.w`, i)!;
+    const axis = s.layout === 'in_out' ? s.axes[1] : s.axes[0];
     const sizes = axis.map((f) => (f === 'head' ? k : f === 'kv' ? kv : f === 'dh' ? dh : (f as number)));
     for (let j = 0; j < dh; j++) {
       let flat = 0;
@@ -209,15 +215,49 @@ export function receiverColumns(g: Graph, cfg: ModelConfig, i: number, wa: Weigh
     }
   }
   const used = sources.filter((src) => src.idx.length > 0);
-  const layout = wa.slot(`${used[0].role}.w`, i)!.layout!;
-  if (used.some((src) => wa.slot(`${src.role}.w`, i)!.layout !== layout)) return undefined;
-  const at = (src: (typeof used)[number]) => g.constant(Float64Array.from(src.idx), [src.idx.length], 'int64');
-  const ws = used.map((src) => g.gather(wa.must(`${src.role}.w`, i), at(src), layout === 'in_out' ? 1 : 0));
-  const w = ws.length === 1 ? ws[0] : g.concat(ws, layout === 'in_out' ? 1 : 0);
-  const bs = used.map((src) => wa.w(`${src.role}.b`, i));
-  if (bs.some((b) => !b)) return { w, layout };
-  const bg = used.map((src, n) => g.gather(bs[n]!, at(src)));
-  return { w, b: bg.length === 1 ? bg[0] : g.concat(bg, 0), layout };
+  const layout = slot(`${used[0].role}.w`, i)!.layout!;
+  if (used.some((src) => slot(`${src.role}.w`, i)!.layout !== layout)) return undefined;
+  const parts = used.map((src) => ({ w: slot(`${src.role}.w`, i)!.name, b: slot(`${src.role}.b`, i)?.name, idx: src.idx }));
+  // A bias only where every source has one (the gathered matrix has one bias or none).
+  if (parts.some((p) => !p.b)) for (const p of parts) delete p.b;
+  return { layout, parts };
+}
+
+type Floats = Float32Array | Float64Array;
+
+/**
+ * The matrix and bias a ReceiverColumns plan describes, gathered on the host from the stored
+ * tensors (`tensor(name)`, d_model `d`): computed once per layer and set of receivers and fed to
+ * every run, where a Gather of the fed weights would redo it on every run.
+ */
+export function gatherReceiverColumns(plan: ReceiverColumns, tensor: (name: string) => Floats, d: number): { w: { data: Floats; dims: number[] }; b?: { data: Floats; dims: number[] } } {
+  const n = plan.parts.reduce((a, p) => a + p.idx.length, 0);
+  const first = tensor(plan.parts[0].w);
+  const make = (len: number): Floats => (first instanceof Float64Array ? new Float64Array(len) : new Float32Array(len));
+  const w = make(d * n);
+  let col = 0;
+  for (const p of plan.parts) {
+    const src = tensor(p.w);
+    const width = src.length / d; // the source's output axis
+    if (plan.layout === 'in_out') {
+      for (let r = 0; r < d; r++) p.idx.forEach((c, j) => (w[r * n + col + j] = src[r * width + c]));
+    } else {
+      p.idx.forEach((c, j) => w.set(src.subarray(c * d, (c + 1) * d), (col + j) * d));
+    }
+    col += p.idx.length;
+  }
+  const out: { w: { data: Floats; dims: number[] }; b?: { data: Floats; dims: number[] } } = { w: { data: w, dims: plan.layout === 'in_out' ? [d, n] : [n, d] } };
+  if (plan.parts.every((p) => p.b)) {
+    const b = make(n);
+    let at = 0;
+    for (const p of plan.parts) {
+      const src = tensor(p.b!);
+      p.idx.forEach((c, j) => (b[at + j] = src[c]));
+      at += p.idx.length;
+    }
+    out.b = { data: b, dims: [n] };
+  }
+  return out;
 }
 
 /** Each head's slice of the output projection: [k, dh, d]. */
@@ -391,14 +431,18 @@ export class EdgeRouter {
     const cfg = this.cfg;
     const live = this.liveAt(i);
     if (!live || i < this.start) return undefined;
-    const cols = receiverColumns(g, cfg, i, this.wa, live);
+    const cols = receiverColumnPlan(cfg, i, this.wa.slot, live);
     if (!cols) return undefined;
     const R = attentionReceivers(cfg, i);
     const kq = cfg.layers[i].heads.length;
     const kv = (R - kq) / 2;
     const dh = cfg.dHead;
+    const d = this.d;
     const n = live.length;
-    let y = linear(g, x, cols.w, cols.layout, cols.b); // [B, T, n·dh]
+    // The live columns are fed (edge_live_w.{i}, edge_live_b.{i}: gatherReceiverColumns).
+    const w = g.input(`edge_live_w.${i}`, cols.layout === 'in_out' ? [d, n * dh] : [n * dh, d]);
+    const b = cols.parts[0].b ? g.input(`edge_live_b.${i}`, [n * dh]) : undefined;
+    let y = linear(g, x, w, cols.layout, b); // [B, T, n·dh]
     y = g.reshape(y, [0, 0, n, dh], [x.shape[0], x.shape[1], n, dh]);
     // Scatter into [B, T, R, dh]: each receiver reads its own slot or, when not live, a zero one.
     const zero = g.mul(g.slice(y, g.ints([0]), g.ints([1]), [2], [x.shape[0], x.shape[1], 1, dh]), 0);
