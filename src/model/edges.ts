@@ -185,7 +185,7 @@ export function receiverProjections(g: Graph, cfg: ModelConfig, i: number, wa: W
 /**
  * Where some attention receivers' slices of the q/k/v projection lie in the stored tensors: for
  * each source tensor (the fused one, or q, k, v) the receivers' flat indices along its output axis,
- * dh per receiver, in the given receiver order; gathered and concatenated along that axis they are
+ * dh per receiver, receivers ascending; gathered and concatenated along that axis they are
  * one matrix in the stored layout (`in_out` [d, n·dh] or `out_in` [n·dh, d]) and its bias [n·dh].
  * Undefined for a fused projection with grouped keys, or sources stored in different layouts.
  */
@@ -200,6 +200,8 @@ export function receiverColumnPlan(cfg: ModelConfig, i: number, slot: WeightAcce
   const kv = kvHeadsOf(cfg, cfg.layers[i]).length;
   const fused = slot('qkv.w', i);
   if (fused && kv !== k) return undefined;
+  // Ascending, so that the separate q, k, v sources, concatenated in that order, keep the receivers' order.
+  if (receivers.some((r, j) => j > 0 && r <= receivers[j - 1])) throw new Error('receiver columns: receivers must be ascending');
   const sources = fused ? [{ role: 'qkv' as const, idx: [] as number[] }] : (['q', 'k', 'v'] as const).map((role) => ({ role, idx: [] as number[] }));
   for (const r of receivers) {
     const x = r < k ? 0 : r < k + kv ? 1 : 2;
