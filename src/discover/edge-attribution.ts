@@ -25,7 +25,12 @@
  *    while everything else flows from the clean prompt; every receiver's gradient in each such run
  *    is contracted with the clean run's sender deltas, and the scores are the mean over all
  *    sites × steps (so each edge's score averages over every site's pinning, not only its own
- *    sender's). A prompt's sites × K rows are cut into several runs when they exceed a batch.
+ *    sender's). A row pinning a site is the clean run below it, so the rows run in bands of layers
+ *    (AttributionBand): a band's sites' rows start at its first layer, and what they contribute to
+ *    the receivers below reaches them through one clean row per prompt in the band below (the
+ *    backward through clean layers is linear in the gradient it starts from) — on GPT-2 small about
+ *    two thirds of the row-layers of running every row from the embeddings. A band's rows are cut
+ *    into several runs when they exceed a batch.
  *
  * Every receiver shares the residual stream in these runs, so the forward is the normal one. The
  * gradient with respect to a receiver's own pre-norm input is the norm's vector-Jacobian product
@@ -283,6 +288,23 @@ export function contractionPlan(cfg: { layers: { heads: unknown[] }[] }, n: numb
 }
 
 /**
+ * EAP-IG-activations a band of layers at a time (pinned graphs only): the rows of the sites of
+ * layer positions [start, the next band's start) run from `start`, reading the clean run's stream
+ * there, and give every receiver from `start` on its gradient; what they give the receivers below
+ * is a linear function of their gradient at that stream (the layers below are the clean run's in
+ * every such row), so their sum leaves the graph (`attr_boundary`) and the band below takes it in
+ * one extra row per prompt: the clean run, whose objective is that gradient's inner product with
+ * its stream at the layer it was taken (`attr_inject` at `injectAt`), in place of a metric.
+ */
+export interface AttributionBand {
+  /** The receiver group (contractionPlan) the band starts at, and its first layer position. */
+  group: number;
+  start: number;
+  /** The band above's start: the prompt's last row is the clean run, taking the band above's boundary gradient there. */
+  injectAt?: number;
+}
+
+/**
  * The graph: the forward from the embeddings (rows = U prompts × K steps, prompt-major), the
  * backward to every receiver, and per receiving layer the scores [U, receivers, senders] summed over
  * the K steps.
@@ -292,7 +314,7 @@ export function contractionPlan(cfg: { layers: { heads: unknown[] }[] }, n: numb
  * run's, replacement − α·(replacement − clean) with α per row (`attr_alpha`); the metric is
  * weighted per row (`attr_row_weight`, 0 on padding rows) before the backward.
  */
-export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, cleanSideRun: boolean, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS, pinned = false): AttributionGraph {
+export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, cleanSideRun: boolean, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS, pinned = false, band?: AttributionBand): AttributionGraph {
   const cfg = model.config;
   const L = cfg.layers.length;
   const d = cfg.dModel;
@@ -300,12 +322,14 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const g = new Graph(model.dtype, { differentiated: true });
   const hookKey = (i: number, name: string) => `${hookPrefix(cfg.layers[i])}.${name}`;
   const onehots = new Map<string, Value>();
+  /** The main rows' starting stream where a band starts them from the clean run's (else they read the input `resid`). */
+  let bandInput: Value | undefined;
   /** x [B, 1, ...] at each row's metric position (of the run with inputs `prefix`) → [B, T, ...], zero elsewhere; full-length values as they are. */
   const spread = (x: Value, prefix: string): Value => {
     if (x.shape[1] !== 1) return x;
     let onehot = onehots.get(prefix);
     if (!onehot) {
-      const resid = g.input(`${prefix}resid`, [batchDim(prefix), 'T', d]);
+      const resid = prefix === '' && bandInput ? bandInput : g.input(`${prefix}resid`, [batchDim(prefix), 'T', d]);
       const T = g.squeeze(g.slice(g.shapeOf(resid), g.ints([1]), g.ints([2]), [0], [1]), [0]);
       const one = g.constant([1], [], 'int64');
       const pos = g.unsqueeze(g.range(g.constant([0], [], 'int64'), T, one, 'T'), [0]); // [1, T]
@@ -322,6 +346,8 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
 
   if (!cleanSideRun && K !== 1) throw new Error('senders from the run itself need one step per prompt');
   if (pinned && (!cleanSideRun || replShape === 'firstStep')) throw new Error('pinned sites need the clean run and replacements from outside the main rows');
+  if (band && !pinned) throw new Error('bands are for pinned sites (EAP-IG along activations)');
+  const start = band?.start ?? 0;
   const U = K === 1 ? 'B' : 'U';
   /**
    * A second forward pass over one row per prompt, through the same weights, with its own inputs
@@ -391,6 +417,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     };
     interventions = { z: new Map(), mlp: new Map(), given: new Map() };
     cfg.layers.forEach((l, i) => {
+      if (i < start) return;
       if (l.heads.length > 0) {
         interventions!.z.set(i, 'row');
         interventions!.given!.set(`z_value.${i}`, between(zRepl(i), zDelta(i)));
@@ -404,9 +431,21 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // Every run computes its last layer at the metric positions only (keys and values everywhere):
   // nothing after it reads its other positions, so there every receiver's gradient is zero and no
   // sender delta there can score.
-  fv = buildForward(g, cfg, { startLayer: 0, fromResid: true, readout: { kind: 'metric', metric }, lastLayerAtMetric: true, interventions });
+  // A band after the first starts from the clean run's stream at its first layer, every row alike.
+  if (start > 0) {
+    const clean = sideHook(cleanRun!, hookKey(start, 'hook_resid_pre')); // [U, T, d]
+    const rows = g.concat([g.ints([-1]), g.slice(g.shapeOf(clean), g.ints([1]), g.ints([3]), [0], [2])], 0);
+    const each = g.expand(g.unsqueeze(clean, [1]), g.concat([g.ints([1, K]), g.ints([1, 1])], 0), [U, K, 'T', d]);
+    bandInput = g.reshapeTo(each, rows, ['B', 'T', d]);
+  }
+  fv = buildForward(g, cfg, { startLayer: start, fromResid: true, residValue: bandInput, readout: { kind: 'metric', metric }, lastLayerAtMetric: true, interventions });
   const wa = weightAccess(g, model, fv.weights);
-  const total = g.reduceSum(pinned ? g.mul(fv.metric!, g.input('attr_row_weight', ['B'])) : fv.metric!, [0], false);
+  let total = g.reduceSum(pinned ? g.mul(fv.metric!, g.input('attr_row_weight', ['B'])) : fv.metric!, [0], false);
+  if (band?.injectAt !== undefined) {
+    // Σ attr_inject ⊙ stream: nonzero only on each prompt's clean row (the host feeds zeros elsewhere).
+    const inject = g.reduceSum(g.mul(hook(band.injectAt, 'hook_resid_pre'), g.input('attr_inject', ['B', 'T', d])), [0, 1, 2], false);
+    total = g.add(total, inject);
+  }
 
   // Gradient targets: q, k, v of every layer with heads, the normed MLP input, the final stream.
   const targets: Value[] = [];
@@ -416,12 +455,16 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     targets.push(v);
   };
   cfg.layers.forEach((l, i) => {
+    if (i < start) return;
     if (l.heads.length > 0) for (const x of ['q', 'k', 'v']) want(`${x}${i}`, rawHook(fv!, hookKey(i, `attn.hook_${x}`)));
     if (l.mlp) want(`mlp${i}`, rawHook(fv!, hookKey(i, 'ln2.hook_normalized')));
   });
   if (L > 0) want('final', rawHook(fv, hookKey(L - 1, 'hook_resid_post')));
+  if (bandInput) want('boundary', bandInput);
   const grads = gradients(total, targets);
   const grad = (key: string) => spread(grads[at.get(key)!], '');
+  // The band's rows' gradient at the stream they started from, summed over each prompt's rows: [U, T·d].
+  if (bandInput) g.output(g.reshape(g.reduceSum(bySteps(grads[at.get('boundary')!]), [1], false), [0, -1], [U, 'T*d']), 'attr_boundary');
 
   // Sender deltas (replacement − clean) per prompt, E [S, U, T·d], in chunks: the heads of each
   // group of layers (one product of the small hook_z deltas with the heads' output projections),
@@ -562,6 +605,8 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     receiverBase += eg.attCount[i] + (l.mlp ? 1 : 0);
   });
   for (const [gi, { layers, chunks: use }] of plan.receiverGroups.entries()) {
+    // A band's receivers start at its group (the layers before it are the clean run's here).
+    if (gi < (band?.group ?? 0)) continue;
     const parts = layers.map(attentionParts);
     const Rs = layers.map((i) => eg.attCount[i]);
     const n = Rs.reduce((a, b) => a + b, 0);
@@ -593,7 +638,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const asReceiver = (x: Value): Value => g.unsqueeze(g.squeeze(sumSteps(g.unsqueeze(x, [1]), 1, 'T*d'), [1]), [0]);
   const stacked: { G: Value; receiver: number }[] = [];
   cfg.layers.forEach((l, i) => {
-    if (!l.mlp) return;
+    if (!l.mlp || i < start) return;
     const x = hook(i, cfg.parallelResidual ? 'hook_resid_pre' : 'hook_resid_mid');
     const { xhat, inv } = normStats(x);
     const scaled = g.mul(g.mul(grad(`mlp${i}`), wa.must('norm2.w', i)), inv);
@@ -610,17 +655,31 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   return { graph: g, blocks };
 }
 
-async function attributionGraph(model: HookedModel, metric: MetricName, K: number, ig: boolean, replShape: ReplacementSource, groups: number, pinned: boolean): Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }> {
+async function attributionGraph(model: HookedModel, metric: MetricName, K: number, ig: boolean, replShape: ReplacementSource, groups: number, pinned: boolean, band?: AttributionBand): Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }> {
   let cache = graphCache.get(model);
   if (!cache) graphCache.set(model, (cache = new Map()));
-  const key = JSON.stringify([metric, K, ig, replShape, groups, pinned]);
+  const key = JSON.stringify([metric, K, ig, replShape, groups, pinned, band ?? null]);
   let entry = cache.get(key);
   if (!entry) {
-    const { graph, blocks } = buildAttributionGraph(model, metric, K, ig, replShape, groups, pinned);
+    const { graph, blocks } = buildAttributionGraph(model, metric, K, ig, replShape, groups, pinned, band);
     entry = model.engine.compile(graph).then((compiled) => ({ compiled, blocks }));
     cache.set(key, entry);
   }
   return entry;
+}
+
+/**
+ * EAP-IG-activations' bands (AttributionBand), bottom up: one per receiver group, from its first
+ * layer (the first from layer 0) to the next one's, with the indices of the sites in its layers
+ * (the input in the first).
+ */
+export function activationBands(cfg: { layers: unknown[] }, plan: ContractionPlan, sites: ActivationSite[]): { band: AttributionBand; sites: number[] }[] {
+  const starts = plan.receiverGroups.length === 0 ? [0] : plan.receiverGroups.map((r, gi) => (gi === 0 ? 0 : r.layers[0]));
+  return starts.map((start, gi) => {
+    const end = gi + 1 < starts.length ? starts[gi + 1] : cfg.layers.length;
+    const own = sites.flatMap((site, j) => ((site.kind === 'input' ? gi === 0 : site.layer >= start && site.layer < end) ? [j] : []));
+    return { band: { group: gi, start, ...(gi + 1 < starts.length ? { injectAt: starts[gi + 1] } : {}) }, sites: own };
+  });
 }
 
 export async function edgeAttribution(model: HookedModel, task: Task, repl: EdgeReplacements, opts: EdgeAttributionOptions): Promise<EdgeAttributionResult> {
@@ -637,11 +696,8 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   if (metric === 'kl' && !ig) throw new Error('edge attribution with the kl metric: its gradient at the clean run is zero');
   const pinned = ig && (opts.igPath ?? 'inputs') === 'activations';
   const sites = pinned ? activationSites(cfg) : [];
-  // Rows per prompt in all (along activations: every site at every step) and per run: a prompt's
-  // rows are cut into `parts` runs when they are more than a batch, each adding its share.
+  // Rows per prompt in all (along activations: every site at every step), the normaliser of the scores.
   const perPrompt = pinned ? sites.length * K : K;
-  const parts = pinned ? Math.ceil(perPrompt / Math.max(1, opts.batchSize)) : 1;
-  const Kr = Math.ceil(perPrompt / parts);
   const graph = buildEdgeGraph(cfg);
   const N = task.pairs.length;
   // One buffer, a view per edge.
@@ -655,20 +711,32 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const corrupt = repl.sendersInRun ? new Float64Array(N) : undefined;
   const replShape: ReplacementSource = repl.sendersInRun ? (ig && !pinned ? 'firstStep' : 'corruptRun') : repl.comp.ablation === 'resample' ? 'row' : 'const';
   const groups = opts.receiverGroups ?? DEFAULT_RECEIVER_GROUPS;
-  const { compiled: ag, blocks } = await attributionGraph(model, metric, Kr, ig, replShape, groups, pinned);
+  const plan = contractionPlan(cfg, groups);
+  // Along activations, a band per receiver group, run from the top down (each band's clean row
+  // takes the boundary gradient of the band above); a band's rows are cut into parts when they are
+  // more than a batch. Otherwise one band of K rows a prompt.
+  const bands = pinned ? activationBands(cfg, plan, sites) : [{ sites: [] as number[], band: undefined }];
+  const layouts = bands.map(({ sites: own, band }, b) => {
+    const rows = pinned ? own.length * K + (b < bands.length - 1 ? 1 : 0) : K;
+    const parts = Math.ceil(rows / Math.max(1, opts.batchSize));
+    return { rows, parts, Kr: Math.ceil(rows / parts), band, own };
+  });
+  const compiled = await Promise.all(layouts.map((l) => attributionGraph(model, metric, l.Kr, ig, replShape, groups, pinned, l.band)));
   const derivedFeeds = await derivedWeights(model, groups);
   // Per block, the edge behind each [receiver, column] cell, −1 where the sender comes at or after
   // the receiver (a product nobody reads).
   const edgeCells = new Map<ScoreBlock, Int32Array>();
-  for (const b of blocks) {
-    const cells = new Int32Array(b.receivers.length * b.columns.length).fill(-1);
-    b.receivers.forEach((ri, n) => {
-      const row = graph.edgeAt[ri];
-      b.columns.forEach((sd, c) => {
-        if (sd < row.length) cells[n * b.columns.length + c] = row[sd];
+  for (const { blocks } of compiled) {
+    for (const b of blocks) {
+      const cells = new Int32Array(b.receivers.length * b.columns.length).fill(-1);
+      b.receivers.forEach((ri, n) => {
+        const row = graph.edgeAt[ri];
+        b.columns.forEach((sd, c) => {
+          if (sd < row.length) cells[n * b.columns.length + c] = row[sd];
+        });
       });
-    });
-    edgeCells.set(b, cells);
+      edgeCells.set(b, cells);
+    }
   }
 
   const embed = promptEmbeddings(model, prompts, tMax);
@@ -676,23 +744,20 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const cast = (a: FloatArray): FloatArray => (model.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a));
   const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
 
-  // Prompts per run: the batch size over the steps, and few enough that what the contraction holds
+  // Prompts per run: the batch size over the rows, and few enough that what the contraction holds
   // stays under ~2 GiB — per prompt every sender's delta, a receiver group's gradients, and the MLP
   // and logits receivers' gradients, each T · d floats. One run rather than several is worth ~0.4 ×
   // one forward on the GPT-2-small bench (25 prompts). The prompts are split evenly over the runs
   // that takes (64 rows of 5 steps for 25 prompts: 9 + 8 + 8, not 12 + 12 + 1).
-  const perGroup = Math.max(1, ...contractionPlan(cfg, groups).receiverGroups.map((r) => r.layers.reduce((n, i) => n + graph.attCount[i], 0)));
+  const perGroup = Math.max(1, ...plan.receiverGroups.map((r) => r.layers.reduce((n, i) => n + graph.attCount[i], 0)));
   const bytesPerPrompt = (graph.senders.length + perGroup + cfg.layers.length + 1) * tMax * d * (model.dtype === 'float64' ? 8 : 4);
-  const most = Math.max(1, Math.min(Math.floor(opts.batchSize / Kr), Math.floor(2 ** 31 / bytesPerPrompt)));
-  // Work items: a prompt and which part of its rows.
-  const items = order.flatMap((prompt) => Array.from({ length: parts }, (_, part) => ({ prompt, part })));
-  const U = Math.ceil(items.length / Math.ceil(items.length / most));
+  const most = Math.max(1, Math.min(Math.floor(opts.batchSize / Math.max(...layouts.map((l) => l.Kr))), Math.floor(2 ** 31 / bytesPerPrompt)));
+  const U = Math.ceil(N / Math.ceil(N / most));
+  const runsPerChunk = layouts.reduce((n, l) => n + l.parts, 0);
   let done = 0;
-  for (let s = 0; s < items.length; s += U) {
-    const run = items.slice(s, s + U);
-    const chunk = run.map((it) => it.prompt);
+  for (let s = 0; s < N; s += U) {
+    const chunk = order.slice(s, s + U);
     const u = chunk.length;
-    const B = u * Kr;
     const T = Math.max(...chunk.map((p) => lengths[p]));
     /** Per prompt of the chunk: [u, T, width] from a [N, tm, width] array. */
     const take = (src: FloatArray, width: number, tm: number) => {
@@ -702,77 +767,34 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
     };
     const replInput = repl.input.shape === 'const' ? undefined : take(repl.input.data, d, repl.comp.tMax);
     const cleanEmb = take(embed, d, tMax);
-    const feeds: Record<string, ort.Tensor> = { ...model.weightFeeds, ...derivedFeeds };
-    // Rows: prompt-major, row m of item r at r·Kr + m. EAP: the clean embeddings. EAP-IG-inputs:
-    // step k = m at repl + (k/K)(clean − repl). Along activations the prompt's row j = part·Kr + m is
-    // site ⌊j/K⌋ at α = (j mod K + 1)/K (MIB's schedule there: the clean end included, the
-    // replacement end not), on the clean embeddings unless its site is the input; rows past the
-    // prompt's last are padding, weighted 0.
-    const alpha = allocLike(model, B);
-    const weight = allocLike(model, B).fill(1);
-    const siteOf = new Int32Array(B).fill(-1);
-    for (let b = 0; b < B; b++) {
-      if (!pinned) {
-        alpha[b] = (b % K) / K;
-        continue;
-      }
-      const j = run[Math.floor(b / Kr)].part * Kr + (b % Kr);
-      if (j >= perPrompt) weight[b] = 0;
-      else [siteOf[b], alpha[b]] = [Math.floor(j / K), ((j % K) + 1) / K];
-    }
-    const atInput = (b: number) => ig && (!pinned || (siteOf[b] >= 0 && sites[siteOf[b]].kind === 'input'));
-    const resid = allocLike(model, B * T * d);
-    const inputDelta = allocLike(model, u * T * d);
     const replConst = repl.input.data;
+    const inputDelta = allocLike(model, u * T * d);
     for (let r = 0; r < u; r++) {
-      const len = lengths[chunk[r]];
-      for (let t = 0; t < len; t++) {
+      for (let t = 0; t < lengths[chunk[r]]; t++) {
         const at = (r * T + t) * d;
         for (let j = 0; j < d; j++) inputDelta[at + j] = (replInput ? replInput[at + j] : replConst[j]) - cleanEmb[at + j];
-        for (let b = r * Kr; b < (r + 1) * Kr; b++) {
-          const row = (b * T + t) * d;
-          if (!atInput(b)) resid.set(cleanEmb.subarray(at, at + d), row);
-          // The replacement end exactly at α = 0 (EAP-IG-inputs' k = 0 is the corrupt run where replacements come from it).
-          else for (let j = 0; j < d; j++) resid[row + j] = (replInput ? replInput[at + j] : replConst[j]) - alpha[b] * inputDelta[at + j];
-        }
       }
     }
-    feeds.attr_input_delta = tensor(inputDelta, [u, T, d]);
-    if (pinned) {
-      feeds.attr_alpha = tensor(alpha, [B]);
-      feeds.attr_row_weight = tensor(weight, [B]);
-      /** 0 on the rows whose site is `kind` at layer i, 1 elsewhere, `width` values a row. */
-      const keep = (kind: ActivationSite['kind'], i: number, width: number) => {
-        const out = allocLike(model, B * width).fill(1);
-        for (let b = 0; b < B; b++) {
-          const site = sites[siteOf[b]];
-          if (site && site.kind === kind && site.layer === i) out.fill(0, b * width, (b + 1) * width);
-        }
-        return out;
-      };
-      cfg.layers.forEach((l, i) => {
-        const k = l.heads.length;
-        if (k > 0) feeds[`z_keep.${i}`] = tensor(keep('heads', i, k), [B, 1, k, 1]);
-        if (l.mlp) feeds[`mlp_keep.${i}`] = tensor(keep('mlp', i, 1), [B, 1, 1]);
-      });
-    }
+    // The feeds every run of the chunk shares.
+    const shared: Record<string, ort.Tensor> = { ...model.weightFeeds, ...derivedFeeds, attr_input_delta: tensor(inputDelta, [u, T, d]) };
     cfg.layers.forEach((l, i) => {
       const k = l.heads.length;
       if (k > 0) {
         const zr = repl.comp.z.get(i);
-        if (zr) feeds[`attr_repl_z.${i}`] = zr.shape === 'const' ? tensor(zr.data, [1, 1, k, dh]) : tensor(take(zr.data, k * dh, repl.comp.tMax), [u, T, k, dh]);
+        if (zr) shared[`attr_repl_z.${i}`] = zr.shape === 'const' ? tensor(zr.data, [1, 1, k, dh]) : tensor(take(zr.data, k * dh, repl.comp.tMax), [u, T, k, dh]);
       }
       if (l.mlp) {
         const mr = repl.comp.mlp.get(i);
-        if (mr) feeds[`attr_repl_mlp.${i}`] = mr.shape === 'const' ? tensor(mr.data, [1, 1, d]) : tensor(take(mr.data, d, repl.comp.tMax), [u, T, d]);
+        if (mr) shared[`attr_repl_mlp.${i}`] = mr.shape === 'const' ? tensor(mr.data, [1, 1, d]) : tensor(take(mr.data, d, repl.comp.tMax), [u, T, d]);
       }
     });
-    /** A run's own feeds: its input rows (one prompt each, `rowPrompt`), metric positions and answers. */
-    const runFeeds = (prefix: string, rowPrompt: number[], input: FloatArray) => {
+    if (cfg.positions.kind === 'rotary') Object.assign(shared, rotaryFeeds(cfg, T, model.dtype));
+    /** A run's own feeds: its input rows (one prompt each, `rowPrompt`; none where the graph makes them), metric positions and answers. */
+    const runFeeds = (feeds: Record<string, ort.Tensor>, prefix: string, rowPrompt: number[], input: FloatArray | undefined) => {
       const rows = rowPrompt.length;
       const pos = rowPrompt.map((p) => lengths[p] - 1);
       const af = answerFeeds(rowPrompt.map((p) => model.localAnswers(task.pairs[p])), metric);
-      feeds[`${prefix}resid`] = tensor(input, [rows, T, d]);
+      if (input) feeds[`${prefix}resid`] = tensor(input, [rows, T, d]);
       feeds[`${prefix}flat_pos`] = toOrt({ data: BigInt64Array.from(pos, (p, b) => BigInt(b * T + p)), dims: [rows] }, 'int64');
       feeds[`${prefix}metric_pos`] = toOrt({ data: BigInt64Array.from(pos, (p) => BigInt(p)), dims: [rows] }, 'int64');
       feeds[`${prefix}answer_ids`] = toOrt({ data: af.ids, dims: [rows, af.A] }, 'int64');
@@ -784,28 +806,102 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
         feeds[`${prefix}clean_logp`] = tensor(lp, [rows, V]);
       }
     };
-    runFeeds('', Array.from({ length: B }, (_, b) => chunk[Math.floor(b / Kr)]), resid);
-    if (replShape === 'corruptRun') runFeeds('attr_corrupt.', chunk, replInput!);
-    if (ig) runFeeds('attr_clean.', chunk, cleanEmb);
-    if (cfg.positions.kind === 'rotary') Object.assign(feeds, rotaryFeeds(cfg, T, model.dtype));
-    const out = await runCompiled(ag, feeds);
-    ((out['attr_clean.metric'] ?? out.metric).data as FloatArray).forEach((m, r) => (clean[chunk[r]] = m));
-    // The corrupt run's metric: its own, or (EAP-IG) each prompt's first step's.
-    if (corrupt) chunk.forEach((p, r) => (corrupt[p] = out['attr_corrupt.metric'] ? (out['attr_corrupt.metric'].data as FloatArray)[r] : (out.metric.data as FloatArray)[r * K]));
-    // Each block [u, receivers, columns]; a receiver reads a prefix of the senders, so columns of
-    // senders at or after it are products nobody reads.
-    for (const b of blocks) {
-      const data = out[b.output].data as FloatArray;
-      const cells = b.receivers.length * b.columns.length;
-      const edgeOf = edgeCells.get(b)!;
-      for (let r = 0; r < u; r++) {
-        const p = chunk[r];
-        const base = r * cells;
-        for (let c = 0; c < cells; c++) if (edgeOf[c] >= 0) all[edgeOf[c] * N + p] += data[base + c] / perPrompt;
+    // The band above's gradient at the clean stream where it starts, per prompt [u, T, d].
+    let boundary: Float64Array | undefined;
+    for (let bi = bands.length - 1; bi >= 0; bi--) {
+      const { parts, Kr, band, own } = layouts[bi];
+      const { compiled: ag, blocks } = compiled[bi];
+      const next = band && band.start > 0 ? new Float64Array(u * T * d) : undefined;
+      const trunkRow = pinned && bi < bands.length - 1 ? own.length * K : -1;
+      for (let part = 0; part < parts; part++) {
+        const B = u * Kr;
+        const feeds: Record<string, ort.Tensor> = { ...shared };
+        // Rows: prompt-major, row m of prompt r at r·Kr + m. EAP: the clean embeddings. EAP-IG-inputs:
+        // step k = m at repl + (k/K)(clean − repl). Along activations the band's row j = part·Kr + m
+        // of a prompt is its site ⌊j/K⌋ at α = (j mod K + 1)/K (MIB's schedule there: the clean end
+        // included, the replacement end not), on the clean embeddings unless its site is the input;
+        // the row after the sites is the clean run taking the band above's gradient; rows past
+        // those are padding, weighted 0.
+        const alpha = allocLike(model, B);
+        const weight = allocLike(model, B).fill(1);
+        const siteOf = new Int32Array(B).fill(-1);
+        const trunk = new Uint8Array(B);
+        for (let b = 0; b < B; b++) {
+          if (!pinned) {
+            alpha[b] = (b % K) / K;
+            continue;
+          }
+          const j = part * Kr + (b % Kr);
+          if (j < own.length * K) [siteOf[b], alpha[b]] = [own[Math.floor(j / K)], ((j % K) + 1) / K];
+          else weight[b] = 0;
+          if (j === trunkRow) trunk[b] = 1;
+        }
+        const atInput = (b: number) => ig && (!pinned || (siteOf[b] >= 0 && sites[siteOf[b]].kind === 'input'));
+        if (!band || band.start === 0) {
+          const resid = allocLike(model, B * T * d);
+          for (let r = 0; r < u; r++) {
+            for (let t = 0; t < lengths[chunk[r]]; t++) {
+              const at = (r * T + t) * d;
+              for (let b = r * Kr; b < (r + 1) * Kr; b++) {
+                const row = (b * T + t) * d;
+                if (!atInput(b)) resid.set(cleanEmb.subarray(at, at + d), row);
+                // The replacement end exactly at α = 0 (EAP-IG-inputs' k = 0 is the corrupt run where replacements come from it).
+                else for (let j = 0; j < d; j++) resid[row + j] = (replInput ? replInput[at + j] : replConst[j]) - alpha[b] * inputDelta[at + j];
+              }
+            }
+          }
+          runFeeds(feeds, '', Array.from({ length: B }, (_, b) => chunk[Math.floor(b / Kr)]), resid);
+        } else {
+          // The band's rows start from the clean run's stream, inside the graph.
+          runFeeds(feeds, '', Array.from({ length: B }, (_, b) => chunk[Math.floor(b / Kr)]), undefined);
+        }
+        if (pinned) {
+          feeds.attr_alpha = tensor(alpha, [B]);
+          feeds.attr_row_weight = tensor(weight, [B]);
+          /** 0 on the rows whose site is `kind` at layer i, 1 elsewhere, `width` values a row. */
+          const keep = (kind: ActivationSite['kind'], i: number, width: number) => {
+            const out = allocLike(model, B * width).fill(1);
+            for (let b = 0; b < B; b++) {
+              const site = sites[siteOf[b]];
+              if (site && site.kind === kind && site.layer === i) out.fill(0, b * width, (b + 1) * width);
+            }
+            return out;
+          };
+          cfg.layers.forEach((l, i) => {
+            const k = l.heads.length;
+            if (k > 0) feeds[`z_keep.${i}`] = tensor(keep('heads', i, k), [B, 1, k, 1]);
+            if (l.mlp) feeds[`mlp_keep.${i}`] = tensor(keep('mlp', i, 1), [B, 1, 1]);
+          });
+          if (band?.injectAt !== undefined) {
+            const inject = allocLike(model, B * T * d);
+            for (let b = 0; b < B; b++) if (trunk[b]) inject.set(boundary!.subarray(Math.floor(b / Kr) * T * d, (Math.floor(b / Kr) + 1) * T * d), b * T * d);
+            feeds.attr_inject = tensor(inject, [B, T, d]);
+          }
+        }
+        if (replShape === 'corruptRun') runFeeds(feeds, 'attr_corrupt.', chunk, replInput!);
+        if (ig) runFeeds(feeds, 'attr_clean.', chunk, cleanEmb);
+        const out = await runCompiled(ag, feeds);
+        ((out['attr_clean.metric'] ?? out.metric).data as FloatArray).forEach((m, r) => (clean[chunk[r]] = m));
+        // The corrupt run's metric: its own, or (EAP-IG) each prompt's first step's.
+        if (corrupt) chunk.forEach((p, r) => (corrupt[p] = out['attr_corrupt.metric'] ? (out['attr_corrupt.metric'].data as FloatArray)[r] : (out.metric.data as FloatArray)[r * K]));
+        if (next) (out.attr_boundary.data as FloatArray).forEach((v, x) => (next[x] += v));
+        // Each block [u, receivers, columns]; a receiver reads a prefix of the senders, so columns of
+        // senders at or after it are products nobody reads.
+        for (const b of blocks) {
+          const data = out[b.output].data as FloatArray;
+          const cells = b.receivers.length * b.columns.length;
+          const edgeOf = edgeCells.get(b)!;
+          for (let r = 0; r < u; r++) {
+            const p = chunk[r];
+            const base = r * cells;
+            for (let c = 0; c < cells; c++) if (edgeOf[c] >= 0) all[edgeOf[c] * N + p] += data[base + c] / perPrompt;
+          }
+        }
+        done++;
+        opts.onProgress?.(done, runsPerChunk * Math.ceil(N / U));
       }
+      boundary = next;
     }
-    done += u;
-    opts.onProgress?.(done, items.length);
   }
   return { perPrompt: scoresOf, clean, ...(corrupt ? { corrupt } : {}), ...(cleanLogP ? { cleanLogP } : {}) };
 }

@@ -63,6 +63,11 @@ export interface ForwardSpec {
    * shared by name.
    */
   feedPrefix?: string;
+  /**
+   * With `fromResid`, the starting residual stream as a value built in the same graph ([B, T, d])
+   * instead of the input `resid` (a run whose rows start from another pass's stream).
+   */
+  residValue?: Value;
   /** Position after the last layer to run (default: all layers); the readout must then be 'none'. */
   endLayer?: number;
   interventions?: InterventionSpec;
@@ -167,7 +172,7 @@ export function buildForward(g: Graph, cfg: ModelConfig, spec: ForwardSpec): For
       resid = g.add(resid, hook('hook_pos_embed', g.gather(must('pos_embed'), positions)));
     }
   } else {
-    resid = g.input(`${prefix}resid`, [batch, 'T', d]);
+    resid = spec.residValue ?? g.input(`${prefix}resid`, [batch, 'T', d]);
     seqLen = g.squeeze(g.slice(g.shapeOf(resid), g.ints([1]), g.ints([2]), [0], [1]), [0]);
   }
   const positions = () => g.range(ints(0), seqLen, ints(1), 'T');
