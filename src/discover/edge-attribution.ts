@@ -753,7 +753,9 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const bytesPerPrompt = (graph.senders.length + perGroup + cfg.layers.length + 1) * tMax * d * (model.dtype === 'float64' ? 8 : 4);
   const most = Math.max(1, Math.min(Math.floor(opts.batchSize / Math.max(...layouts.map((l) => l.Kr))), Math.floor(2 ** 31 / bytesPerPrompt)));
   const U = Math.ceil(N / Math.ceil(N / most));
-  const runsPerChunk = layouts.reduce((n, l) => n + l.parts, 0);
+  // Progress in row-layers (a band's rows cross the layers from its start on).
+  const work = layouts.map((l) => l.Kr * Math.max(1, L - (l.band?.start ?? 0)));
+  const perPromptWork = layouts.reduce((n, l, b) => n + l.parts * work[b], 0);
   let done = 0;
   for (let s = 0; s < N; s += U) {
     const chunk = order.slice(s, s + U);
@@ -897,8 +899,8 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
             for (let c = 0; c < cells; c++) if (edgeOf[c] >= 0) all[edgeOf[c] * N + p] += data[base + c] / perPrompt;
           }
         }
-        done++;
-        opts.onProgress?.(done, runsPerChunk * Math.ceil(N / U));
+        done += u * work[bi];
+        opts.onProgress?.(done, N * perPromptWork);
       }
       boundary = next;
     }

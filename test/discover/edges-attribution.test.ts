@@ -264,7 +264,13 @@ test('EAP and both EAP-IGs do not depend on how the prompts are split into runs 
       const steps = method === 'ig' ? 3 : 1;
       // All prompts in one run, then runs of at most 3 and 2 prompts (7 = 3+2+2, 2+2+2+1).
       const runs = [];
-      for (const u of [7, 3, 2]) runs.push(await edgeAttribution(model, task, repl, { method, igPath, steps: 3, batchSize: u * steps }));
+      for (const u of [7, 3, 2]) {
+        // Progress only grows, and ends at its total.
+        const seen: [number, number][] = [];
+        runs.push(await edgeAttribution(model, task, repl, { method, igPath, steps: 3, batchSize: u * steps, onProgress: (d, t) => seen.push([d, t]) }));
+        assert.ok(seen.length > 0 && seen.every(([d, t], i) => t === seen[0][1] && (i === 0 || d > seen[i - 1][0])), `${label}: progress grows`);
+        assert.equal(seen.at(-1)![0], seen.at(-1)![1], `${label}: progress ends at its total`);
+      }
       const [all, ...split] = runs;
       for (const other of split) {
         all.perPrompt.forEach((row, e) => row.forEach((v, p) => assert.ok(Math.abs(other.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${label} edge ${e} prompt ${p}`)));
