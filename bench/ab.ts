@@ -10,7 +10,7 @@
  *     AB_REF=main AB_PROBE=eap npm run bench:ab       # EAP over every edge
  *
  * AB_PROBE: acdc (AB_LAYERS, default 0,4,8; AB_BASE=circuit|uniform; AB_MLPS, MLPs in the circuit),
- * eap, ig (5 steps). AB_ROUNDS: timed rounds per side (default 3). The other commit must have the
+ * eap, ig (5 steps), iga (EAP-IG-activations, 5 steps, 5 prompts). AB_ROUNDS: timed rounds per side (default 3). The other commit must have the
  * modules used here (the edge evaluator, scanEdges, bench/models.ts, bench/gpt2-small.ts).
  */
 import { execFileSync } from 'node:child_process';
@@ -51,9 +51,12 @@ async function side(root: string): Promise<{ units: string[]; run: Run }> {
     await f();
     return (performance.now() - t0) / 1000;
   };
-  if (probe === 'eap' || probe === 'ig') {
+  if (probe === 'eap' || probe === 'ig' || probe === 'iga') {
     const { scanEdges } = await load('src/discover/edge-scan.ts');
-    const run = () => scanEdges(model, task, { method: probe === 'eap' ? 'attribution' : 'ig', ablation: 'resample', batchSize: 25 });
+    // EAP-IG-activations on 5 prompts (125 pinned rows each), as bench/edges' ONLY=iga.
+    const on = probe === 'iga' ? { ...task, pairs: task.pairs.slice(0, 5) } : task;
+    const opts = probe === 'eap' ? { method: 'attribution' } : probe === 'ig' ? { method: 'ig' } : { method: 'ig', igPath: 'activations', batchSize: 64 };
+    const run = () => scanEdges(model, on, { ablation: 'resample', batchSize: 25, ...opts });
     return { units: [probe], run: () => time(run) };
   }
   const { computeEdgeReplacements } = await load('src/discover/edge-replacements.ts');
