@@ -718,8 +718,9 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   const bands = pinned ? activationBands(cfg, plan, sites) : [{ sites: [] as number[], band: undefined }];
   const layouts = bands.map(({ sites: own, band }, b) => {
     const rows = pinned ? own.length * K + (b < bands.length - 1 ? 1 : 0) : K;
-    const parts = Math.ceil(rows / Math.max(1, opts.batchSize));
-    return { rows, parts, Kr: Math.ceil(rows / parts), band, own };
+    // Only pinned rows are cut (the other graphs hold each prompt's K steps together).
+    const parts = pinned ? Math.ceil(rows / Math.max(1, opts.batchSize)) : 1;
+    return { parts, Kr: Math.ceil(rows / parts), band, own };
   });
   const compiled = await Promise.all(layouts.map((l) => attributionGraph(model, metric, l.Kr, ig, replShape, groups, pinned, l.band)));
   const derivedFeeds = await derivedWeights(model, groups);

@@ -262,12 +262,13 @@ test('EAP and both EAP-IGs do not depend on how the prompts are split into runs 
   for (const repl of [resampleInRun(model, task), await computeEdgeReplacements(model, task, 'mean')]) {
     for (const { method, igPath, label } of VARIANTS) {
       const steps = method === 'ig' ? 3 : 1;
-      // All prompts in one run, then runs of at most 3 and 2 prompts (7 = 3+2+2, 2+2+2+1).
+      // All prompts in one run, then runs of at most 3 and 2 prompts (7 = 3+2+2, 2+2+2+1), then a
+      // batch smaller than a prompt's steps (one prompt a run; along activations, parts of a band).
       const runs = [];
-      for (const u of [7, 3, 2]) {
+      for (const batchSize of [7 * steps, 3 * steps, 2 * steps, 2]) {
         // Progress only grows, and ends at its total.
         const seen: [number, number][] = [];
-        runs.push(await edgeAttribution(model, task, repl, { method, igPath, steps: 3, batchSize: u * steps, onProgress: (d, t) => seen.push([d, t]) }));
+        runs.push(await edgeAttribution(model, task, repl, { method, igPath, steps: 3, batchSize, onProgress: (d, t) => seen.push([d, t]) }));
         assert.ok(seen.length > 0 && seen.every(([d, t], i) => t === seen[0][1] && (i === 0 || d > seen[i - 1][0])), `${label}: progress grows`);
         assert.equal(seen.at(-1)![0], seen.at(-1)![1], `${label}: progress ends at its total`);
       }
