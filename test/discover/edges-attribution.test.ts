@@ -17,7 +17,7 @@ import { HookedModel } from '../../src/model/hooked.ts';
 import { buildEdgeGraph } from '../../src/discover/edge-graph.ts';
 import { computeEdgeReplacements, resampleInRun } from '../../src/discover/edge-replacements.ts';
 import { EdgeEvaluator } from '../../src/discover/edge-evaluate.ts';
-import { contractionPlan, edgeAttribution, type IgPath } from '../../src/discover/edge-attribution.ts';
+import { activationBands, activationSites, contractionPlan, DEFAULT_RECEIVER_GROUPS, edgeAttribution, type IgPath } from '../../src/discover/edge-attribution.ts';
 import { computeReplacements, type Ablation } from '../../src/discover/replacements.ts';
 import { listComponents } from '../../src/discover/components.ts';
 import { pruneModel } from '../../src/compress/prune-model.ts';
@@ -253,6 +253,28 @@ test('EAP and both EAP-IGs do not depend on how the receivers are grouped (5 lay
       }
       assert.ok(largest > 1e-3, 'the scores are not all ~0');
     }
+  }
+});
+
+test('EAP-IG-activations in bands equals it in one band on compressed models (layers without heads or an MLP)', async () => {
+  for (const c of cases.filter((x) => x.removed)) {
+    const model = await caseModel(c);
+    const task = randomTask(2, VOCAB, 21, [6, 5]);
+    const repl = await computeEdgeReplacements(model, task, c.ablation);
+    const plan = contractionPlan(model.config, DEFAULT_RECEIVER_GROUPS);
+    const bands = activationBands(model.config, plan, activationSites(model.config));
+    assert.ok(bands.length >= 3, `${c.name}: several bands`);
+    assert.deepEqual(bands.flatMap((b) => b.sites).sort((a, b) => a - b), activationSites(model.config).map((_, j) => j), `${c.name}: every site in one band`);
+    const one = await edgeAttribution(model, task, repl, { method: 'ig', igPath: 'activations', steps: 2, batchSize: 7, receiverGroups: 1 });
+    const banded = await edgeAttribution(model, task, repl, { method: 'ig', igPath: 'activations', steps: 2, batchSize: 7 });
+    let largest = 0;
+    one.perPrompt.forEach((row, e) =>
+      row.forEach((v, p) => {
+        largest = Math.max(largest, Math.abs(v));
+        assert.ok(Math.abs(banded.perPrompt[e][p] - v) < 1e-10 * (1 + Math.abs(v)), `${c.name} edge ${e} prompt ${p}: ${banded.perPrompt[e][p]} vs ${v}`);
+      }),
+    );
+    assert.ok(largest > 1e-3, 'the scores are not all ~0');
   }
 });
 
