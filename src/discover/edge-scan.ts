@@ -175,9 +175,12 @@ export async function scanEdges(model: HookedModel, task: Task, opts: EdgeScanOp
   if (metric === 'kl' && opts.method === 'attribution') fail("--metric kl: the attribution method needs a gradient, and KL's is zero at the clean run; use --method ig or exact, or another metric");
   if (opts.method !== 'exact' && opts.resume) failOption(`{resume}: only the exact edge scan checkpoints (the ${opts.method} method takes a few passes)`);
   const graph: EdgeGraph = buildEdgeGraph(model.config);
-  // Edge attribution under resample runs the corrupt prompts inside its own graph: no separate pass.
+  // EAP and EAP-IG-inputs under resample run the corrupt prompts inside their own graph: no separate
+  // pass. EAP-IG-activations runs a graph per band of layers, each of which would repeat that pass:
+  // one separate corrupt pass feeds them all.
+  const inRun = opts.method === 'attribution' || (opts.method === 'ig' && (opts.igPath ?? 'inputs') === 'inputs');
   const repl: EdgeReplacements & { corruptMetric?: Float64Array } =
-    opts.method !== 'exact' && opts.ablation === 'resample' ? resampleInRun(model, task, meanOver) : await computeEdgeReplacements(model, task, opts.ablation, meanOver, batchSize, metric);
+    inRun && opts.ablation === 'resample' ? resampleInRun(model, task, meanOver) : await computeEdgeReplacements(model, task, opts.ablation, meanOver, batchSize, metric);
   let corruptFromRun: Float64Array | undefined;
   // Per edge, in canonical order: the mean and std of its per-prompt scores.
   let scores: { score: number | null; std: number | null }[];
