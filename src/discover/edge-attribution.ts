@@ -59,7 +59,7 @@ import { batchDim, type MetricName } from '../model/readout.ts';
 import type { Task } from '../task/types.ts';
 import { buildEdgeGraph } from './edge-graph.ts';
 import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
-import { allocLike } from './activations.ts';
+import { allocLike, collectActivations } from './activations.ts';
 import { cleanLogProbs } from './metric.ts';
 
 export type EdgeAttributionMethod = 'attribution' | 'ig';
@@ -119,6 +119,13 @@ export const DEFAULT_IG_STEPS = 5;
  * whose input is the corrupt prompt's embedding and so is the corrupt run itself (`firstStep`).
  */
 type ReplacementSource = 'const' | 'row' | 'corruptRun' | 'firstStep';
+
+/**
+ * Where the clean senders come from: the main rows themselves (EAP), a clean side run in the graph
+ * (EAP-IG-inputs), or fed per prompt (`attr_clean.{hook}`, EAP-IG-activations: one clean pass
+ * serves every band's graph).
+ */
+type CleanSource = 'main' | 'sideRun' | 'fed';
 
 const graphCache = new WeakMap<HookedModel, Map<string, Promise<{ compiled: CompiledGraph; blocks: ScoreBlock[] }>>>();
 
@@ -314,7 +321,7 @@ export interface AttributionBand {
  * run's, replacement − α·(replacement − clean) with α per row (`attr_alpha`); the metric is
  * weighted per row (`attr_row_weight`, 0 on padding rows) before the backward.
  */
-export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, cleanSideRun: boolean, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS, pinned = false, band?: AttributionBand): AttributionGraph {
+export function buildAttributionGraph(model: HookedModel, metric: MetricName, K: number, cleanSource: CleanSource, replShape: ReplacementSource, receiverGroups = DEFAULT_RECEIVER_GROUPS, pinned = false, band?: AttributionBand): AttributionGraph {
   const cfg = model.config;
   const L = cfg.layers.length;
   const d = cfg.dModel;
@@ -344,8 +351,8 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   const rawHook = (run: ForwardValues, name: string): Value => run.hooks.get(name) ?? run.metricLayerHooks.get(name)!;
   const fullHook = (run: ForwardValues, prefix: string, name: string): Value => spread(rawHook(run, name), prefix);
 
-  if (!cleanSideRun && K !== 1) throw new Error('senders from the run itself need one step per prompt');
-  if (pinned && (!cleanSideRun || replShape === 'firstStep')) throw new Error('pinned sites need the clean run and replacements from outside the main rows');
+  if (cleanSource === 'main' && K !== 1) throw new Error('senders from the run itself need one step per prompt');
+  if (pinned && (cleanSource === 'main' || replShape === 'firstStep')) throw new Error('pinned sites need the clean run and replacements from outside the main rows');
   if (band && !pinned) throw new Error('bands are for pinned sites (EAP-IG along activations)');
   const start = band?.start ?? 0;
   const U = K === 1 ? 'B' : 'U';
@@ -365,7 +372,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // whose senders the steps' deltas are taken from (EAP-IG; EAP's clean run is the main one). Built
   // before the main rows, which read them when sites are pinned.
   const corruptRun = replShape === 'corruptRun' ? sideRun('attr_corrupt.') : undefined;
-  const cleanRun = cleanSideRun ? sideRun('attr_clean.') : undefined;
+  const cleanRun = cleanSource === 'sideRun' ? sideRun('attr_clean.') : undefined;
   // Set once the main run exists: the side runs' values never depend on it.
   let fv: ForwardValues | undefined;
   const hookOf = (name: string) => fullHook(fv!, '', name);
@@ -386,8 +393,9 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     const v = fullHook(side.run, side.prefix, name);
     return g.reshape(v, v.shape.map(() => 0), [U, ...v.shape.slice(1)]);
   };
-  /** A sender's clean output, [U, T, ...]: the main run's (EAP) or the clean run's. */
-  const cleanHook = (name: string): Value => once(`clean ${name}`, () => (cleanRun ? sideHook(cleanRun, name) : hookOf(name)));
+  /** A clean hook [U, T, ...rest]: the main run's (EAP), the clean side run's, or fed (`attr_clean.{name}`). */
+  const cleanHook = (name: string, rest: number[]): Value =>
+    once(`clean ${name}`, () => (cleanSource === 'fed' ? g.input(`attr_clean.${name}`, [U, 'T', ...rest]) : cleanRun ? sideHook(cleanRun, name) : hookOf(name)));
   /** The replacement of a sender: a constant, per prompt, or its value in the corrupt run (its own, or each prompt's k = 0 row). */
   const repl = (name: string, rest: number[], inRunHook: string): Value =>
     once(`repl ${name}`, () => {
@@ -398,9 +406,9 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
     });
   /** Sender deltas (replacement − clean), [U, T, k, dh] for a layer's heads and [U, T, d] for its MLP. */
   const zRepl = (i: number) => repl(`attr_repl_z.${i}`, [cfg.layers[i].heads.length, dh], hookKey(i, 'attn.hook_z'));
-  const zDelta = (i: number) => once(`dz ${i}`, () => g.sub(zRepl(i), cleanHook(hookKey(i, 'attn.hook_z'))));
+  const zDelta = (i: number) => once(`dz ${i}`, () => g.sub(zRepl(i), cleanHook(hookKey(i, 'attn.hook_z'), [cfg.layers[i].heads.length, dh])));
   const mlpRepl = (i: number) => repl(`attr_repl_mlp.${i}`, [d], hookKey(i, 'hook_mlp_out'));
-  const mlpDelta = (i: number) => once(`dmlp ${i}`, () => g.sub(mlpRepl(i), cleanHook(hookKey(i, 'hook_mlp_out'))));
+  const mlpDelta = (i: number) => once(`dmlp ${i}`, () => g.sub(mlpRepl(i), cleanHook(hookKey(i, 'hook_mlp_out'), [d])));
 
   let interventions: InterventionSpec | undefined;
   if (pinned) {
@@ -433,7 +441,7 @@ export function buildAttributionGraph(model: HookedModel, metric: MetricName, K:
   // sender delta there can score.
   // A band after the first starts from the clean run's stream at its first layer, every row alike.
   if (start > 0) {
-    const clean = sideHook(cleanRun!, hookKey(start, 'hook_resid_pre')); // [U, T, d]
+    const clean = cleanHook(hookKey(start, 'hook_resid_pre'), [d]); // [U, T, d]
     const rows = g.concat([g.ints([-1]), g.slice(g.shapeOf(clean), g.ints([1]), g.ints([3]), [0], [2])], 0);
     const each = g.expand(g.unsqueeze(clean, [1]), g.concat([g.ints([1, K]), g.ints([1, 1])], 0), [U, K, 'T', d]);
     bandInput = g.reshapeTo(each, rows, ['B', 'T', d]);
@@ -661,7 +669,7 @@ async function attributionGraph(model: HookedModel, metric: MetricName, K: numbe
   const key = JSON.stringify([metric, K, ig, replShape, groups, pinned, band ?? null]);
   let entry = cache.get(key);
   if (!entry) {
-    const { graph, blocks } = buildAttributionGraph(model, metric, K, ig, replShape, groups, pinned, band);
+    const { graph, blocks } = buildAttributionGraph(model, metric, K, pinned ? 'fed' : ig ? 'sideRun' : 'main', replShape, groups, pinned, band);
     entry = model.engine.compile(graph).then((compiled) => ({ compiled, blocks }));
     cache.set(key, entry);
   }
@@ -742,6 +750,23 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
 
   const embed = promptEmbeddings(model, prompts, tMax);
   const cleanLogP = metric === 'kl' ? await cleanLogProbs(model, task, Math.max(1, opts.batchSize)) : undefined;
+  // EAP-IG-activations: the clean senders, and the streams the bands start from, from one pass over
+  // the clean prompts that every band's graph is fed (and the clean metric).
+  const cleanHooks = new Map<string, number[]>(); // hook → its shape after [prompt, position]
+  if (pinned) {
+    const key = (i: number, name: string) => `${hookPrefix(cfg.layers[i])}.${name}`;
+    cfg.layers.forEach((l, i) => {
+      if (l.heads.length > 0) cleanHooks.set(key(i, 'attn.hook_z'), [l.heads.length, dh]);
+      if (l.mlp) cleanHooks.set(key(i, 'hook_mlp_out'), [d]);
+    });
+    for (const { band } of bands) if (band && band.start > 0) cleanHooks.set(key(band.start, 'hook_resid_pre'), [d]);
+  }
+  const cleanActs = pinned
+    ? await collectActivations(model, prompts, [...cleanHooks.keys()], Math.max(1, opts.batchSize), {
+        options: (s, e) => ({ logits: 'answers', metric, answers: task.pairs.slice(s, e), ...(cleanLogP ? { cleanLogProbs: cleanLogP.slice(s, e) } : {}) }),
+        result: (s, out) => out.metric!.forEach((m, b) => (clean[s + b] = m)),
+      })
+    : undefined;
   const cast = (a: FloatArray): FloatArray => (model.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a));
   const tensor = (data: FloatArray, dims: number[]) => toOrt({ data: cast(data), dims }, model.dtype);
 
@@ -791,6 +816,7 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
         if (mr) shared[`attr_repl_mlp.${i}`] = mr.shape === 'const' ? tensor(mr.data, [1, 1, d]) : tensor(take(mr.data, d, repl.comp.tMax), [u, T, d]);
       }
     });
+    if (cleanActs) for (const [name, rest] of cleanHooks) shared[`attr_clean.${name}`] = tensor(take(cleanActs.values.get(name)!, cleanActs.widths.get(name)!, cleanActs.tMax), [u, T, ...rest]);
     if (cfg.positions.kind === 'rotary') Object.assign(shared, rotaryFeeds(cfg, T, model.dtype));
     /** A run's own feeds: its input rows (one prompt each, `rowPrompt`; none where the graph makes them), metric positions and answers. */
     const runFeeds = (feeds: Record<string, ort.Tensor>, prefix: string, rowPrompt: number[], input: FloatArray | undefined) => {
@@ -882,9 +908,9 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
           }
         }
         if (replShape === 'corruptRun') runFeeds(feeds, 'attr_corrupt.', chunk, replInput!);
-        if (ig) runFeeds(feeds, 'attr_clean.', chunk, cleanEmb);
+        if (ig && !pinned) runFeeds(feeds, 'attr_clean.', chunk, cleanEmb);
         const out = await runCompiled(ag, feeds);
-        ((out['attr_clean.metric'] ?? out.metric).data as FloatArray).forEach((m, r) => (clean[chunk[r]] = m));
+        if (!pinned) ((out['attr_clean.metric'] ?? out.metric).data as FloatArray).forEach((m, r) => (clean[chunk[r]] = m));
         // The corrupt run's metric: its own, or (EAP-IG) each prompt's first step's.
         if (corrupt) chunk.forEach((p, r) => (corrupt[p] = out['attr_corrupt.metric'] ? (out['attr_corrupt.metric'].data as FloatArray)[r] : (out.metric.data as FloatArray)[r * K]));
         if (next) (out.attr_boundary.data as FloatArray).forEach((v, x) => (next[x] += v));
