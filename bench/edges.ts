@@ -22,7 +22,6 @@
  */
 import { Engine } from '../src/onnx/session.ts';
 import { HookedModel } from '../src/model/hooked.ts';
-import { hookPrefix } from '../src/model/forward.ts';
 import { computeEdgeReplacements } from '../src/discover/edge-replacements.ts';
 import { scanEdges } from '../src/discover/edge-scan.ts';
 import { EdgeEvaluator } from '../src/discover/edge-evaluate.ts';
@@ -109,7 +108,7 @@ async function ratioToForward(name: string, f: () => Promise<unknown>, rounds: n
 let fwdBwd: number | undefined;
 const fwdBwdRatio = async () => {
   if (fwdBwd === undefined) {
-    const gradients = model.config.layers.map((l) => `${hookPrefix(l)}.hook_resid_pre`);
+    const gradients = model.config.layers.map((_, i) => model.hookName(i, 'hook_resid_pre'));
     fwdBwd = await ratioToForward('forward_backward', () => model.run({ tokens, logits: 'answers', answers, gradients }), 6);
   }
   return fwdBwd;

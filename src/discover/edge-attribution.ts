@@ -61,6 +61,7 @@ import { buildEdgeGraph } from './edge-graph.ts';
 import { promptEmbeddings, type EdgeReplacements } from './edge-replacements.ts';
 import { allocLike, collectActivations } from './activations.ts';
 import { cleanLogProbs } from './metric.ts';
+import { componentHooks } from './replacements.ts';
 
 export type EdgeAttributionMethod = 'attribution' | 'ig';
 
@@ -754,12 +755,10 @@ export async function edgeAttribution(model: HookedModel, task: Task, repl: Edge
   // the clean prompts that every band's graph is fed (and the clean metric).
   const cleanHooks = new Map<string, number[]>(); // hook → its shape after [prompt, position]
   if (pinned) {
-    const key = (i: number, name: string) => `${hookPrefix(cfg.layers[i])}.${name}`;
-    cfg.layers.forEach((l, i) => {
-      if (l.heads.length > 0) cleanHooks.set(key(i, 'attn.hook_z'), [l.heads.length, dh]);
-      if (l.mlp) cleanHooks.set(key(i, 'hook_mlp_out'), [d]);
-    });
-    for (const { band } of bands) if (band && band.start > 0) cleanHooks.set(key(band.start, 'hook_resid_pre'), [d]);
+    const { z, mlp } = componentHooks(model);
+    for (const [i, name] of z) cleanHooks.set(name, [cfg.layers[i].heads.length, dh]);
+    for (const name of mlp.values()) cleanHooks.set(name, [d]);
+    for (const { band } of bands) if (band && band.start > 0) cleanHooks.set(model.hookName(band.start, 'hook_resid_pre'), [d]);
   }
   const cleanActs = pinned
     ? await collectActivations(model, prompts, [...cleanHooks.keys()], Math.max(1, opts.batchSize), {

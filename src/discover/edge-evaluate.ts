@@ -530,7 +530,7 @@ export class EdgeEvaluator {
       }
       const fa = spec.fromAblated?.find((f) => f.layer === i);
       if (fa) {
-        if (fa.senders.length > 0) this.cutSelection(spec, i, fa.senders, configs, U, feeds);
+        if (fa.senders.length > 0) this.cutSelection(spec, i, fa.senders, configs, U, feeds, inertOf());
         continue;
       }
       const S = sendersBefore(cfg, i);
@@ -632,10 +632,9 @@ export class EdgeEvaluator {
    * Layer position i measured from the fully ablated stream: the receivers some row does not cut
    * from everything, and their masks less 1 over the given senders' columns.
    */
-  private cutSelection(spec: EdgeSpec, i: number, cols: number[], configs: EdgeAblation[], U: number, feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>): void {
+  private cutSelection(spec: EdgeSpec, i: number, cols: number[], configs: EdgeAblation[], U: number, feeds: Record<string, HostValue | { data: BigInt64Array; dims: number[] }>, inert: Uint8Array): void {
     const cfg = this.model.config;
     const S = sendersBefore(cfg, i);
-    const inert = this.plans.get(spec)?.inert ?? this.inertFor(configs).inert;
     const sel = this.plans.get(spec)?.cut.get(i) ?? this.cutPlan(i, configs, inert).receivers;
     const A = sel.length;
     const slotOf = new Map(sel.map((a, k) => [a, k]));
